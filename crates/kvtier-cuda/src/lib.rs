@@ -1,0 +1,1 @@
+//! kvtier-cuda (placeholder, filled in by its issue).

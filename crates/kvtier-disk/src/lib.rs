@@ -1,0 +1,1 @@
+//! kvtier-disk (placeholder, filled in by its issue).

@@ -1,0 +1,147 @@
+//! Eviction policies: the order in which a tier gives up its *inactive* blocks.
+//!
+//! A policy sees only slot ids and a little metadata ([`BlockInfo`]); it never
+//! sees bytes. The block store calls it under the store's lock, so a policy needs
+//! no locking of its own. Every method must be O(1) or amortised O(1): a policy
+//! keeps per-slot state in arrays sized to the tier's capacity at construction,
+//! so the hot path does not allocate.
+//!
+//! Contract (checked by the store's property tests):
+//! - `insert(slot)` is called exactly when a registered block becomes inactive
+//!   (its last user released it); `remove(slot)` when an inactive block is
+//!   matched again; `evict()` returns, and forgets, one inactive slot.
+//! - A policy never returns a slot that was not inserted, or that was removed.
+
+mod lru;
+
+pub use lru::{Lru, SlotList};
+
+use crate::hash::SequenceHash;
+use std::fmt;
+use std::str::FromStr;
+
+/// Index of a slot within one tier's block store.
+pub type SlotId = u32;
+
+/// What a policy may know about a registered block.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockInfo {
+    /// The block's sequence hash.
+    pub hash: SequenceHash,
+    /// Position of the block in its sequence (0 = first block).
+    pub position: u32,
+    /// Whether the block currently has no cached child in this tier (a leaf of
+    /// the prefix tree). Prefix-aware policies evict leaves first.
+    pub is_leaf: bool,
+}
+
+/// An eviction order over a tier's inactive blocks.
+pub trait EvictionPolicy: Send + 'static {
+    /// Short name, as accepted by [`PolicyKind::from_str`].
+    fn name(&self) -> &'static str;
+
+    /// A registered block became inactive (reference count dropped to zero).
+    fn insert(&mut self, slot: SlotId, info: &BlockInfo);
+
+    /// An inactive block was matched again: it is no longer evictable.
+    fn remove(&mut self, slot: SlotId);
+
+    /// Choose a victim among the inactive blocks and forget it.
+    /// `None` only when no block is inactive.
+    fn evict(&mut self) -> Option<SlotId>;
+
+    /// Number of inactive blocks the policy holds.
+    fn len(&self) -> usize;
+
+    /// True when no block is inactive.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A lookup hit this block (active or inactive). Frequency-aware policies
+    /// count it; the default ignores it.
+    fn on_hit(&mut self, _slot: SlotId, _info: &BlockInfo) {}
+
+    /// A lookup asked for this hash and the tier did not hold it. Policies with
+    /// ghost lists or admission sketches use it; the default ignores it.
+    fn on_miss(&mut self, _hash: SequenceHash) {}
+
+    /// A new block was registered in `slot` (it is in use, not yet inactive).
+    fn on_register(&mut self, _slot: SlotId, _info: &BlockInfo) {}
+
+    /// The block in `slot` was evicted (after `evict` returned it); `info` is
+    /// its last metadata. Ghost-list policies remember the hash.
+    fn on_evicted(&mut self, _slot: SlotId, _info: &BlockInfo) {}
+
+    /// The block in `slot` gained its first cached child (`is_leaf == false`)
+    /// or lost its last one (`is_leaf == true`). Called whether the block is
+    /// active or inactive.
+    fn on_leaf_changed(&mut self, _slot: SlotId, _is_leaf: bool) {}
+}
+
+/// The policies a tier can be configured with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// Least recently released first. The reference policy.
+    Lru,
+}
+
+impl PolicyKind {
+    /// Every policy, in the order tables and sweeps list them.
+    pub const ALL: &'static [PolicyKind] = &[PolicyKind::Lru];
+
+    /// The name accepted on the command line and in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Lru => "lru",
+        }
+    }
+
+    /// Build the policy for a tier of `capacity` slots.
+    pub fn build(self, capacity: usize) -> Box<dyn EvictionPolicy> {
+        match self {
+            PolicyKind::Lru => Box::new(Lru::new(capacity)),
+        }
+    }
+}
+
+impl Default for PolicyKind {
+    fn default() -> Self {
+        PolicyKind::Lru
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Returned when a policy name is not known.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown eviction policy `{name}` (known: {known})")]
+pub struct UnknownPolicy {
+    /// The name that was asked for.
+    pub name: String,
+    /// Comma-separated list of valid names.
+    pub known: String,
+}
+
+impl FromStr for PolicyKind {
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PolicyKind::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownPolicy {
+                name: s.to_string(),
+                known: PolicyKind::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}

@@ -1,0 +1,974 @@
+//! The block store of one tier: a fixed pool of slots, a free list, an index
+//! from sequence hash to slot, per-slot reference counts and an inactive set
+//! ordered by the tier's eviction policy.
+//!
+//! # Locking
+//! One `parking_lot::Mutex` per store guards all of its state. Batch calls
+//! (`match_prefix`, `allocate`, `register`, `release`, `scan`) take it once per
+//! batch; a single guard's `clone`/`drop` takes it once. Nothing is done per
+//! block outside the lock, and nothing under the lock allocates per block
+//! (the output `Vec` of a batch is allocated once, the index and slot arrays
+//! are sized at construction).
+//!
+//! # Invariants (checked by [`BlockStore::check_invariants`] in tests)
+//! - `free + inactive + in_use == capacity`.
+//! - A slot is in exactly one of: the free list, the policy's inactive set
+//!   (registered, indexed, reference count 0), or in use (held by at least one
+//!   guard).
+//! - Each indexed hash maps to one registered slot holding that hash, so a hash
+//!   is matchable from at most one slot.
+
+use crate::events::{EventBus, EventKind};
+use crate::hash::SequenceHash;
+use crate::metrics::{Counters, TierMetrics};
+use crate::policy::{BlockInfo, EvictionPolicy, PolicyKind, SlotId};
+use crate::tier::Tier;
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::ManuallyDrop;
+use std::sync::{Arc, Weak};
+
+/// What `register` does with a hash the tier already holds in another slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicatePolicy {
+    /// Keep one copy: the new slot is freed and the caller gets a guard on the
+    /// block already registered. A hash is matchable from one slot only.
+    #[default]
+    Reject,
+    /// Keep both: the caller keeps its own slot (registered, readable through
+    /// its guard), the index keeps pointing at the first copy, and the
+    /// duplicate returns to the free list when its last guard drops.
+    Allow,
+}
+
+/// How a store is built.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    /// Which tier this store serves (labels events and metrics).
+    pub tier: Tier,
+    /// Number of slots. Must be in `1..=u32::MAX - 1`.
+    pub capacity: usize,
+    /// Eviction order of inactive blocks.
+    pub policy: PolicyKind,
+    /// Handling of duplicate registrations.
+    pub duplicates: DuplicatePolicy,
+}
+
+impl StoreConfig {
+    /// A config with the default (LRU) policy and reject-duplicates.
+    pub fn new(tier: Tier, capacity: usize) -> Self {
+        StoreConfig {
+            tier,
+            capacity,
+            policy: PolicyKind::default(),
+            duplicates: DuplicatePolicy::default(),
+        }
+    }
+
+    /// Same config with another policy.
+    pub fn with_policy(mut self, policy: PolicyKind) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Same config with another duplicate policy.
+    pub fn with_duplicates(mut self, duplicates: DuplicatePolicy) -> Self {
+        self.duplicates = duplicates;
+        self
+    }
+}
+
+/// Errors of the block store.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// A store needs at least one slot.
+    #[error("tier {tier}: capacity must be at least 1 block")]
+    ZeroCapacity {
+        /// The tier being built.
+        tier: Tier,
+    },
+    /// Slot ids are 32-bit.
+    #[error("tier {tier}: capacity {capacity} exceeds the maximum of {max} blocks")]
+    CapacityTooLarge {
+        /// The tier being built.
+        tier: Tier,
+        /// Requested capacity.
+        capacity: usize,
+        /// Largest supported capacity.
+        max: usize,
+    },
+    /// Not enough free or inactive blocks; nothing was allocated or evicted.
+    #[error("tier {tier}: cannot allocate {requested} blocks, only {available} free or evictable")]
+    Exhausted {
+        /// The tier asked.
+        tier: Tier,
+        /// Blocks asked for.
+        requested: usize,
+        /// Free plus inactive blocks at the time of the call.
+        available: usize,
+    },
+}
+
+/// A block evicted by `allocate`: its slot now belongs to one of the returned
+/// `MutableBlock`s, and it is no longer matchable. An offload engine copies the
+/// slot's bytes down before writing new data into it (write-back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evicted {
+    /// The slot the block occupied (now reallocated).
+    pub slot: SlotId,
+    /// The evicted block's hash.
+    pub hash: SequenceHash,
+    /// Its parent's hash (`ROOT` for a first block).
+    pub parent: SequenceHash,
+    /// Its position in its sequence.
+    pub position: u32,
+}
+
+/// The identity a complete block is registered under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlockSpec {
+    /// The block's sequence hash.
+    pub hash: SequenceHash,
+    /// Its parent's hash; [`SequenceHash::ROOT`] for a sequence's first block.
+    pub parent: SequenceHash,
+    /// Position in the sequence (0 = first block).
+    pub position: u32,
+}
+
+// ---------------------------------------------------------------------------
+// Internal state
+
+/// Hasher for keys that are already uniformly random (sequence hashes): uses
+/// the low 64 bits as is.
+#[derive(Default)]
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.0 = i as u64;
+    }
+}
+
+type Index = HashMap<SequenceHash, SlotId, BuildHasherDefault<PassThroughHasher>>;
+
+const NO_SLOT: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Free,
+    /// Held by a `MutableBlock` or `CompleteBlock` (completion takes no lock).
+    Mutable,
+    /// Registered; `indexed` says whether the index points here.
+    Registered,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    state: State,
+    indexed: bool,
+    refcount: u32,
+    children: u32,
+    position: u32,
+    /// Bumped every time the slot returns to the free list; `WeakBlock`s
+    /// compare it to detect reuse.
+    generation: u32,
+    parent_slot: u32,
+    hash: SequenceHash,
+    parent: SequenceHash,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        state: State::Free,
+        indexed: false,
+        refcount: 0,
+        children: 0,
+        position: 0,
+        generation: 0,
+        parent_slot: NO_SLOT,
+        hash: SequenceHash::ROOT,
+        parent: SequenceHash::ROOT,
+    };
+
+    #[inline]
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            hash: self.hash,
+            position: self.position,
+            is_leaf: self.children == 0,
+        }
+    }
+}
+
+struct Inner {
+    slots: Vec<Slot>,
+    free: Vec<SlotId>,
+    index: Index,
+    policy: Box<dyn EvictionPolicy>,
+    counters: Counters,
+    events: EventBus,
+    /// Scratch buffer for Removed events (kept to avoid per-call allocation
+    /// when nobody subscribes).
+    removed: Vec<SequenceHash>,
+}
+
+struct Shared {
+    tier: Tier,
+    capacity: usize,
+    duplicates: DuplicatePolicy,
+    inner: Mutex<Inner>,
+}
+
+impl Inner {
+    /// Take a slot off the free list or evict the policy's victim.
+    /// Caller has checked availability.
+    #[inline]
+    fn take_slot(&mut self, evicted: &mut Option<&mut Vec<Evicted>>) -> SlotId {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        let s = self
+            .policy
+            .evict()
+            .expect("availability checked: an inactive block exists");
+        let slot = self.slots[s as usize];
+        debug_assert!(slot.state == State::Registered && slot.refcount == 0 && slot.indexed);
+        self.index.remove(&slot.hash);
+        self.policy.on_evicted(s, &slot.info());
+        self.detach_from_parent(s);
+        // A reused slot must not upgrade old `WeakBlock`s.
+        let g = &mut self.slots[s as usize].generation;
+        *g = g.wrapping_add(1);
+        self.counters.evictions += 1;
+        if self.events.active() {
+            self.removed.push(slot.hash);
+        }
+        if let Some(v) = evicted.as_mut() {
+            v.push(Evicted {
+                slot: s,
+                hash: slot.hash,
+                parent: slot.parent,
+                position: slot.position,
+            });
+        }
+        s
+    }
+
+    /// The block in `s` stops being its parent's child.
+    #[inline]
+    fn detach_from_parent(&mut self, s: SlotId) {
+        let slot = self.slots[s as usize];
+        let p = slot.parent_slot;
+        if p == NO_SLOT {
+            return;
+        }
+        self.slots[s as usize].parent_slot = NO_SLOT;
+        let parent = &mut self.slots[p as usize];
+        // The parent may have been evicted and its slot reused since.
+        if parent.state == State::Registered && parent.indexed && parent.hash == slot.parent {
+            parent.children -= 1;
+            if parent.children == 0 {
+                self.policy.on_leaf_changed(p, true);
+            }
+        }
+    }
+
+    /// Return a slot to the free list.
+    #[inline]
+    fn free_slot(&mut self, s: SlotId) {
+        let slot = &mut self.slots[s as usize];
+        slot.state = State::Free;
+        slot.indexed = false;
+        slot.refcount = 0;
+        slot.children = 0;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(s);
+    }
+
+    /// Drop one reference to a registered slot.
+    #[inline]
+    fn release_one(&mut self, s: SlotId) {
+        let slot = &mut self.slots[s as usize];
+        debug_assert!(slot.state == State::Registered && slot.refcount > 0);
+        slot.refcount -= 1;
+        if slot.refcount == 0 {
+            if slot.indexed {
+                let info = slot.info();
+                self.policy.insert(s, &info);
+            } else {
+                self.free_slot(s);
+            }
+        }
+    }
+
+    /// Add one reference to a registered, indexed slot (resurrecting it if
+    /// inactive).
+    #[inline]
+    fn acquire(&mut self, s: SlotId) {
+        let slot = &mut self.slots[s as usize];
+        if slot.refcount == 0 {
+            self.policy.remove(s);
+            self.counters.resurrections += 1;
+        }
+        slot.refcount += 1;
+    }
+
+    fn flush_removed(&mut self, tier: Tier) {
+        if !self.removed.is_empty() {
+            let hashes = std::mem::take(&mut self.removed);
+            self.events.emit(tier, EventKind::Removed { hashes });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Public store
+
+/// The block store of one tier. Cheap to clone (a shared handle); `Send + Sync`.
+#[derive(Clone)]
+pub struct BlockStore {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for BlockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockStore")
+            .field("tier", &self.shared.tier)
+            .field("capacity", &self.shared.capacity)
+            .finish()
+    }
+}
+
+impl BlockStore {
+    /// Build a store; all slots start free. Refuses impossible capacities.
+    pub fn new(config: StoreConfig) -> Result<Self, StoreError> {
+        let StoreConfig {
+            tier,
+            capacity,
+            policy,
+            duplicates,
+        } = config;
+        if capacity == 0 {
+            return Err(StoreError::ZeroCapacity { tier });
+        }
+        let max = (u32::MAX - 1) as usize;
+        if capacity > max {
+            return Err(StoreError::CapacityTooLarge {
+                tier,
+                capacity,
+                max,
+            });
+        }
+        // Free list popped from the back: slot 0 is handed out first.
+        let free: Vec<SlotId> = (0..capacity as u32).rev().collect();
+        let mut index = Index::default();
+        index.reserve(capacity);
+        let inner = Inner {
+            slots: vec![Slot::EMPTY; capacity],
+            free,
+            index,
+            policy: policy.build(capacity),
+            counters: Counters::default(),
+            events: EventBus::default(),
+            removed: Vec::new(),
+        };
+        Ok(BlockStore {
+            shared: Arc::new(Shared {
+                tier,
+                capacity,
+                duplicates,
+                inner: Mutex::new(inner),
+            }),
+        })
+    }
+
+    /// The tier this store serves.
+    pub fn tier(&self) -> Tier {
+        self.shared.tier
+    }
+
+    /// Total number of slots.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// Name of the eviction policy in use.
+    pub fn policy_name(&self) -> &'static str {
+        self.shared.inner.lock().policy.name()
+    }
+
+    /// Subscribe to this tier's events from now on (lossless, unbounded).
+    pub fn subscribe(&self) -> Receiver<crate::events::Event> {
+        self.shared.inner.lock().events.subscribe()
+    }
+
+    /// Allocate `n` slots, all or nothing: free slots first, then inactive
+    /// blocks evicted in policy order. Returns [`StoreError::Exhausted`] (and
+    /// changes nothing) if fewer than `n` are free or inactive.
+    pub fn allocate(&self, n: usize) -> Result<Vec<MutableBlock>, StoreError> {
+        self.allocate_inner(n, None)
+    }
+
+    /// As [`allocate`](Self::allocate), appending to `evicted` every block
+    /// evicted to make room (its slot is now one of the returned blocks).
+    pub fn allocate_with_evicted(
+        &self,
+        n: usize,
+        evicted: &mut Vec<Evicted>,
+    ) -> Result<Vec<MutableBlock>, StoreError> {
+        self.allocate_inner(n, Some(evicted))
+    }
+
+    fn allocate_inner(
+        &self,
+        n: usize,
+        mut evicted: Option<&mut Vec<Evicted>>,
+    ) -> Result<Vec<MutableBlock>, StoreError> {
+        let mut out = Vec::with_capacity(n);
+        let mut g = self.shared.inner.lock();
+        let available = g.free.len() + g.policy.len();
+        if n > available {
+            g.counters.allocation_failures += 1;
+            return Err(StoreError::Exhausted {
+                tier: self.shared.tier,
+                requested: n,
+                available,
+            });
+        }
+        for _ in 0..n {
+            let s = g.take_slot(&mut evicted);
+            let slot = &mut g.slots[s as usize];
+            slot.state = State::Mutable;
+            slot.indexed = false;
+            slot.refcount = 0;
+            slot.children = 0;
+            slot.parent_slot = NO_SLOT;
+            out.push(MutableBlock {
+                store: ManuallyDrop::new(self.shared.clone()),
+                slot: s,
+            });
+        }
+        g.counters.allocations += n as u64;
+        g.flush_removed(self.shared.tier);
+        Ok(out)
+    }
+
+    /// Longest prefix of `hashes` this tier holds: one guard per matched block,
+    /// in order. Inactive matched blocks come back into use. Stops at the first
+    /// hash not present.
+    pub fn match_prefix(&self, hashes: &[SequenceHash]) -> Vec<ImmutableBlock> {
+        let mut out = Vec::new();
+        self.match_prefix_into(hashes, &mut out);
+        out
+    }
+
+    /// As [`match_prefix`](Self::match_prefix), appending to a caller-owned
+    /// vector; returns the number of blocks matched.
+    pub fn match_prefix_into(
+        &self,
+        hashes: &[SequenceHash],
+        out: &mut Vec<ImmutableBlock>,
+    ) -> usize {
+        let mut g = self.shared.inner.lock();
+        let g = &mut *g;
+        let mut matched = 0;
+        for &h in hashes {
+            match g.index.get(&h) {
+                Some(&s) => {
+                    g.acquire(s);
+                    let info = g.slots[s as usize].info();
+                    g.policy.on_hit(s, &info);
+                    out.push(ImmutableBlock {
+                        store: ManuallyDrop::new(self.shared.clone()),
+                        slot: s,
+                        hash: h,
+                    });
+                    matched += 1;
+                }
+                None => {
+                    g.policy.on_miss(h);
+                    g.counters.lookups += 1;
+                    break;
+                }
+            }
+        }
+        g.counters.lookups += matched as u64;
+        g.counters.hits += matched as u64;
+        matched
+    }
+
+    /// Non-prefix presence: a guard for every hash the tier holds, `None` for
+    /// the others (does not stop at the first miss; counts no hits/lookups).
+    pub fn scan(&self, hashes: &[SequenceHash]) -> Vec<Option<ImmutableBlock>> {
+        let mut out = Vec::with_capacity(hashes.len());
+        let mut g = self.shared.inner.lock();
+        for &h in hashes {
+            let found = g.index.get(&h).copied();
+            out.push(found.map(|s| {
+                g.acquire(s);
+                ImmutableBlock {
+                    store: ManuallyDrop::new(self.shared.clone()),
+                    slot: s,
+                    hash: h,
+                }
+            }));
+        }
+        out
+    }
+
+    /// Whether each hash is matchable here, without taking references.
+    pub fn contains_all(&self, hashes: &[SequenceHash]) -> Vec<bool> {
+        let g = self.shared.inner.lock();
+        hashes.iter().map(|h| g.index.contains_key(h)).collect()
+    }
+
+    /// Make complete blocks matchable. Returns one guard per input, in order.
+    /// Under [`DuplicatePolicy::Reject`] a block whose hash is already
+    /// registered is freed and its guard points at the existing copy.
+    ///
+    /// # Panics
+    /// If a block was allocated by another store (a programming error).
+    pub fn register(&self, blocks: Vec<CompleteBlock>) -> Vec<ImmutableBlock> {
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut g = self.shared.inner.lock();
+        let g = &mut *g;
+        let emit = g.events.active();
+        let mut chain: Vec<SequenceHash> = Vec::new();
+        let mut chain_parent = SequenceHash::ROOT;
+        // Slot of the previous block registered in this batch, to find the
+        // parent of a chain without an index lookup.
+        let mut prev: Option<(SequenceHash, SlotId)> = None;
+        for b in blocks {
+            let b = ManuallyDrop::new(b);
+            // SAFETY: `b` is never used or dropped again; we move the Arc out.
+            let store = unsafe { std::ptr::read(&b.store) };
+            assert!(
+                Arc::ptr_eq(&*store, &self.shared),
+                "register: a CompleteBlock of another store was passed"
+            );
+            let (s, spec) = (b.slot, b.spec);
+            if let Some(&existing) = g.index.get(&spec.hash) {
+                g.counters.duplicates += 1;
+                match self.shared.duplicates {
+                    DuplicatePolicy::Reject => {
+                        g.free_slot(s);
+                        g.acquire(existing);
+                        prev = Some((spec.hash, existing));
+                        out.push(ImmutableBlock {
+                            store,
+                            slot: existing,
+                            hash: spec.hash,
+                        });
+                    }
+                    DuplicatePolicy::Allow => {
+                        let slot = &mut g.slots[s as usize];
+                        slot.state = State::Registered;
+                        slot.indexed = false;
+                        slot.refcount = 1;
+                        slot.hash = spec.hash;
+                        slot.parent = spec.parent;
+                        slot.position = spec.position;
+                        out.push(ImmutableBlock {
+                            store,
+                            slot: s,
+                            hash: spec.hash,
+                        });
+                    }
+                }
+                continue;
+            }
+            // Find the parent's slot: the previous block of the batch, or the index.
+            let parent_slot = if spec.parent == SequenceHash::ROOT {
+                NO_SLOT
+            } else {
+                match prev {
+                    Some((h, ps)) if h == spec.parent => ps,
+                    _ => g.index.get(&spec.parent).copied().unwrap_or(NO_SLOT),
+                }
+            };
+            {
+                let slot = &mut g.slots[s as usize];
+                slot.state = State::Registered;
+                slot.indexed = true;
+                slot.refcount = 1;
+                slot.children = 0;
+                slot.hash = spec.hash;
+                slot.parent = spec.parent;
+                slot.position = spec.position;
+                slot.parent_slot = parent_slot;
+            }
+            if parent_slot != NO_SLOT {
+                let p = &mut g.slots[parent_slot as usize];
+                if p.indexed && p.hash == spec.parent {
+                    p.children += 1;
+                    if p.children == 1 {
+                        g.policy.on_leaf_changed(parent_slot, false);
+                    }
+                } else {
+                    g.slots[s as usize].parent_slot = NO_SLOT;
+                }
+            }
+            g.index.insert(spec.hash, s);
+            let info = g.slots[s as usize].info();
+            g.policy.on_register(s, &info);
+            g.counters.registrations += 1;
+            if emit {
+                if chain.last() != Some(&spec.parent) && !chain.is_empty() {
+                    let hashes = std::mem::take(&mut chain);
+                    let parent = (chain_parent != SequenceHash::ROOT).then_some(chain_parent);
+                    g.events
+                        .emit(self.shared.tier, EventKind::Stored { hashes, parent });
+                }
+                if chain.is_empty() {
+                    chain_parent = spec.parent;
+                }
+                chain.push(spec.hash);
+            }
+            prev = Some((spec.hash, s));
+            out.push(ImmutableBlock {
+                store,
+                slot: s,
+                hash: spec.hash,
+            });
+        }
+        if emit && !chain.is_empty() {
+            let parent = (chain_parent != SequenceHash::ROOT).then_some(chain_parent);
+            g.events.emit(
+                self.shared.tier,
+                EventKind::Stored {
+                    hashes: chain,
+                    parent,
+                },
+            );
+        }
+        out
+    }
+
+    /// Release a batch of guards under one lock, in iteration order. A
+    /// request should release its blocks tail first
+    /// (`store.release(blocks.into_iter().rev())`) so that, under LRU, a
+    /// prefix's head outlives its tail. Guards of another store are dropped
+    /// normally.
+    pub fn release<I: IntoIterator<Item = ImmutableBlock>>(&self, blocks: I) {
+        let mut g = self.shared.inner.lock();
+        for b in blocks {
+            if !Arc::ptr_eq(&b.store, &self.shared) {
+                // Another store: its own Drop takes its own lock.
+                drop(b);
+                continue;
+            }
+            let b = ManuallyDrop::new(b);
+            g.release_one(b.slot);
+            // SAFETY: `b` is not used again; drop its Arc exactly once.
+            drop(unsafe { std::ptr::read(&*b.store) });
+        }
+    }
+
+    /// Remove every inactive block and stop matching the ones in use (they
+    /// stay valid for their holders and return to the free list when
+    /// released). Emits `Cleared`.
+    pub fn clear(&self) {
+        let mut g = self.shared.inner.lock();
+        let g = &mut *g;
+        while let Some(s) = g.policy.evict() {
+            let info = g.slots[s as usize].info();
+            g.policy.on_evicted(s, &info);
+            g.counters.evictions += 1;
+            g.free_slot(s);
+        }
+        for slot in g.slots.iter_mut() {
+            slot.indexed = false;
+            slot.parent_slot = NO_SLOT;
+            slot.children = 0;
+        }
+        g.index.clear();
+        g.events.emit(self.shared.tier, EventKind::Cleared);
+    }
+
+    /// A consistent snapshot of the store's gauges and counters.
+    pub fn metrics(&self) -> TierMetrics {
+        let g = self.shared.inner.lock();
+        let free = g.free.len() as u64;
+        let inactive = g.policy.len() as u64;
+        TierMetrics {
+            tier: self.shared.tier,
+            capacity: self.shared.capacity as u64,
+            free,
+            inactive,
+            in_use: self.shared.capacity as u64 - free - inactive,
+            counters: g.counters,
+        }
+    }
+
+    /// Check every invariant by a full scan (for tests and debugging; O(capacity)).
+    /// Returns a description of the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let g = self.shared.inner.lock();
+        let cap = self.shared.capacity;
+        let mut on_free = vec![false; cap];
+        for &s in &g.free {
+            if on_free[s as usize] {
+                return Err(format!("slot {s} twice on the free list"));
+            }
+            on_free[s as usize] = true;
+            if g.slots[s as usize].state != State::Free {
+                return Err(format!("slot {s} on free list but not free"));
+            }
+        }
+        let mut inactive = 0usize;
+        let mut in_use = 0usize;
+        for (i, slot) in g.slots.iter().enumerate() {
+            match slot.state {
+                State::Free => {
+                    if !on_free[i] {
+                        return Err(format!("free slot {i} missing from the free list"));
+                    }
+                }
+                State::Mutable => in_use += 1,
+                State::Registered => {
+                    if slot.refcount == 0 {
+                        if !slot.indexed {
+                            return Err(format!("unindexed slot {i} with no users"));
+                        }
+                        inactive += 1;
+                    } else {
+                        in_use += 1;
+                    }
+                    if slot.indexed && g.index.get(&slot.hash) != Some(&(i as u32)) {
+                        return Err(format!("indexed slot {i} not in the index"));
+                    }
+                }
+            }
+        }
+        for (h, &s) in &g.index {
+            let slot = &g.slots[s as usize];
+            if slot.state != State::Registered || !slot.indexed || slot.hash != *h {
+                return Err(format!("index entry {h} -> slot {s} is stale"));
+            }
+        }
+        if inactive != g.policy.len() {
+            return Err(format!(
+                "{inactive} inactive slots but the policy holds {}",
+                g.policy.len()
+            ));
+        }
+        if g.free.len() + inactive + in_use != cap {
+            return Err(format!(
+                "free {} + inactive {inactive} + in use {in_use} != capacity {cap}",
+                g.free.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typestate guards
+
+/// A freshly allocated slot being written. Dropping it returns the slot to the
+/// free list. [`complete`](Self::complete) turns it into a [`CompleteBlock`].
+pub struct MutableBlock {
+    store: ManuallyDrop<Arc<Shared>>,
+    slot: SlotId,
+}
+
+impl MutableBlock {
+    /// The slot (block id) this block occupies; physical layers map it to bytes.
+    pub fn slot(&self) -> SlotId {
+        self.slot
+    }
+
+    /// The block is full: give it its identity. Takes no lock.
+    pub fn complete(self, spec: BlockSpec) -> CompleteBlock {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped; the Arc moves into the new guard.
+        let store = unsafe { std::ptr::read(&this.store) };
+        CompleteBlock {
+            store,
+            slot: this.slot,
+            spec,
+        }
+    }
+}
+
+impl Drop for MutableBlock {
+    fn drop(&mut self) {
+        self.store.inner.lock().free_slot(self.slot);
+        // SAFETY: dropped exactly once, here.
+        unsafe { ManuallyDrop::drop(&mut self.store) };
+    }
+}
+
+impl std::fmt::Debug for MutableBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutableBlock")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+/// A full block with a known hash, not yet matchable. Register it with
+/// [`BlockStore::register`]; dropping it returns the slot to the free list.
+pub struct CompleteBlock {
+    store: ManuallyDrop<Arc<Shared>>,
+    slot: SlotId,
+    spec: BlockSpec,
+}
+
+impl CompleteBlock {
+    /// The slot this block occupies.
+    pub fn slot(&self) -> SlotId {
+        self.slot
+    }
+
+    /// The identity it will be registered under.
+    pub fn spec(&self) -> BlockSpec {
+        self.spec
+    }
+}
+
+impl Drop for CompleteBlock {
+    fn drop(&mut self) {
+        self.store.inner.lock().free_slot(self.slot);
+        // SAFETY: dropped exactly once, here.
+        unsafe { ManuallyDrop::drop(&mut self.store) };
+    }
+}
+
+impl std::fmt::Debug for CompleteBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompleteBlock")
+            .field("slot", &self.slot)
+            .field("hash", &self.spec.hash)
+            .finish()
+    }
+}
+
+/// A registered, matchable block in use. Clones share it (each clone is one
+/// reference); when the last reference goes the block becomes *inactive*:
+/// still matchable, now evictable.
+pub struct ImmutableBlock {
+    store: ManuallyDrop<Arc<Shared>>,
+    slot: SlotId,
+    hash: SequenceHash,
+}
+
+impl ImmutableBlock {
+    /// The slot this block occupies.
+    pub fn slot(&self) -> SlotId {
+        self.slot
+    }
+
+    /// The block's sequence hash.
+    pub fn hash(&self) -> SequenceHash {
+        self.hash
+    }
+
+    /// The tier of the store this block lives in.
+    pub fn tier(&self) -> Tier {
+        self.store.tier
+    }
+
+    /// A reference that does not keep the block alive.
+    pub fn downgrade(&self) -> WeakBlock {
+        let generation = self.store.inner.lock().slots[self.slot as usize].generation;
+        WeakBlock {
+            store: Arc::downgrade(&self.store),
+            slot: self.slot,
+            hash: self.hash,
+            generation,
+        }
+    }
+}
+
+impl Clone for ImmutableBlock {
+    fn clone(&self) -> Self {
+        self.store.inner.lock().slots[self.slot as usize].refcount += 1;
+        ImmutableBlock {
+            store: ManuallyDrop::new(Arc::clone(&self.store)),
+            slot: self.slot,
+            hash: self.hash,
+        }
+    }
+}
+
+impl Drop for ImmutableBlock {
+    fn drop(&mut self) {
+        self.store.inner.lock().release_one(self.slot);
+        // SAFETY: dropped exactly once, here.
+        unsafe { ManuallyDrop::drop(&mut self.store) };
+    }
+}
+
+impl std::fmt::Debug for ImmutableBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImmutableBlock")
+            .field("tier", &self.store.tier)
+            .field("slot", &self.slot)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+/// A reference to a registered block that does not keep it alive (nor the
+/// store). [`upgrade`](Self::upgrade) fails once the block was evicted.
+#[derive(Clone)]
+pub struct WeakBlock {
+    store: Weak<Shared>,
+    slot: SlotId,
+    hash: SequenceHash,
+    generation: u32,
+}
+
+impl WeakBlock {
+    /// The hash this reference was taken on.
+    pub fn hash(&self) -> SequenceHash {
+        self.hash
+    }
+
+    /// A strong guard again, if the block is still registered in the same slot.
+    pub fn upgrade(&self) -> Option<ImmutableBlock> {
+        let shared = self.store.upgrade()?;
+        {
+            let mut g = shared.inner.lock();
+            let slot = g.slots[self.slot as usize];
+            let alive = slot.state == State::Registered
+                && slot.generation == self.generation
+                && slot.hash == self.hash
+                && (slot.refcount > 0 || slot.indexed);
+            if !alive {
+                return None;
+            }
+            g.acquire(self.slot);
+        }
+        Some(ImmutableBlock {
+            store: ManuallyDrop::new(shared),
+            slot: self.slot,
+            hash: self.hash,
+        })
+    }
+}
+
+impl std::fmt::Debug for WeakBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakBlock")
+            .field("slot", &self.slot)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}

@@ -1,0 +1,56 @@
+//! Pins the reference LRU hit counts on the Mooncake synthetic trace
+//! (`tests/data/README.md`): LRU with tail-first release must match exactly.
+
+use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::replay::replay;
+use kvtier_logical::{BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
+
+fn trace() -> Vec<Vec<SequenceHash>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/mooncake_synthetic_trace.jsonl"
+    );
+    let text = std::fs::read_to_string(path).expect("trace in tests/data");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ids: Vec<u64> = v["hash_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            hash_trace_ids(CacheSalt(0), &ids)
+        })
+        .collect()
+}
+
+fn lru_hits(capacity: usize) -> (u64, u64) {
+    let store =
+        BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(PolicyKind::Lru)).unwrap();
+    let stats = replay(&store, &trace()).unwrap();
+    store.check_invariants().unwrap();
+    assert_eq!(stats.requests, 3993);
+    (stats.hits, stats.blocks)
+}
+
+#[test]
+fn lru_6000_matches_reference() {
+    assert_eq!(lru_hits(6000), (38_027, 121_877));
+}
+
+#[test]
+fn lru_2000_matches_reference() {
+    assert_eq!(lru_hits(2000), (17_839, 121_877));
+}
+
+#[test]
+fn lru_20000_matches_reference() {
+    assert_eq!(lru_hits(20_000), (69_686, 121_877));
+}
+
+#[test]
+fn unbounded_matches_reference() {
+    assert_eq!(lru_hits(50_000), (77_953, 121_877));
+}

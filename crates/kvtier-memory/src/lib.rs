@@ -1,0 +1,1 @@
+//! kvtier-memory (placeholder, filled in by its issue).

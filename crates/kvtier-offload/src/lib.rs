@@ -1,0 +1,1 @@
+//! kvtier-offload (placeholder, filled in by its issue).
