@@ -295,9 +295,7 @@ impl Layout {
         Ok(match self.kind {
             LayoutKind::FullyContiguous => {
                 let s = block * self.block_bytes;
-                let mut v = Vec::with_capacity(1);
-                v.push(s..s + self.block_bytes);
-                v
+                std::iter::once(s..s + self.block_bytes).collect()
             }
             LayoutKind::LayerSeparate => (0..self.shape.num_layers)
                 .map(|l| {
