@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::CopyError;
 use crate::layout::{Layout, LayoutKind};
-use crate::memory::BlockMemory;
+use crate::memory::{BlockMemory, PAGE_SIZE};
 use crate::transfer::{Part, Transfer};
 
 /// One byte-range copy: `len` bytes from `src` offset to `dst` offset.
@@ -110,9 +110,15 @@ pub fn plan_copy(
 
 /// Splits a plan into at most `parts` pieces of roughly equal bytes (none
 /// smaller than `min_part` unless the plan is), splitting regions if needed.
+/// Split points are multiples of [`PAGE_SIZE`] from the start of a region run
+/// when parts exceed a page.
 pub fn split_plan(plan: &CopyPlan, parts: usize, min_part: usize) -> Vec<Vec<Region>> {
     let parts = parts.max(1);
-    let target = plan.total_bytes.div_ceil(parts).max(min_part).max(1);
+    let mut target = plan.total_bytes.div_ceil(parts).max(min_part).max(1);
+    // Keep split points page-aligned (O_DIRECT engines need it).
+    if target > PAGE_SIZE {
+        target = target.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    }
     let mut out: Vec<Vec<Region>> = vec![Vec::new()];
     let mut cur = 0usize;
     for r in &plan.regions {

@@ -1,0 +1,308 @@
+//! [`DiskMemory`]: one preallocated file per tier (or shard), block id -> file
+//! offset by the layout's arithmetic, reachable both through a shared mmap and
+//! through positioned I/O (O_DIRECT where the file system allows it).
+//!
+//! # Flush semantics
+//! Bytes written through the mapping (mmap mode, or [`HostVisible`] views) are
+//! in the page cache and reach the disk when the kernel writes them back or when
+//! [`DiskMemory::flush_range`] / [`DiskMemory::flush`] are called (`msync`
+//! with `MS_SYNC` of the block's pages). Bytes written with O_DIRECT bypass the
+//! page cache but, like any write, are durable only after
+//! [`DiskMemory::sync_data`] (`fdatasync`); `flush*` also calls it. Nothing is
+//! durable across a crash until flushed.
+//!
+//! # I/O errors and SIGBUS
+//! Through a mapping, the kernel reports an I/O error on a page fault (media
+//! error, a file truncated by another process, out-of-space writeback on a
+//! sparse file) as `SIGBUS`, which kills the process: no Rust error can be
+//! returned. The file is fully allocated with `posix_fallocate` at open, so
+//! out-of-space on a fault cannot happen; media errors and outside truncation
+//! remain. Positioned I/O ([`crate::DiskIo::Direct`], the default) reports every
+//! such failure as a typed [`kvtier_memory::CopyError::Io`] instead.
+
+use std::any::Any;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use kvtier_memory::{
+    BlockLocks, BlockMemory, HostVisible, Layout, LayoutError, MemoryKind, PAGE_SIZE,
+};
+use memmap2::MmapRaw;
+use thiserror::Error;
+
+/// Errors opening or flushing a disk tier file.
+#[derive(Debug, Error)]
+pub enum DiskError {
+    /// Bad layout.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The file could not be created or opened.
+    #[error("cannot create or open disk tier file {path}: {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// An existing file has another size than the layout needs.
+    #[error("disk tier file {path} has {found} bytes, the layout needs {expected}")]
+    WrongSize {
+        /// The path.
+        path: PathBuf,
+        /// Bytes the layout needs.
+        expected: u64,
+        /// Bytes the file has.
+        found: u64,
+    },
+    /// The file system cannot hold the file (refused at start-up).
+    #[error("not enough disk space for {path}: {needed} bytes needed ({source})")]
+    NoSpace {
+        /// The path.
+        path: PathBuf,
+        /// Bytes needed.
+        needed: u64,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another I/O error (allocation, mapping, flush).
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// How an existing file is treated by [`DiskMemory::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenMode {
+    /// Reuse the file if it exists with the right size (its blocks survive a
+    /// restart); create it otherwise.
+    #[default]
+    OpenOrCreate,
+    /// Fail if the file exists.
+    CreateNew,
+    /// Fail if the file does not exist.
+    OpenExisting,
+}
+
+/// A disk tier file holding `layout.num_blocks()` blocks.
+pub struct DiskMemory {
+    path: PathBuf,
+    layout: Layout,
+    locks: BlockLocks,
+    file: File,
+    direct: Option<File>,
+    map: MmapRaw,
+}
+
+impl std::fmt::Debug for DiskMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskMemory")
+            .field("path", &self.path)
+            .field("layout", &self.layout)
+            .field("direct", &self.direct.is_some())
+            .finish()
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> DiskError + '_ {
+    move |source| DiskError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl DiskMemory {
+    /// Opens (or creates) the tier file at `path` for `layout`.
+    ///
+    /// A new file is allocated in full with `posix_fallocate`, so a disk that
+    /// is too small is refused here ([`DiskError::NoSpace`]) and the partial
+    /// file removed. An existing file must have exactly
+    /// `layout.total_bytes()` bytes ([`DiskError::WrongSize`]); it is never
+    /// resized. Only `path` itself is created or written: no directories, no
+    /// side files.
+    pub fn open(path: impl AsRef<Path>, layout: Layout, mode: OpenMode) -> Result<Self, DiskError> {
+        let path = path.as_ref().to_path_buf();
+        let total = layout.total_bytes() as u64;
+        let open_err = |source| DiskError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        let (file, created) = match mode {
+            OpenMode::CreateNew => (opts.create_new(true).open(&path).map_err(open_err)?, true),
+            OpenMode::OpenExisting => (opts.open(&path).map_err(open_err)?, false),
+            OpenMode::OpenOrCreate => match opts.clone().create_new(true).open(&path) {
+                Ok(f) => (f, true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    (opts.open(&path).map_err(open_err)?, false)
+                }
+                Err(e) => return Err(open_err(e)),
+            },
+        };
+        if created {
+            if let Err(e) = fallocate(&file, total) {
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                return Err(
+                    if e.raw_os_error() == Some(libc::ENOSPC)
+                        || e.raw_os_error() == Some(libc::EFBIG)
+                    {
+                        DiskError::NoSpace {
+                            path,
+                            needed: total,
+                            source: e,
+                        }
+                    } else {
+                        DiskError::Io { path, source: e }
+                    },
+                );
+            }
+        } else {
+            let meta = file.metadata().map_err(io_err(&path))?;
+            if !meta.is_file() || meta.len() != total {
+                return Err(DiskError::WrongSize {
+                    path,
+                    expected: total,
+                    found: meta.len(),
+                });
+            }
+        }
+        let map = MmapRaw::map_raw(&file).map_err(io_err(&path))?;
+        // O_DIRECT: refused by some file systems (e.g. tmpfs on older kernels,
+        // some FUSE/overlay setups) with EINVAL; fall back to buffered I/O.
+        let direct = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .ok();
+        Ok(Self {
+            locks: BlockLocks::new(layout.num_blocks()),
+            path,
+            layout,
+            file,
+            direct,
+            map,
+        })
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if positioned I/O bypasses the page cache (O_DIRECT accepted).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Flushes the mapped pages of one block to disk (`msync`) and syncs data
+    /// written with positioned I/O.
+    pub fn flush_range(&self, block: usize) -> Result<(), DiskError> {
+        for r in self.layout.block_ranges(block)? {
+            self.map
+                .flush_range(r.start, r.len())
+                .map_err(io_err(&self.path))?;
+        }
+        self.sync_data()
+    }
+
+    /// Flushes the whole mapping and syncs the file data.
+    pub fn flush(&self) -> Result<(), DiskError> {
+        self.map.flush().map_err(io_err(&self.path))?;
+        self.sync_data()
+    }
+
+    /// `fdatasync` of the file (for positioned writes).
+    pub fn sync_data(&self) -> Result<(), DiskError> {
+        self.file.sync_data().map_err(io_err(&self.path))
+    }
+
+    /// Writes `buf` at byte `offset` with positioned I/O: O_DIRECT when the
+    /// offset, length and buffer address are page-aligned and the file system
+    /// accepts it, buffered otherwise.
+    pub fn pwrite_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.check_io(buf.len(), offset)?;
+        self.pick(buf.as_ptr(), buf.len(), offset)
+            .write_all_at(buf, offset)
+    }
+
+    /// Reads `buf.len()` bytes at byte `offset` (see [`pwrite_at`](Self::pwrite_at)).
+    pub fn pread_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.check_io(buf.len(), offset)?;
+        self.pick(buf.as_ptr(), buf.len(), offset)
+            .read_exact_at(buf, offset)
+    }
+
+    fn check_io(&self, len: usize, offset: u64) -> io::Result<()> {
+        let fits = match offset.checked_add(len as u64) {
+            Some(e) => e <= self.layout.total_bytes() as u64,
+            None => false,
+        };
+        if !fits {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "I/O beyond the tier file",
+            ));
+        }
+        Ok(())
+    }
+
+    fn pick(&self, ptr: *const u8, len: usize, offset: u64) -> &File {
+        let aligned = (ptr as usize) % PAGE_SIZE == 0
+            && len % PAGE_SIZE == 0
+            && offset % PAGE_SIZE as u64 == 0;
+        match &self.direct {
+            Some(d) if aligned => d,
+            _ => &self.file,
+        }
+    }
+
+    /// The mapping's base pointer (valid for `total_bytes`).
+    pub(crate) fn map_ptr(&self) -> NonNull<u8> {
+        // MmapRaw of a non-empty file is never null; fall back to dangling is
+        // impossible because layouts are non-empty.
+        NonNull::new(self.map.as_mut_ptr()).unwrap_or(NonNull::dangling())
+    }
+}
+
+fn fallocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: valid fd; posix_fallocate returns an error number (not errno).
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+impl BlockMemory for DiskMemory {
+    fn kind(&self) -> MemoryKind {
+        MemoryKind::Disk
+    }
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    fn locks(&self) -> &BlockLocks {
+        &self.locks
+    }
+    unsafe fn engine_host_ptr(&self) -> Option<NonNull<u8>> {
+        Some(self.map_ptr())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+// SAFETY: the shared mapping covers the whole file (= the layout) while self
+// lives (the MmapRaw is owned).
+unsafe impl HostVisible for DiskMemory {}
