@@ -257,9 +257,9 @@ impl DiskMemory {
     }
 
     fn pick(&self, ptr: *const u8, len: usize, offset: u64) -> &File {
-        let aligned = (ptr as usize) % PAGE_SIZE == 0
-            && len % PAGE_SIZE == 0
-            && offset % PAGE_SIZE as u64 == 0;
+        let aligned = (ptr as usize).is_multiple_of(PAGE_SIZE)
+            && len.is_multiple_of(PAGE_SIZE)
+            && offset.is_multiple_of(PAGE_SIZE as u64);
         match &self.direct {
             Some(d) if aligned => d,
             _ => &self.file,
