@@ -1,1 +1,118 @@
-fn main() {}
+//! The `kvtier` command-line program.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kvtier::config::{Config, ConfigError};
+use kvtier::logical::{PolicyKind, Tier};
+use kvtier::trace::{Trace, EMBEDDED_NAME};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Multi-tier KV-cache manager for LLM inference.
+#[derive(Parser, Debug)]
+#[command(name = "kvtier", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a request trace through the cache and report hit rates and speed.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// Mooncake-format JSONL trace; the embedded synthetic trace when absent.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// TOML config (tier sizes, policies); command-line flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// G1 (device) capacity in blocks.
+    #[arg(long, value_name = "N")]
+    g1_blocks: Option<usize>,
+    /// G2 (host) capacity in blocks; 0 = absent.
+    #[arg(long, value_name = "N")]
+    g2_blocks: Option<usize>,
+    /// G3 (disk) capacity in blocks; 0 = absent.
+    #[arg(long, value_name = "N")]
+    g3_blocks: Option<usize>,
+    /// Eviction policy for every tier (overrides the config).
+    #[arg(long, value_name = "NAME")]
+    policy: Option<PolicyKind>,
+    /// Logical replay only: no block bytes are moved or verified.
+    #[arg(long)]
+    no_data: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn replay(args: ReplayArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    for (tier, n) in [
+        (Tier::G1, args.g1_blocks),
+        (Tier::G2, args.g2_blocks),
+        (Tier::G3, args.g3_blocks),
+    ] {
+        if let Some(n) = n {
+            config.tier_mut(tier).blocks = n;
+        }
+    }
+    if let Some(p) = args.policy {
+        for tier in Tier::ALL {
+            config.tier_mut(tier).policy = Some(p);
+        }
+    }
+    config.validate("command line").map_err(|e| match e {
+        ConfigError::Invalid { message, .. } => anyhow::anyhow!(
+            "{}",
+            message.replace("g1.blocks", "--g1-blocks / g1.blocks")
+        ),
+        e => e.into(),
+    })?;
+    let trace = match &args.trace {
+        Some(p) => Trace::from_file(p)?,
+        None => Trace::embedded(),
+    };
+    let hashed = trace.hashed(config.cache_salt());
+    let name = args
+        .trace
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| EMBEDDED_NAME.to_string());
+    let report = kvtier::replay::run(&config, &name, &hashed, !args.no_data)
+        .context("replay failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Request traces in the Mooncake JSONL format.
+//!
+//! One JSON object per line: `{"timestamp": 27482, "input_length": 6955,
+//! "output_length": 52, "hash_ids": [46, 47, 48, 2353]}`. Only `hash_ids` is
+//! required; each id stands for a 512-token block *and everything before it*.
+//! Blank lines are skipped. Any other malformed line is an error naming the
+//! file, the line and the field.
+
+use kvtier_logical::hash::hash_trace_ids_into;
+use kvtier_logical::{CacheSalt, SequenceHash};
+use std::path::{Path, PathBuf};
+
+/// The built-in workload: the Mooncake FAST'25 synthetic trace (Apache-2.0),
+/// 3,993 requests. Used when no `--trace` is given.
+pub const EMBEDDED_TRACE: &str = include_str!("../tests/data/mooncake_synthetic_trace.jsonl");
+
+/// Name shown for the embedded trace.
+pub const EMBEDDED_NAME: &str = "embedded:mooncake_synthetic_trace.jsonl";
+
+/// One request of a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceRequest {
+    /// Arrival time in milliseconds (0 when absent).
+    pub timestamp: u64,
+    /// Prompt tokens (0 when absent).
+    pub input_length: u64,
+    /// Generated tokens (0 when absent).
+    pub output_length: u64,
+    /// One id per prompt block; each stands for the block and its whole prefix.
+    pub hash_ids: Vec<u64>,
+}
+
+/// A parse error, pointing at the file, line and field.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be read.
+    #[error("cannot read trace {path}: {source}")]
+    Io {
+        /// The trace file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A line is not a valid request.
+    #[error("{path}:{line}: {message}")]
+    Line {
+        /// The trace file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong, naming the field where possible.
+        message: String,
+    },
+    /// The trace holds no request.
+    #[error("{path}: the trace holds no request")]
+    Empty {
+        /// The trace file.
+        path: String,
+    },
+}
+
+/// A parsed trace.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// Where it came from (a path or the embedded name).
+    pub name: String,
+    /// The requests, in file order.
+    pub requests: Vec<TraceRequest>,
+}
+
+impl Trace {
+    /// Read and parse a trace file.
+    pub fn from_file(path: &Path) -> Result<Trace, TraceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Trace::parse(&path.display().to_string(), &text)
+    }
+
+    /// The embedded default workload.
+    pub fn embedded() -> Trace {
+        Trace::parse(EMBEDDED_NAME, EMBEDDED_TRACE).expect("the embedded trace is valid")
+    }
+
+    /// Parse JSONL text; `name` labels errors.
+    pub fn parse(name: &str, text: &str) -> Result<Trace, TraceError> {
+        let mut requests = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let req = parse_line(line).map_err(|message| TraceError::Line {
+                path: name.to_string(),
+                line: i + 1,
+                message,
+            })?;
+            requests.push(req);
+        }
+        if requests.is_empty() {
+            return Err(TraceError::Empty {
+                path: name.to_string(),
+            });
+        }
+        Ok(Trace {
+            name: name.to_string(),
+            requests,
+        })
+    }
+
+    /// Chain every request's ids into sequence hashes, once, before a replay.
+    pub fn hashed(&self, salt: CacheSalt) -> HashedTrace {
+        let total: usize = self.requests.iter().map(|r| r.hash_ids.len()).sum();
+        let mut hashes = Vec::with_capacity(total);
+        let mut ends = Vec::with_capacity(self.requests.len());
+        for r in &self.requests {
+            hash_trace_ids_into(salt, &r.hash_ids, &mut hashes);
+            ends.push(hashes.len());
+        }
+        HashedTrace { hashes, ends }
+    }
+}
+
+/// Parse one line, naming the field at fault.
+fn parse_line(line: &str) -> Result<TraceRequest, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        format!("not valid JSON: {msg} (column {})", e.column())
+    })?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("expected a JSON object, found {}", kind(&v)))?;
+    let uint = |field: &str| -> Result<u64, String> {
+        match obj.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(0),
+            Some(x) => x
+                .as_u64()
+                .ok_or_else(|| format!("field `{field}`: expected a non-negative integer, found {x}")),
+        }
+    };
+    let ids = match obj.get("hash_ids") {
+        None => return Err("missing field `hash_ids`".to_string()),
+        Some(serde_json::Value::Array(a)) => a,
+        Some(x) => return Err(format!("field `hash_ids`: expected an array, found {}", kind(x))),
+    };
+    let hash_ids = ids
+        .iter()
+        .enumerate()
+        .map(|(j, x)| {
+            x.as_u64().ok_or_else(|| {
+                format!("field `hash_ids`, element {j}: expected a non-negative integer, found {x}")
+            })
+        })
+        .collect::<Result<Vec<u64>, String>>()?;
+    Ok(TraceRequest {
+        timestamp: uint("timestamp")?,
+        input_length: uint("input_length")?,
+        output_length: uint("output_length")?,
+        hash_ids,
+    })
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A trace's requests as chained sequence hashes in one flat buffer.
+#[derive(Clone, Debug, Default)]
+pub struct HashedTrace {
+    hashes: Vec<SequenceHash>,
+    ends: Vec<usize>,
+}
+
+impl HashedTrace {
+    /// Number of requests.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True if there is no request.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The block hashes of request `i`.
+    pub fn request(&self, i: usize) -> &[SequenceHash] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.hashes[start..self.ends[i]]
+    }
+
+    /// Iterate over requests' hashes in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[SequenceHash]> + '_ {
+        (0..self.len()).map(move |i| self.request(i))
+    }
+
+    /// Number of distinct block hashes in the trace.
+    pub fn distinct_blocks(&self) -> usize {
+        let set: std::collections::HashSet<_> = self.hashes.iter().collect();
+        set.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_parses() {
+        let t = Trace::embedded();
+        assert_eq!(t.requests.len(), 3993);
+        let h = t.hashed(CacheSalt(0));
+        assert_eq!(h.len(), 3993);
+        assert_eq!(h.iter().map(|r| r.len()).sum::<usize>(), 121_877);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = "{\"hash_ids\": [1, 2]}\n\n{\"timestamp\": 3}\n";
+        let e = Trace::parse("t.jsonl", text).unwrap_err().to_string();
+        assert!(e.starts_with("t.jsonl:3: "), "{e}");
+        assert!(e.contains("hash_ids"), "{e}");
+
+        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, \"x\"]}").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "t.jsonl:1: field `hash_ids`, element 1: expected a non-negative integer, found \"x\""
+        );
+        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1], \"timestamp\": \"x\"}").unwrap_err().to_string();
+        assert!(e.starts_with("t.jsonl:1: field `timestamp`"), "{e}");
+        let e = Trace::parse("t.jsonl", "[1]").unwrap_err().to_string();
+        assert!(e.contains("expected a JSON object"), "{e}");
+
+        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, -4]}").unwrap_err().to_string();
+        assert!(e.contains("hash_ids"), "{e}");
+
+        let e = Trace::parse("t.jsonl", "not json").unwrap_err().to_string();
+        assert!(e.starts_with("t.jsonl:1: "), "{e}");
+
+        let e = Trace::parse("t.jsonl", "\n\n").unwrap_err().to_string();
+        assert!(e.contains("no request"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let e = Trace::from_file(Path::new("/nonexistent/x.jsonl")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.jsonl"));
+    }
+}

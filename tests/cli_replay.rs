@@ -1,0 +1,84 @@
+//! The `kvtier replay` command-line contract: JSON fields, reference hit
+//! counts through the binary, and clear errors with a non-zero exit on bad input.
+
+use std::process::{Command, Output};
+
+fn kvtier(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvtier"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run kvtier")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = kvtier(args);
+    assert!(
+        out.status.success(),
+        "kvtier {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+const TRACE: &str = "tests/data/mooncake_synthetic_trace.jsonl";
+
+#[test]
+fn reference_counts_through_the_binary() {
+    for (blocks, hits) in [("6000", 38_027), ("2000", 17_839), ("20000", 69_686)] {
+        let v = json(&[
+            "replay", "--trace", TRACE, "--g1-blocks", blocks, "--g2-blocks", "0",
+            "--g3-blocks", "0", "--policy", "lru", "--no-data", "--json",
+        ]);
+        assert_eq!(v["hits"], hits, "{blocks} blocks");
+        assert_eq!(v["blocks"], 121_877);
+        assert_eq!(v["requests"], 3993);
+        assert_eq!(v["hits_by_tier"]["g1"], hits);
+        assert_eq!(v["hits_by_tier"]["g2"], 0);
+        assert_eq!(v["hits_by_tier"]["g3"], 0);
+        let rate = v["hit_rate"].as_f64().unwrap();
+        assert!((rate - hits as f64 / 121_877.0).abs() < 1e-12);
+        assert!(v["seconds"].as_f64().unwrap() > 0.0);
+        assert!(v["blocks_per_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn embedded_default_equals_the_file() {
+    let a = json(&["replay", "--g1-blocks", "2000", "--policy", "lru", "--no-data", "--json"]);
+    assert_eq!(a["hits"], 17_839);
+}
+
+#[test]
+fn table_output_is_readable() {
+    let out = kvtier(&["replay", "--g1-blocks", "2000", "--policy", "lru", "--no-data"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("hits") && text.contains("17839"), "{text}");
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = kvtier(args);
+    assert!(!out.status.success(), "kvtier {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "stderr of {args:?} lacks {needle:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    fails_with(&["replay", "--g1-blocks", "0", "--no-data"], "at least 1");
+    fails_with(&["replay", "--policy", "nope", "--no-data"], "unknown eviction policy `nope`");
+    fails_with(&["replay", "--trace", "/nonexistent.jsonl", "--no-data"], "/nonexistent.jsonl");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"hash_ids\": [1, 2]}\n{\"hash_ids\": [3, -1]}\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    fails_with(&["replay", "--trace", bad, "--no-data"], &format!("{bad}:2: field `hash_ids`, element 1"));
+
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[g1]\nblocks = 10\nsize = 3\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    fails_with(&["replay", "--config", cfg, "--no-data"], "line 3");
+}
