@@ -176,13 +176,19 @@ mod tests {
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("blokcs"), "{e}");
 
-        let e = Config::parse("c.toml", "[g1]\npolicy = \"nope\"\n").unwrap_err().to_string();
+        let e = Config::parse("c.toml", "[g1]\npolicy = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("nope"), "{e}");
 
-        let e = Config::parse("c.toml", "[g1]\nblocks = -1\n").unwrap_err().to_string();
+        let e = Config::parse("c.toml", "[g1]\nblocks = -1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
 
-        let e = Config::parse("c.toml", "[g1]\nblocks = 0\n").unwrap_err().to_string();
+        let e = Config::parse("c.toml", "[g1]\nblocks = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("g1.blocks"), "{e}");
     }
 }

@@ -48,6 +48,9 @@ struct ReplayArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Replay R times (fresh cache each time) and report the fastest run.
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    repeat: usize,
 }
 
 fn replay(args: ReplayArgs) -> Result<()> {
@@ -86,7 +89,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| EMBEDDED_NAME.to_string());
-    let report = kvtier::replay::run(&config, &name, &hashed, !args.no_data)
+    let report = kvtier::replay::run(&config, &name, &hashed, !args.no_data, args.repeat)
         .context("replay failed")?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

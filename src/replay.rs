@@ -72,6 +72,7 @@ pub fn run(
     trace_name: &str,
     trace: &HashedTrace,
     data: bool,
+    repeat: usize,
 ) -> Result<ReplayReport, ReplayError> {
     if config.g2.blocks > 0 || config.g3.blocks > 0 {
         return Err(ReplayError::Unsupported(
@@ -84,14 +85,23 @@ pub fn run(
         ));
     }
     let policy = config.g1.policy.unwrap_or_default();
-    let store = BlockStore::new(StoreConfig::new(Tier::G1, config.g1.blocks).with_policy(policy))?;
-    let mut replay = SingleTierReplay::new(store);
-    let start = Instant::now();
-    for req in trace.iter() {
-        replay.request(req)?;
+    // Each repetition replays into a fresh store; the best time is reported
+    // (the counts are identical by construction).
+    let mut best: Option<(f64, kvtier_logical::replay::ReplayStats)> = None;
+    for _ in 0..repeat.max(1) {
+        let store =
+            BlockStore::new(StoreConfig::new(Tier::G1, config.g1.blocks).with_policy(policy))?;
+        let mut replay = SingleTierReplay::new(store);
+        let start = Instant::now();
+        for req in trace.iter() {
+            replay.request(req)?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        if best.is_none_or(|(b, _)| seconds < b) {
+            best = Some((seconds, replay.stats()));
+        }
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let stats = replay.stats();
+    let (seconds, stats) = best.expect("at least one repetition");
     Ok(ReplayReport {
         trace: trace_name.to_string(),
         requests: stats.requests,
@@ -124,15 +134,31 @@ impl ReplayReport {
         let mut s = String::new();
         let _ = writeln!(s, "trace        {}", self.trace);
         for t in &self.tiers {
-            let _ = writeln!(s, "tier {}      {} blocks, policy {}", t.tier, t.blocks, t.policy);
+            let _ = writeln!(
+                s,
+                "tier {}      {} blocks, policy {}",
+                t.tier, t.blocks, t.policy
+            );
         }
-        let _ = writeln!(s, "data         {}", if self.data { "moved and verified" } else { "off (logical only)" });
+        let _ = writeln!(
+            s,
+            "data         {}",
+            if self.data {
+                "moved and verified"
+            } else {
+                "off (logical only)"
+            }
+        );
         let _ = writeln!(s, "requests     {}", self.requests);
         let _ = writeln!(s, "blocks       {}", self.blocks);
         let _ = writeln!(
             s,
             "hits         {} ({:.4})  g1 {}  g2 {}  g3 {}",
-            self.hits, self.hit_rate, self.hits_by_tier.g1, self.hits_by_tier.g2, self.hits_by_tier.g3
+            self.hits,
+            self.hit_rate,
+            self.hits_by_tier.g1,
+            self.hits_by_tier.g2,
+            self.hits_by_tier.g3
         );
         let _ = writeln!(s, "replay time  {:.6} s", self.seconds);
         let _ = writeln!(s, "speed        {:.3} M blocks/s", self.blocks_per_s / 1e6);

@@ -134,15 +134,20 @@ fn parse_line(line: &str) -> Result<TraceRequest, String> {
     let uint = |field: &str| -> Result<u64, String> {
         match obj.get(field) {
             None | Some(serde_json::Value::Null) => Ok(0),
-            Some(x) => x
-                .as_u64()
-                .ok_or_else(|| format!("field `{field}`: expected a non-negative integer, found {x}")),
+            Some(x) => x.as_u64().ok_or_else(|| {
+                format!("field `{field}`: expected a non-negative integer, found {x}")
+            }),
         }
     };
     let ids = match obj.get("hash_ids") {
         None => return Err("missing field `hash_ids`".to_string()),
         Some(serde_json::Value::Array(a)) => a,
-        Some(x) => return Err(format!("field `hash_ids`: expected an array, found {}", kind(x))),
+        Some(x) => {
+            return Err(format!(
+                "field `hash_ids`: expected an array, found {}",
+                kind(x)
+            ))
+        }
     };
     let hash_ids = ids
         .iter()
@@ -228,17 +233,23 @@ mod tests {
         assert!(e.starts_with("t.jsonl:3: "), "{e}");
         assert!(e.contains("hash_ids"), "{e}");
 
-        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, \"x\"]}").unwrap_err().to_string();
+        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, \"x\"]}")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "t.jsonl:1: field `hash_ids`, element 1: expected a non-negative integer, found \"x\""
         );
-        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1], \"timestamp\": \"x\"}").unwrap_err().to_string();
+        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1], \"timestamp\": \"x\"}")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.jsonl:1: field `timestamp`"), "{e}");
         let e = Trace::parse("t.jsonl", "[1]").unwrap_err().to_string();
         assert!(e.contains("expected a JSON object"), "{e}");
 
-        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, -4]}").unwrap_err().to_string();
+        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, -4]}")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hash_ids"), "{e}");
 
         let e = Trace::parse("t.jsonl", "not json").unwrap_err().to_string();

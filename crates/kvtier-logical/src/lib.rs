@@ -17,7 +17,7 @@
 //!     hash: hashes[i],
 //!     parent: if i == 0 { SequenceHash::ROOT } else { hashes[i - 1] },
 //!     position: i as u32,
-//! })).collect();
+//! }));
 //! let blocks = store.register(complete);
 //! store.release(blocks.into_iter().rev());              // tail first
 //! assert_eq!(store.match_prefix(&hashes).len(), 3);     // now cached

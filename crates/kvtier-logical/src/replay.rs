@@ -7,7 +7,7 @@
 //! in `tests/data/README.md` were computed with.
 
 use crate::hash::SequenceHash;
-use crate::store::{BlockSpec, BlockStore, ImmutableBlock, StoreError};
+use crate::store::{BlockSpec, BlockStore, ImmutableBlock, MutableBlock, StoreError};
 use serde::Serialize;
 
 /// Totals of a replay.
@@ -37,6 +37,7 @@ impl ReplayStats {
 pub struct SingleTierReplay {
     store: BlockStore,
     held: Vec<ImmutableBlock>,
+    fresh: Vec<MutableBlock>,
     stats: ReplayStats,
 }
 
@@ -46,6 +47,7 @@ impl SingleTierReplay {
         SingleTierReplay {
             store,
             held: Vec::new(),
+            fresh: Vec::new(),
             stats: ReplayStats::default(),
         }
     }
@@ -55,24 +57,20 @@ impl SingleTierReplay {
         let hashes = &hashes[..hashes.len().min(self.store.capacity())];
         self.held.clear();
         let k = self.store.match_prefix_into(hashes, &mut self.held);
-        let fresh = self.store.allocate(hashes.len() - k)?;
-        let complete = fresh
-            .into_iter()
-            .zip(k..)
-            .map(|(b, i)| {
-                b.complete(BlockSpec {
-                    hash: hashes[i],
-                    parent: if i == 0 {
-                        SequenceHash::ROOT
-                    } else {
-                        hashes[i - 1]
-                    },
-                    position: i as u32,
-                })
+        self.store
+            .allocate_into(hashes.len() - k, &mut self.fresh, None)?;
+        let complete = self.fresh.drain(..).zip(k..).map(|(b, i)| {
+            b.complete(BlockSpec {
+                hash: hashes[i],
+                parent: if i == 0 {
+                    SequenceHash::ROOT
+                } else {
+                    hashes[i - 1]
+                },
+                position: i as u32,
             })
-            .collect();
-        let registered = self.store.register(complete);
-        self.held.extend(registered);
+        });
+        self.store.register_into(complete, &mut self.held);
         self.store.release(self.held.drain(..).rev());
         self.stats.requests += 1;
         self.stats.blocks += hashes.len() as u64;

@@ -2,7 +2,9 @@
 //! one store; afterwards every invariant holds and every block is back.
 
 use kvtier_logical::hash::hash_trace_ids;
-use kvtier_logical::{BlockSpec, BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
+use kvtier_logical::{
+    BlockSpec, BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier,
+};
 use std::sync::Arc;
 use std::thread;
 
@@ -34,18 +36,18 @@ fn run(policy: PolicyKind) {
                         Ok(f) => f,
                         Err(e) => panic!("allocation failed under bounded load: {e}"),
                     };
-                    let complete = fresh
-                        .into_iter()
-                        .zip(k..)
-                        .map(|(b, i)| {
-                            b.complete(BlockSpec {
-                                hash: hashes[i],
-                                parent: if i == 0 { SequenceHash::ROOT } else { hashes[i - 1] },
-                                position: i as u32,
-                            })
+                    let complete = fresh.into_iter().zip(k..).map(|(b, i)| {
+                        b.complete(BlockSpec {
+                            hash: hashes[i],
+                            parent: if i == 0 {
+                                SequenceHash::ROOT
+                            } else {
+                                hashes[i - 1]
+                            },
+                            position: i as u32,
                         })
-                        .collect();
-                    blocks.extend(store.register(complete));
+                    });
+                    store.register_into(complete, &mut blocks);
                     // Every held block must stay matchable under its hash.
                     for b in &blocks {
                         assert_eq!(store.contains_all(&[b.hash()]), vec![true]);

@@ -28,8 +28,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::mem::ManuallyDrop;
-use std::sync::{Arc, Weak};
+
+mod counted;
+
+use counted::Counted;
 
 /// What `register` does with a hash the tier already holds in another slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,12 +161,17 @@ impl Hasher for PassThroughHasher {
         }
     }
     #[inline]
-    fn write_u128(&mut self, i: u128) {
-        self.0 = i as u64;
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
     }
 }
 
-type Index = HashMap<SequenceHash, SlotId, BuildHasherDefault<PassThroughHasher>>;
+/// Index keyed by the low 64 bits of the sequence hash (16-byte entries, half
+/// the cache footprint of a `u128` key). A hit is confirmed against the full
+/// 128-bit hash in the slot; two live hashes sharing their low 64 bits (odds
+/// 2^-64 per pair) cannot both be indexed, so the second is registered
+/// unindexed (served to its holder, never matchable): never a wrong match.
+type Index = HashMap<u64, SlotId, BuildHasherDefault<PassThroughHasher>>;
 
 const NO_SLOT: u32 = u32::MAX;
 
@@ -177,7 +184,9 @@ enum State {
     Registered,
 }
 
+/// Per-slot metadata: one cache line per slot.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 struct Slot {
     state: State,
     indexed: bool,
@@ -235,6 +244,13 @@ struct Shared {
 }
 
 impl Inner {
+    /// The indexed slot holding exactly `hash`, if any.
+    #[inline]
+    fn lookup(&self, hash: SequenceHash) -> Option<SlotId> {
+        let s = *self.index.get(&hash.low64())?;
+        (self.slots[s as usize].hash == hash).then_some(s)
+    }
+
     /// Take a slot off the free list or evict the policy's victim.
     /// Caller has checked availability.
     #[inline]
@@ -248,7 +264,7 @@ impl Inner {
             .expect("availability checked: an inactive block exists");
         let slot = self.slots[s as usize];
         debug_assert!(slot.state == State::Registered && slot.refcount == 0 && slot.indexed);
-        self.index.remove(&slot.hash);
+        self.index.remove(&slot.hash.low64());
         self.policy.on_evicted(s, &slot.info());
         self.detach_from_parent(s);
         // A reused slot must not upgrade old `WeakBlock`s.
@@ -342,7 +358,7 @@ impl Inner {
 /// The block store of one tier. Cheap to clone (a shared handle); `Send + Sync`.
 #[derive(Clone)]
 pub struct BlockStore {
-    shared: Arc<Shared>,
+    shared: Counted<Shared>,
 }
 
 impl std::fmt::Debug for BlockStore {
@@ -388,7 +404,7 @@ impl BlockStore {
             removed: Vec::new(),
         };
         Ok(BlockStore {
-            shared: Arc::new(Shared {
+            shared: Counted::new(Shared {
                 tier,
                 capacity,
                 duplicates,
@@ -417,11 +433,18 @@ impl BlockStore {
         self.shared.inner.lock().events.subscribe()
     }
 
+    /// Whether two handles are the same store.
+    pub fn same_store(&self, other: &BlockStore) -> bool {
+        Counted::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Allocate `n` slots, all or nothing: free slots first, then inactive
     /// blocks evicted in policy order. Returns [`StoreError::Exhausted`] (and
     /// changes nothing) if fewer than `n` are free or inactive.
     pub fn allocate(&self, n: usize) -> Result<Vec<MutableBlock>, StoreError> {
-        self.allocate_inner(n, None)
+        let mut out = Vec::with_capacity(n);
+        self.allocate_into(n, &mut out, None)?;
+        Ok(out)
     }
 
     /// As [`allocate`](Self::allocate), appending to `evicted` every block
@@ -431,15 +454,21 @@ impl BlockStore {
         n: usize,
         evicted: &mut Vec<Evicted>,
     ) -> Result<Vec<MutableBlock>, StoreError> {
-        self.allocate_inner(n, Some(evicted))
+        let mut out = Vec::with_capacity(n);
+        self.allocate_into(n, &mut out, Some(evicted))?;
+        Ok(out)
     }
 
-    fn allocate_inner(
+    /// The general form of [`allocate`](Self::allocate): appends the `n` new
+    /// blocks to `out` (no allocation when it has room) and, if given, the
+    /// evicted blocks to `evicted`.
+    pub fn allocate_into(
         &self,
         n: usize,
+        out: &mut Vec<MutableBlock>,
         mut evicted: Option<&mut Vec<Evicted>>,
-    ) -> Result<Vec<MutableBlock>, StoreError> {
-        let mut out = Vec::with_capacity(n);
+    ) -> Result<(), StoreError> {
+        out.reserve(n);
         let mut g = self.shared.inner.lock();
         let available = g.free.len() + g.policy.len();
         if n > available {
@@ -450,6 +479,7 @@ impl BlockStore {
                 available,
             });
         }
+        self.shared.add_refs(n);
         for _ in 0..n {
             let s = g.take_slot(&mut evicted);
             let slot = &mut g.slots[s as usize];
@@ -459,13 +489,14 @@ impl BlockStore {
             slot.children = 0;
             slot.parent_slot = NO_SLOT;
             out.push(MutableBlock {
-                store: ManuallyDrop::new(self.shared.clone()),
+                // SAFETY: one of the `n` references added above.
+                store: unsafe { self.shared.counted_clone() },
                 slot: s,
             });
         }
         g.counters.allocations += n as u64;
         g.flush_removed(self.shared.tier);
-        Ok(out)
+        Ok(())
     }
 
     /// Longest prefix of `hashes` this tier holds: one guard per matched block,
@@ -484,17 +515,21 @@ impl BlockStore {
         hashes: &[SequenceHash],
         out: &mut Vec<ImmutableBlock>,
     ) -> usize {
+        // References for every possible match, one atomic op; the unused are
+        // given back at the end.
+        self.shared.add_refs(hashes.len());
         let mut g = self.shared.inner.lock();
         let g = &mut *g;
         let mut matched = 0;
         for &h in hashes {
-            match g.index.get(&h) {
-                Some(&s) => {
+            match g.lookup(h) {
+                Some(s) => {
                     g.acquire(s);
                     let info = g.slots[s as usize].info();
                     g.policy.on_hit(s, &info);
                     out.push(ImmutableBlock {
-                        store: ManuallyDrop::new(self.shared.clone()),
+                        // SAFETY: one of the references added above.
+                        store: unsafe { self.shared.counted_clone() },
                         slot: s,
                         hash: h,
                     });
@@ -509,6 +544,7 @@ impl BlockStore {
         }
         g.counters.lookups += matched as u64;
         g.counters.hits += matched as u64;
+        self.shared.sub_refs(hashes.len() - matched);
         matched
     }
 
@@ -518,11 +554,11 @@ impl BlockStore {
         let mut out = Vec::with_capacity(hashes.len());
         let mut g = self.shared.inner.lock();
         for &h in hashes {
-            let found = g.index.get(&h).copied();
+            let found = g.lookup(h);
             out.push(found.map(|s| {
                 g.acquire(s);
                 ImmutableBlock {
-                    store: ManuallyDrop::new(self.shared.clone()),
+                    store: self.shared.clone(),
                     slot: s,
                     hash: h,
                 }
@@ -534,7 +570,7 @@ impl BlockStore {
     /// Whether each hash is matchable here, without taking references.
     pub fn contains_all(&self, hashes: &[SequenceHash]) -> Vec<bool> {
         let g = self.shared.inner.lock();
-        hashes.iter().map(|h| g.index.contains_key(h)).collect()
+        hashes.iter().map(|&h| g.lookup(h).is_some()).collect()
     }
 
     /// Make complete blocks matchable. Returns one guard per input, in order.
@@ -543,8 +579,23 @@ impl BlockStore {
     ///
     /// # Panics
     /// If a block was allocated by another store (a programming error).
-    pub fn register(&self, blocks: Vec<CompleteBlock>) -> Vec<ImmutableBlock> {
-        let mut out = Vec::with_capacity(blocks.len());
+    pub fn register<I: IntoIterator<Item = CompleteBlock>>(
+        &self,
+        blocks: I,
+    ) -> Vec<ImmutableBlock> {
+        let mut out = Vec::new();
+        self.register_into(blocks, &mut out);
+        out
+    }
+
+    /// As [`register`](Self::register), appending the guards to `out`.
+    pub fn register_into<I: IntoIterator<Item = CompleteBlock>>(
+        &self,
+        blocks: I,
+        out: &mut Vec<ImmutableBlock>,
+    ) {
+        let blocks = blocks.into_iter();
+        out.reserve(blocks.size_hint().0);
         let mut g = self.shared.inner.lock();
         let g = &mut *g;
         let emit = g.events.active();
@@ -554,41 +605,40 @@ impl BlockStore {
         // parent of a chain without an index lookup.
         let mut prev: Option<(SequenceHash, SlotId)> = None;
         for b in blocks {
-            let b = ManuallyDrop::new(b);
-            // SAFETY: `b` is never used or dropped again; we move the Arc out.
-            let store = unsafe { std::ptr::read(&b.store) };
+            let (store, s, spec) = b.into_parts();
             assert!(
-                Arc::ptr_eq(&*store, &self.shared),
+                Counted::ptr_eq(&store, &self.shared),
                 "register: a CompleteBlock of another store was passed"
             );
-            let (s, spec) = (b.slot, b.spec);
-            if let Some(&existing) = g.index.get(&spec.hash) {
+            let key = spec.hash.low64();
+            let existing = g.index.get(&key).copied();
+            if let Some(existing) = existing {
                 g.counters.duplicates += 1;
-                match self.shared.duplicates {
-                    DuplicatePolicy::Reject => {
-                        g.free_slot(s);
-                        g.acquire(existing);
-                        prev = Some((spec.hash, existing));
-                        out.push(ImmutableBlock {
-                            store,
-                            slot: existing,
-                            hash: spec.hash,
-                        });
-                    }
-                    DuplicatePolicy::Allow => {
-                        let slot = &mut g.slots[s as usize];
-                        slot.state = State::Registered;
-                        slot.indexed = false;
-                        slot.refcount = 1;
-                        slot.hash = spec.hash;
-                        slot.parent = spec.parent;
-                        slot.position = spec.position;
-                        out.push(ImmutableBlock {
-                            store,
-                            slot: s,
-                            hash: spec.hash,
-                        });
-                    }
+                let same = g.slots[existing as usize].hash == spec.hash;
+                if same && self.shared.duplicates == DuplicatePolicy::Reject {
+                    g.free_slot(s);
+                    g.acquire(existing);
+                    prev = Some((spec.hash, existing));
+                    out.push(ImmutableBlock {
+                        store,
+                        slot: existing,
+                        hash: spec.hash,
+                    });
+                } else {
+                    // Allowed duplicate, or a different hash sharing the low
+                    // 64 bits: keep it for its holder, unindexed.
+                    let slot = &mut g.slots[s as usize];
+                    slot.state = State::Registered;
+                    slot.indexed = false;
+                    slot.refcount = 1;
+                    slot.hash = spec.hash;
+                    slot.parent = spec.parent;
+                    slot.position = spec.position;
+                    out.push(ImmutableBlock {
+                        store,
+                        slot: s,
+                        hash: spec.hash,
+                    });
                 }
                 continue;
             }
@@ -598,7 +648,7 @@ impl BlockStore {
             } else {
                 match prev {
                     Some((h, ps)) if h == spec.parent => ps,
-                    _ => g.index.get(&spec.parent).copied().unwrap_or(NO_SLOT),
+                    _ => g.lookup(spec.parent).unwrap_or(NO_SLOT),
                 }
             };
             {
@@ -623,7 +673,7 @@ impl BlockStore {
                     g.slots[s as usize].parent_slot = NO_SLOT;
                 }
             }
-            g.index.insert(spec.hash, s);
+            g.index.insert(key, s);
             let info = g.slots[s as usize].info();
             g.policy.on_register(s, &info);
             g.counters.registrations += 1;
@@ -656,7 +706,6 @@ impl BlockStore {
                 },
             );
         }
-        out
     }
 
     /// Release a batch of guards under one lock, in iteration order. A
@@ -666,17 +715,20 @@ impl BlockStore {
     /// normally.
     pub fn release<I: IntoIterator<Item = ImmutableBlock>>(&self, blocks: I) {
         let mut g = self.shared.inner.lock();
+        let mut forgotten = 0;
         for b in blocks {
-            if !Arc::ptr_eq(&b.store, &self.shared) {
+            if !Counted::ptr_eq(&b.store, &self.shared) {
                 // Another store: its own Drop takes its own lock.
                 drop(b);
                 continue;
             }
-            let b = ManuallyDrop::new(b);
             g.release_one(b.slot);
-            // SAFETY: `b` is not used again; drop its Arc exactly once.
-            drop(unsafe { std::ptr::read(&*b.store) });
+            std::mem::forget(b);
+            forgotten += 1;
         }
+        drop(g);
+        // The forgotten guards' references, given back in one operation.
+        self.shared.sub_refs(forgotten);
     }
 
     /// Remove every inactive block and stop matching the ones in use (they
@@ -749,16 +801,16 @@ impl BlockStore {
                     } else {
                         in_use += 1;
                     }
-                    if slot.indexed && g.index.get(&slot.hash) != Some(&(i as u32)) {
+                    if slot.indexed && g.lookup(slot.hash) != Some(i as u32) {
                         return Err(format!("indexed slot {i} not in the index"));
                     }
                 }
             }
         }
-        for (h, &s) in &g.index {
+        for (&k, &s) in &g.index {
             let slot = &g.slots[s as usize];
-            if slot.state != State::Registered || !slot.indexed || slot.hash != *h {
-                return Err(format!("index entry {h} -> slot {s} is stale"));
+            if slot.state != State::Registered || !slot.indexed || slot.hash.low64() != k {
+                return Err(format!("index entry {k:016x} -> slot {s} is stale"));
             }
         }
         if inactive != g.policy.len() {
@@ -783,7 +835,7 @@ impl BlockStore {
 /// A freshly allocated slot being written. Dropping it returns the slot to the
 /// free list. [`complete`](Self::complete) turns it into a [`CompleteBlock`].
 pub struct MutableBlock {
-    store: ManuallyDrop<Arc<Shared>>,
+    store: Counted<Shared>,
     slot: SlotId,
 }
 
@@ -795,8 +847,8 @@ impl MutableBlock {
 
     /// The block is full: give it its identity. Takes no lock.
     pub fn complete(self, spec: BlockSpec) -> CompleteBlock {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped; the Arc moves into the new guard.
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped; its reference moves into the new guard.
         let store = unsafe { std::ptr::read(&this.store) };
         CompleteBlock {
             store,
@@ -809,8 +861,6 @@ impl MutableBlock {
 impl Drop for MutableBlock {
     fn drop(&mut self) {
         self.store.inner.lock().free_slot(self.slot);
-        // SAFETY: dropped exactly once, here.
-        unsafe { ManuallyDrop::drop(&mut self.store) };
     }
 }
 
@@ -825,7 +875,7 @@ impl std::fmt::Debug for MutableBlock {
 /// A full block with a known hash, not yet matchable. Register it with
 /// [`BlockStore::register`]; dropping it returns the slot to the free list.
 pub struct CompleteBlock {
-    store: ManuallyDrop<Arc<Shared>>,
+    store: Counted<Shared>,
     slot: SlotId,
     spec: BlockSpec,
 }
@@ -840,13 +890,19 @@ impl CompleteBlock {
     pub fn spec(&self) -> BlockSpec {
         self.spec
     }
+
+    /// Take the guard apart without running its `Drop`.
+    fn into_parts(self) -> (Counted<Shared>, SlotId, BlockSpec) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped; its reference moves to the caller.
+        let store = unsafe { std::ptr::read(&this.store) };
+        (store, this.slot, this.spec)
+    }
 }
 
 impl Drop for CompleteBlock {
     fn drop(&mut self) {
         self.store.inner.lock().free_slot(self.slot);
-        // SAFETY: dropped exactly once, here.
-        unsafe { ManuallyDrop::drop(&mut self.store) };
     }
 }
 
@@ -863,7 +919,7 @@ impl std::fmt::Debug for CompleteBlock {
 /// reference); when the last reference goes the block becomes *inactive*:
 /// still matchable, now evictable.
 pub struct ImmutableBlock {
-    store: ManuallyDrop<Arc<Shared>>,
+    store: Counted<Shared>,
     slot: SlotId,
     hash: SequenceHash,
 }
@@ -884,11 +940,12 @@ impl ImmutableBlock {
         self.store.tier
     }
 
-    /// A reference that does not keep the block alive.
+    /// A reference that does not keep the block alive (it keeps the store's
+    /// bookkeeping alive, which is only memory).
     pub fn downgrade(&self) -> WeakBlock {
         let generation = self.store.inner.lock().slots[self.slot as usize].generation;
         WeakBlock {
-            store: Arc::downgrade(&self.store),
+            store: self.store.clone(),
             slot: self.slot,
             hash: self.hash,
             generation,
@@ -900,7 +957,7 @@ impl Clone for ImmutableBlock {
     fn clone(&self) -> Self {
         self.store.inner.lock().slots[self.slot as usize].refcount += 1;
         ImmutableBlock {
-            store: ManuallyDrop::new(Arc::clone(&self.store)),
+            store: self.store.clone(),
             slot: self.slot,
             hash: self.hash,
         }
@@ -910,8 +967,6 @@ impl Clone for ImmutableBlock {
 impl Drop for ImmutableBlock {
     fn drop(&mut self) {
         self.store.inner.lock().release_one(self.slot);
-        // SAFETY: dropped exactly once, here.
-        unsafe { ManuallyDrop::drop(&mut self.store) };
     }
 }
 
@@ -925,11 +980,11 @@ impl std::fmt::Debug for ImmutableBlock {
     }
 }
 
-/// A reference to a registered block that does not keep it alive (nor the
-/// store). [`upgrade`](Self::upgrade) fails once the block was evicted.
+/// A reference to a registered block that does not keep it alive.
+/// [`upgrade`](Self::upgrade) fails once the block was evicted.
 #[derive(Clone)]
 pub struct WeakBlock {
-    store: Weak<Shared>,
+    store: Counted<Shared>,
     slot: SlotId,
     hash: SequenceHash,
     generation: u32,
@@ -943,9 +998,8 @@ impl WeakBlock {
 
     /// A strong guard again, if the block is still registered in the same slot.
     pub fn upgrade(&self) -> Option<ImmutableBlock> {
-        let shared = self.store.upgrade()?;
         {
-            let mut g = shared.inner.lock();
+            let mut g = self.store.inner.lock();
             let slot = g.slots[self.slot as usize];
             let alive = slot.state == State::Registered
                 && slot.generation == self.generation
@@ -957,7 +1011,7 @@ impl WeakBlock {
             g.acquire(self.slot);
         }
         Some(ImmutableBlock {
-            store: ManuallyDrop::new(shared),
+            store: self.store.clone(),
             slot: self.slot,
             hash: self.hash,
         })
@@ -986,7 +1040,11 @@ mod tests {
     fn spec(hashes: &[SequenceHash], i: usize) -> BlockSpec {
         BlockSpec {
             hash: hashes[i],
-            parent: if i == 0 { SequenceHash::ROOT } else { hashes[i - 1] },
+            parent: if i == 0 {
+                SequenceHash::ROOT
+            } else {
+                hashes[i - 1]
+            },
             position: i as u32,
         }
     }
@@ -994,12 +1052,12 @@ mod tests {
     /// Allocate, complete and register a whole chain.
     fn put(s: &BlockStore, hashes: &[SequenceHash]) -> Vec<ImmutableBlock> {
         let blocks = s.allocate(hashes.len()).unwrap();
-        let c = blocks
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| b.complete(spec(hashes, i)))
-            .collect();
-        s.register(c)
+        s.register(
+            blocks
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| b.complete(spec(hashes, i))),
+        )
     }
 
     #[test]
@@ -1058,9 +1116,15 @@ mod tests {
         s.release(put(&s, &h).into_iter().rev()); // tail released first
         let mut ev = Vec::new();
         let got = s.allocate_with_evicted(2, &mut ev).unwrap();
-        assert_eq!(ev.iter().map(|e| e.hash).collect::<Vec<_>>(), vec![h[2], h[1]]);
+        assert_eq!(
+            ev.iter().map(|e| e.hash).collect::<Vec<_>>(),
+            vec![h[2], h[1]]
+        );
         assert_eq!(ev[0].parent, h[1]);
-        assert_eq!(got.iter().map(|b| b.slot()).collect::<Vec<_>>(), vec![ev[0].slot, ev[1].slot]);
+        assert_eq!(
+            got.iter().map(|b| b.slot()).collect::<Vec<_>>(),
+            vec![ev[0].slot, ev[1].slot]
+        );
         // the head survives
         assert_eq!(s.match_prefix(&h).len(), 1);
         s.check_invariants().unwrap();
@@ -1080,10 +1144,9 @@ mod tests {
 
     #[test]
     fn duplicates_allowed_keep_their_slot_until_released() {
-        let s = BlockStore::new(
-            StoreConfig::new(Tier::G1, 4).with_duplicates(DuplicatePolicy::Allow),
-        )
-        .unwrap();
+        let s =
+            BlockStore::new(StoreConfig::new(Tier::G1, 4).with_duplicates(DuplicatePolicy::Allow))
+                .unwrap();
         let h = hash_trace_ids(CacheSalt(1), &[7]);
         let a = put(&s, &h);
         let b = put(&s, &h);
