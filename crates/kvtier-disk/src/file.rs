@@ -221,6 +221,35 @@ impl DiskMemory {
         self.sync_data()
     }
 
+    /// Flushes the file, then asks the kernel to drop its pages from this
+    /// process's mapping (`madvise(MADV_DONTNEED)`) and from the page cache
+    /// (`posix_fadvise(POSIX_FADV_DONTNEED)`), so the next read comes from the
+    /// disk. Used by benchmarks to measure cold reads; the contents are
+    /// unchanged (the mapping is shared and file-backed).
+    pub fn drop_cache(&self) -> Result<(), DiskError> {
+        self.flush()?;
+        let len = self.layout.total_bytes();
+        // SAFETY: the range is exactly our own shared file mapping; for a
+        // shared file mapping MADV_DONTNEED only drops page-table entries.
+        let rc = unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr() as *mut libc::c_void,
+                len,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(io_err(&self.path)(io::Error::last_os_error()));
+        }
+        // SAFETY: valid fd; advisory call.
+        let rc =
+            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(io_err(&self.path)(io::Error::from_raw_os_error(rc)));
+        }
+        Ok(())
+    }
+
     /// `fdatasync` of the file (for positioned writes).
     pub fn sync_data(&self) -> Result<(), DiskError> {
         self.file.sync_data().map_err(io_err(&self.path))
