@@ -1,5 +1,6 @@
 //! Host <-> disk copy engine.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -55,48 +56,80 @@ pub struct DiskCopyEngine {
     min_part: usize,
 }
 
+/// Most buffers in one `pwritev`/`preadv` call.
+const MAX_IOV: usize = 1024;
+
 fn run_job(job: &Job, io: DiskIo) -> Result<(), CopyError> {
     let disk = job
         .disk
         .as_any()
         .downcast_ref::<DiskMemory>()
         .ok_or_else(|| CopyError::Io("not a disk memory".into()))?;
-    for r in &job.regions {
-        let (host_off, disk_off) = match job.dir {
-            Dir::ToDisk => (r.src, r.dst),
-            Dir::FromDisk => (r.dst, r.src),
-        };
-        // SAFETY: the BatchGuard kept alive by the job's Part holds both
-        // memories and the block locks of these regions; the regions come from
-        // the layouts and lie inside both memories.
-        let host = unsafe { (job.host as *mut u8).add(host_off) };
-        match io {
-            DiskIo::Direct => {
-                let res = match job.dir {
+    let io_err = |e: std::io::Error| CopyError::Io(format!("{}: {e}", disk.path().display()));
+    // (host offset, disk offset, len), sorted by disk offset so that regions
+    // contiguous on disk become one vectored call.
+    let mut regs: Vec<(usize, usize, usize)> = job
+        .regions
+        .iter()
+        .map(|r| match job.dir {
+            Dir::ToDisk => (r.src, r.dst, r.len),
+            Dir::FromDisk => (r.dst, r.src, r.len),
+        })
+        .collect();
+    regs.sort_unstable_by_key(|r| r.1);
+    let host = job.host as *mut u8;
+    match io {
+        DiskIo::Direct => {
+            let mut i = 0;
+            while i < regs.len() {
+                let mut j = i + 1;
+                let mut end = regs[i].1 + regs[i].2;
+                while j < regs.len() && regs[j].1 == end && j - i < MAX_IOV {
+                    end += regs[j].2;
+                    j += 1;
+                }
+                let group = &regs[i..j];
+                let off = group[0].1 as u64;
+                match job.dir {
                     Dir::ToDisk => {
-                        // SAFETY: see above (shared lock on the source blocks).
-                        let buf = unsafe { std::slice::from_raw_parts(host, r.len) };
-                        disk.pwrite_at(buf, disk_off as u64)
+                        let bufs: Vec<IoSlice<'_>> = group
+                            .iter()
+                            // SAFETY: the BatchGuard kept alive by the job's
+                            // Part holds both memories and the block locks; the
+                            // regions lie inside the host memory (layout
+                            // arithmetic); sources are only read.
+                            .map(|&(h, _, l)| {
+                                IoSlice::new(unsafe { std::slice::from_raw_parts(host.add(h), l) })
+                            })
+                            .collect();
+                        disk.pwritev_at(&bufs, off).map_err(io_err)?;
                     }
                     Dir::FromDisk => {
-                        // SAFETY: see above (exclusive lock on the dst blocks).
-                        let buf = unsafe { std::slice::from_raw_parts_mut(host, r.len) };
-                        disk.pread_at(buf, disk_off as u64)
+                        let mut bufs: Vec<IoSliceMut<'_>> = group
+                            .iter()
+                            // SAFETY: as above; destination blocks are held
+                            // exclusively and the regions of one batch do not
+                            // overlap (distinct destination blocks).
+                            .map(|&(h, _, l)| {
+                                IoSliceMut::new(unsafe {
+                                    std::slice::from_raw_parts_mut(host.add(h), l)
+                                })
+                            })
+                            .collect();
+                        disk.preadv_at(&mut bufs, off).map_err(io_err)?;
                     }
-                };
-                res.map_err(|e| CopyError::Io(format!("{}: {e}", disk.path().display())))?;
+                }
+                i = j;
             }
-            DiskIo::Mmap => {
-                let map = disk.map_ptr().as_ptr();
+        }
+        DiskIo::Mmap => {
+            let map = disk.map_ptr().as_ptr();
+            for &(h, d, l) in &regs {
                 // SAFETY: as above; the mapping covers the whole layout.
                 unsafe {
                     match job.dir {
-                        Dir::ToDisk => {
-                            std::ptr::copy_nonoverlapping(host, map.add(disk_off), r.len)
-                        }
-                        Dir::FromDisk => {
-                            std::ptr::copy_nonoverlapping(map.add(disk_off), host, r.len)
-                        }
+                        Dir::ToDisk => std::ptr::copy_nonoverlapping(host.add(h), map.add(d), l),
+                        Dir::FromDisk => std::ptr::copy_nonoverlapping(map.add(d), host.add(h), l),
                     }
                 }
             }

@@ -22,7 +22,7 @@
 
 use std::any::Any;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -269,6 +269,94 @@ impl DiskMemory {
         self.check_io(buf.len(), offset)?;
         self.pick(buf.as_ptr(), buf.len(), offset)
             .read_exact_at(buf, offset)
+    }
+
+    /// Gathers `bufs` into the file starting at `offset` (`pwritev`), O_DIRECT
+    /// when every buffer and the offset are page-aligned.
+    pub fn pwritev_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<()> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        self.check_io(total, offset)?;
+        let f = self.pick_vec(bufs.iter().map(|b| (b.as_ptr(), b.len())), offset);
+        let mut owned: Vec<IoSlice<'_>> = bufs.to_vec();
+        let mut slices: &mut [IoSlice<'_>] = &mut owned;
+        let mut off = offset;
+        while !slices.is_empty() {
+            let cnt = slices.len().min(1024) as libc::c_int;
+            // SAFETY: IoSlice is ABI-compatible with iovec; valid fd.
+            let n = unsafe {
+                libc::pwritev(
+                    f.as_raw_fd(),
+                    slices.as_ptr() as *const libc::iovec,
+                    cnt,
+                    off as libc::off_t,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwritev wrote 0 bytes",
+                ));
+            }
+            off += n as u64;
+            IoSlice::advance_slices(&mut slices, n as usize);
+        }
+        Ok(())
+    }
+
+    /// Scatters the file starting at `offset` into `bufs` (`preadv`), O_DIRECT
+    /// when every buffer and the offset are page-aligned.
+    pub fn preadv_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<()> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        self.check_io(total, offset)?;
+        let f = self.pick_vec(bufs.iter().map(|b| (b.as_ptr(), b.len())), offset);
+        let mut slices: &mut [IoSliceMut<'_>] = bufs;
+        let mut off = offset;
+        while !slices.is_empty() {
+            let cnt = slices.len().min(1024) as libc::c_int;
+            // SAFETY: IoSliceMut is ABI-compatible with iovec; valid fd.
+            let n = unsafe {
+                libc::preadv(
+                    f.as_raw_fd(),
+                    slices.as_ptr() as *const libc::iovec,
+                    cnt,
+                    off as libc::off_t,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "preadv hit end of file",
+                ));
+            }
+            off += n as u64;
+            IoSliceMut::advance_slices(&mut slices, n as usize);
+        }
+        Ok(())
+    }
+
+    fn pick_vec(&self, bufs: impl Iterator<Item = (*const u8, usize)>, offset: u64) -> &File {
+        let mut aligned = offset.is_multiple_of(PAGE_SIZE as u64);
+        for (p, l) in bufs {
+            aligned &= (p as usize).is_multiple_of(PAGE_SIZE) && l.is_multiple_of(PAGE_SIZE);
+        }
+        match &self.direct {
+            Some(d) if aligned => d,
+            _ => &self.file,
+        }
     }
 
     fn check_io(&self, len: usize, offset: u64) -> io::Result<()> {

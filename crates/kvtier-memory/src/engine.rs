@@ -247,10 +247,15 @@ pub struct MemcpyEngine {
     workers: Vec<JoinHandle<()>>,
     threads: usize,
     min_part: usize,
+    inline_max: usize,
 }
 
 /// Below this many bytes a batch is not split across threads.
 pub const DEFAULT_MIN_PART: usize = 1 << 20;
+
+/// Batches of at most this many bytes are copied on the submitting thread
+/// (the returned [`Transfer`] is already complete).
+pub const DEFAULT_INLINE_MAX: usize = 256 << 10;
 
 impl MemcpyEngine {
     /// An engine with `threads` workers (at least 1).
@@ -289,6 +294,7 @@ impl MemcpyEngine {
             workers,
             threads,
             min_part: DEFAULT_MIN_PART,
+            inline_max: DEFAULT_INLINE_MAX,
         })
     }
 
@@ -308,6 +314,11 @@ impl MemcpyEngine {
     /// Sets the smallest part a batch is split into (bytes).
     pub fn set_min_part(&mut self, bytes: usize) {
         self.min_part = bytes.max(1);
+    }
+
+    /// Sets the largest batch copied inline on the submitting thread (0: never).
+    pub fn set_inline_max(&mut self, bytes: usize) {
+        self.inline_max = bytes;
     }
 }
 
@@ -334,6 +345,21 @@ impl CopyEngine for MemcpyEngine {
         let guard = BatchGuard::acquire(src, dst, pairs)?;
         let plan = plan_copy(src.layout(), dst.layout(), pairs)?;
         if plan.regions.is_empty() {
+            return Ok(Transfer::ready(Ok(())));
+        }
+        if plan.total_bytes <= self.inline_max {
+            // Small batch: a thread hand-off costs more than the copy itself.
+            for r in &plan.regions {
+                // SAFETY: as in the workers (guard held until after the copy).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        sp.as_ptr().add(r.src),
+                        dp.as_ptr().add(r.dst),
+                        r.len,
+                    );
+                }
+            }
+            drop(guard);
             return Ok(Transfer::ready(Ok(())));
         }
         let (t, part) = Transfer::new(plan.total_bytes as u64, Box::new(guard));

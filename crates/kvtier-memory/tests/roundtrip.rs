@@ -50,6 +50,9 @@ proptest! {
         let engine = {
             let mut e = MemcpyEngine::new(threads).unwrap();
             e.set_min_part(4096);
+            if threads == 3 {
+                e.set_inline_max(0);
+            }
             e
         };
         let src_h = Arc::new(HostMemory::new(layout(l_src)).unwrap());
