@@ -132,7 +132,10 @@ enum PinnedInner {
 
 /// Pinned (page-locked) host memory for one layout, tier G2.
 ///
-/// With CUDA: `cuMemHostAlloc(PORTABLE | DEVICEMAP)`; *not* write-combined
+/// With CUDA: `cuMemHostAlloc(PORTABLE | DEVICEMAP)` (the call behind cudarc's
+/// `alloc_pinned_with_flags`, made directly so that the allocation carries no
+/// cudarc per-slice event that every access would synchronise on); *not*
+/// write-combined
 /// (write-combined memory is uncached for CPU reads, and the disk tier and
 /// checksums read G2 with the CPU). With unified addressing its host address is
 /// also a device address, so the batched-copy kernel can read/write it.
