@@ -1,22 +1,98 @@
-//! Configuration files (TOML): tier sizes and policies.
+//! Configuration files (TOML): tiers, memory kinds, layout, write policies.
 //!
 //! ```toml
-//! salt = "my-model"      # cache salt: two salts never share a block
+//! salt = "my-model"          # cache salt: two salts never share a block
+//!
+//! [layout]                   # block shape: a preset plus overrides
+//! preset = "tiny"            # tiny | llama3-8b | llama3-70b
+//! block_size = 128           # tokens per block
+//! kind = "layer-separate"    # or "fully-contiguous"
 //!
 //! [g1]
-//! blocks = 6000
+//! blocks = 2000              # or: bytes = "32MiB"
+//! memory = "mock"            # mock | cuda | host | pinned
 //! policy = "lru"
 //!
 //! [g2]
-//! blocks = 0             # 0 = tier absent
+//! blocks = 8000              # 0 = tier absent
+//! memory = "host"            # host | pinned
+//!
+//! [g3]
+//! blocks = 50000
+//! memory = "disk"
+//! path = "/var/cache/kvtier" # directory; a temporary one when absent
+//!
+//! [offload]
+//! g1_to_g2 = { mode = "write-back" }
+//! g2_to_g3 = { mode = "write-through-selective", min_seen = 2 }
 //! ```
 //!
 //! Unknown keys are refused (a typo must not silently fall back to a default),
 //! and every error names the file, line and key.
 
 use kvtier_logical::{CacheSalt, PolicyKind, Tier};
+use kvtier_memory::{BlockShape, LayoutKind};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// Where a tier's bytes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryChoice {
+    /// Mock device memory (host memory reachable only through a copy engine).
+    Mock,
+    /// CUDA device memory (needs a GPU and driver).
+    Cuda,
+    /// Page-aligned host memory.
+    Host,
+    /// CUDA pinned host memory (page-aligned host memory without CUDA).
+    Pinned,
+    /// A preallocated file on disk.
+    Disk,
+}
+
+/// A size in bytes: an integer or a string with a unit (`"512MiB"`, `"2GB"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parse `"123"`, `"4KiB"`, `"5 MB"`, `"2GiB"`, `"1TiB"`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size `{s}`: expected a number with an optional unit"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        u => return Err(format!("bad size `{s}`: unknown unit `{u}`")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("bad size `{s}`: overflows 64 bits"))
+}
 
 /// One tier's settings.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -25,9 +101,95 @@ pub struct TierConfig {
     /// Slots in the tier; 0 means the tier is absent.
     #[serde(default)]
     pub blocks: usize,
+    /// Size in bytes instead of blocks (divided by the block size).
+    #[serde(default)]
+    pub bytes: Option<ByteSize>,
     /// Eviction policy; the default policy when absent.
     #[serde(default)]
     pub policy: Option<PolicyKind>,
+    /// Memory kind; defaults: G1 mock, G2 host, G3 disk.
+    #[serde(default)]
+    pub memory: Option<MemoryChoice>,
+    /// Directory for disk tiers (a temporary directory when absent).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// The block shape: a preset plus overrides.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutConfig {
+    /// `tiny`, `llama3-8b` or `llama3-70b`.
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    /// Tokens per block.
+    pub block_size: Option<usize>,
+    /// Transformer layers.
+    pub num_layers: Option<usize>,
+    /// KV heads.
+    pub kv_heads: Option<usize>,
+    /// Head dimension.
+    pub head_dim: Option<usize>,
+    /// Bytes per element (1, 2, 4 or 8).
+    pub dtype_bytes: Option<usize>,
+    /// `layer-separate` (default) or `fully-contiguous`.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+fn default_preset() -> String {
+    "tiny".into()
+}
+
+impl Default for LayoutConfig {
+    fn default() -> Self {
+        LayoutConfig {
+            preset: default_preset(),
+            block_size: Some(128),
+            num_layers: None,
+            kv_heads: None,
+            head_dim: None,
+            dtype_bytes: None,
+            kind: None,
+        }
+    }
+}
+
+/// Write policies and queue bounds of the offload engine.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffloadConfig {
+    /// Policy at the G1/G2 boundary.
+    #[serde(default)]
+    pub g1_to_g2: kvtier_offload::WritePolicy,
+    /// Policy at the G2/G3 boundary.
+    #[serde(default)]
+    pub g2_to_g3: kvtier_offload::WritePolicy,
+    /// Write-through queue depth per boundary, in blocks.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+    /// Copy-engine worker threads per engine.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+fn default_queue_depth() -> usize {
+    4096
+}
+
+fn default_threads() -> usize {
+    2
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        OffloadConfig {
+            g1_to_g2: Default::default(),
+            g2_to_g3: Default::default(),
+            queue_depth: default_queue_depth(),
+            threads: default_threads(),
+        }
+    }
 }
 
 /// A whole configuration file.
@@ -46,6 +208,12 @@ pub struct Config {
     /// Disk tier.
     #[serde(default)]
     pub g3: TierConfig,
+    /// Block shape (used when data is on).
+    #[serde(default)]
+    pub layout: LayoutConfig,
+    /// Offload policies.
+    #[serde(default)]
+    pub offload: OffloadConfig,
 }
 
 fn default_salt() -> String {
@@ -55,7 +223,7 @@ fn default_salt() -> String {
 fn default_g1() -> TierConfig {
     TierConfig {
         blocks: 6000,
-        policy: None,
+        ..Default::default()
     }
 }
 
@@ -66,6 +234,8 @@ impl Default for Config {
             g1: default_g1(),
             g2: TierConfig::default(),
             g3: TierConfig::default(),
+            layout: LayoutConfig::default(),
+            offload: OffloadConfig::default(),
         }
     }
 }
@@ -119,8 +289,14 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Check sizes that cannot work: G1 must exist.
+    /// Check sizes that cannot work: G1 must exist; G3 needs G2.
     pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        if self.g3.blocks > 0 && self.g2.blocks == 0 {
+            return Err(ConfigError::Invalid {
+                path: name.to_string(),
+                message: "g3 needs a g2 tier (G3 blocks are staged through G2 on the way up); set g2.blocks".into(),
+            });
+        }
         if self.g1.blocks == 0 {
             return Err(ConfigError::Invalid {
                 path: name.to_string(),
@@ -128,6 +304,72 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// Resolve `bytes = ...` sizes into block counts, given the block size.
+    pub fn resolve_bytes(&mut self, name: &str, block_bytes: u64) -> Result<(), ConfigError> {
+        for tier in Tier::ALL {
+            let t = self.tier_mut(tier);
+            if let Some(ByteSize(b)) = t.bytes {
+                if t.blocks != 0 {
+                    return Err(ConfigError::Invalid {
+                        path: name.to_string(),
+                        message: format!("{tier}: give blocks or bytes, not both"),
+                    });
+                }
+                t.blocks = (b / block_bytes.max(1)) as usize;
+                if t.blocks == 0 {
+                    return Err(ConfigError::Invalid {
+                        path: name.to_string(),
+                        message: format!("{tier}.bytes = {b} holds no whole block of {block_bytes} bytes"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The block shape and arrangement the layout section names.
+    pub fn block_shape(&self, name: &str) -> Result<(BlockShape, LayoutKind), ConfigError> {
+        let l = &self.layout;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: name.to_string(),
+            message,
+        };
+        let mut shape = BlockShape::preset(&l.preset).ok_or_else(|| {
+            invalid(format!(
+                "layout.preset `{}` is unknown (known: tiny, llama3-8b, llama3-70b)",
+                l.preset
+            ))
+        })?;
+        if let Some(v) = l.block_size {
+            shape.block_size = v;
+        }
+        if let Some(v) = l.num_layers {
+            shape.num_layers = v;
+        }
+        if let Some(v) = l.kv_heads {
+            shape.kv_heads = v;
+        }
+        if let Some(v) = l.head_dim {
+            shape.head_dim = v;
+        }
+        if let Some(v) = l.dtype_bytes {
+            shape.dtype_bytes = v;
+        }
+        shape
+            .block_bytes()
+            .map_err(|e| invalid(format!("layout: {e}")))?;
+        let kind = match l.kind.as_deref() {
+            None | Some("layer-separate") => LayoutKind::LayerSeparate,
+            Some("fully-contiguous") => LayoutKind::FullyContiguous,
+            Some(k) => {
+                return Err(invalid(format!(
+                    "layout.kind `{k}` is unknown (known: layer-separate, fully-contiguous)"
+                )))
+            }
+        };
+        Ok((shape, kind))
     }
 
     /// The salt as used by the hash chain.

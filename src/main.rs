@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kvtier::config::{Config, ConfigError};
+use kvtier::replay::ReplayOptions;
 use kvtier::logical::{PolicyKind, Tier};
 use kvtier::trace::{Trace, EMBEDDED_NAME};
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Replay a request trace through the cache and report hit rates and speed.
     Replay(ReplayArgs),
+    /// Measure tier-to-tier migration bandwidth against same-run ceilings.
+    Bench(kvtier_bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,9 +51,23 @@ struct ReplayArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Replay R times (fresh cache each time) and report the fastest run.
+    /// Replay R times (fresh cache each time) and report the fastest run
+    /// (one tier without data).
     #[arg(long, value_name = "R", default_value_t = 1)]
     repeat: usize,
+    /// Keep N requests in flight (their blocks in use), as a busy server does.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    concurrency: usize,
+    /// Write an SVG of the hit rate per tier over the run.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Also measure the speed floor in the same run (logical-only replay time
+    /// plus bytes moved over measured memcpy and disk bandwidth).
+    #[arg(long)]
+    floor: bool,
+    /// Print the cache's Prometheus metrics after the run (stderr).
+    #[arg(long)]
+    metrics: bool,
 }
 
 fn replay(args: ReplayArgs) -> Result<()> {
@@ -89,12 +106,36 @@ fn replay(args: ReplayArgs) -> Result<()> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| EMBEDDED_NAME.to_string());
-    let report = kvtier::replay::run(&config, &name, &hashed, !args.no_data, args.repeat)
-        .context("replay failed")?;
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    let opts = ReplayOptions {
+        data: !args.no_data,
+        repeat: args.repeat,
+        concurrency: args.concurrency,
+        progress: !args.json,
+        timeline: args.plot.is_some(),
+        floor: args.floor,
+    };
+    let outcome = kvtier::replay::run(&config, &name, &hashed, &opts).context("replay failed")?;
+    if let Some(p) = &args.plot {
+        std::fs::write(p, outcome.plot_svg())
+            .with_context(|| format!("cannot write plot {}", p.display()))?;
+    }
+    let report = &outcome.report;
+    if args.metrics {
+        eprint!("{}", outcome.prometheus);
+    }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", serde_json::to_string(report)?);
     } else {
         print!("{}", report.to_table());
+    }
+    if report.data_mismatches > 0 {
+        anyhow::bail!(
+            "{} served blocks had wrong bytes: this is a bug, please report it",
+            report.data_mismatches
+        );
     }
     Ok(())
 }
@@ -110,6 +151,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Bench(args) => kvtier_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,22 @@
-//! The replay driver: runs a trace through the cache and reports hit rates and
-//! speed (design.md §6).
+//! The replay driver: runs a trace through the cache and reports hit rates,
+//! data movement and speed (design.md §6).
+//!
+//! One tier without data takes the direct store path
+//! ([`kvtier_logical::replay::SingleTierReplay`]: match, allocate, register,
+//! release on the public store API). Anything else goes through the offload
+//! engine ([`TieredCache`]): lookup across tiers, onboard, allocate with
+//! write-back, write the computed blocks' bytes, register, release tail first.
 
 use crate::config::Config;
+use crate::pattern;
+use crate::plot::{line_chart, Series};
+use crate::setup::{self, SetupError};
 use crate::trace::HashedTrace;
-use kvtier_logical::replay::SingleTierReplay;
-use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, StoreError, Tier};
+use kvtier_logical::replay::{ReplayStats, SingleTierReplay};
+use kvtier_logical::{BlockSpec, BlockStore, SequenceHash, StoreConfig, StoreError, Tier};
+use kvtier_offload::{OffloadError, TieredCache};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Hits per tier, keyed `g1`, `g2`, `g3` in JSON.
@@ -19,7 +30,7 @@ pub struct HitsByTier {
     pub g3: u64,
 }
 
-/// Per-tier size and policy, as reported.
+/// Per-tier size, policy and memory, as reported.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TierReport {
     /// The tier.
@@ -28,6 +39,8 @@ pub struct TierReport {
     pub blocks: usize,
     /// Its eviction policy.
     pub policy: String,
+    /// Its memory kind (`none` without data).
+    pub memory: String,
 }
 
 /// What a replay measured. Serialized as the `--json` output.
@@ -45,14 +58,63 @@ pub struct ReplayReport {
     pub hit_rate: f64,
     /// Hits by serving tier.
     pub hits_by_tier: HitsByTier,
-    /// Wall time of the replay loop only (no parsing, no hashing).
+    /// Wall time of the replay loop only (no parsing, no hashing, no set-up).
     pub seconds: f64,
     /// `blocks / seconds`.
     pub blocks_per_s: f64,
     /// Whether block bytes were moved and verified.
     pub data: bool,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Bytes per block (0 without data).
+    pub block_bytes: u64,
+    /// Blocks copied down (G1->G2, G2->G3).
+    pub offloaded_blocks: u64,
+    /// Blocks copied up (G3->G2, G2->G1).
+    pub onboarded_blocks: u64,
+    /// Bytes copied down.
+    pub bytes_offloaded: u64,
+    /// Bytes copied up.
+    pub bytes_onboarded: u64,
+    /// Bytes moved on the disk paths (G2<->G3), part of the two above.
+    pub bytes_disk: u64,
+    /// Bytes of computed blocks written into G1.
+    pub bytes_written: u64,
+    /// Bytes of onboarded blocks read back from G1 to check them.
+    pub bytes_verified: u64,
+    /// Onboarded blocks whose checksum failed (recomputed, never served).
+    pub verify_failures: u64,
+    /// Served blocks whose bytes differed from what was computed (must be 0).
+    pub data_mismatches: u64,
+    /// Blocks removed from the last tier by policy.
+    pub dropped_blocks: u64,
+    /// Offload copies that failed (their blocks dropped).
+    pub offload_errors: u64,
     /// The tiers present.
     pub tiers: Vec<TierReport>,
+    /// The speed floor, when data is on (see [`Floor`]).
+    pub floor: Option<Floor>,
+}
+
+/// The fastest a data replay could be on this machine, measured in the same
+/// run: the logical-only replay time plus the bytes moved divided by the
+/// measured single-thread memcpy and raw file I/O bandwidths.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Floor {
+    /// The same replay without data.
+    pub logical_seconds: f64,
+    /// Single-thread memcpy bandwidth, GB/s.
+    pub memcpy_gbps: f64,
+    /// Raw sequential file write+read bandwidth in the G3 directory, GB/s.
+    pub disk_gbps: f64,
+    /// Host-side bytes moved (G1<->G2, writes, read-backs).
+    pub host_bytes: u64,
+    /// Disk bytes moved (G2<->G3).
+    pub disk_bytes: u64,
+    /// `logical_seconds + host_bytes/memcpy + disk_bytes/disk`.
+    pub floor_seconds: f64,
+    /// `seconds / floor_seconds`.
+    pub ratio: f64,
 }
 
 /// Errors of a replay.
@@ -61,9 +123,56 @@ pub enum ReplayError {
     /// A block store refused its configuration or an allocation.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The configuration asks for something this build cannot do.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The cache could not be built.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The offload engine failed.
+    #[error(transparent)]
+    Offload(#[from] OffloadError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How to run a replay.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// Move and verify block bytes.
+    pub data: bool,
+    /// Replay R times (fresh cache each) and keep the fastest (logical one-tier path).
+    pub repeat: usize,
+    /// Requests in flight at once (multi-tier path).
+    pub concurrency: usize,
+    /// Show a progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+    /// Record hit rates per tier over the run (for `--plot`).
+    pub timeline: bool,
+    /// Measure the speed floor (data replays).
+    pub floor: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            data: true,
+            repeat: 1,
+            concurrency: 1,
+            progress: false,
+            timeline: false,
+            floor: false,
+        }
+    }
+}
+
+/// A replay's report and, if asked, its timeline.
+#[derive(Clone, Debug)]
+pub struct ReplayOutcome {
+    /// Totals.
+    pub report: ReplayReport,
+    /// `(requests done, cumulative hits by tier, blocks)` samples.
+    pub timeline: Vec<(u64, [u64; 3], u64)>,
+    /// The cache's metrics at the end, in Prometheus text format.
+    pub prometheus: String,
 }
 
 /// Replay `trace` through the tiers `config` describes.
@@ -71,38 +180,68 @@ pub fn run(
     config: &Config,
     trace_name: &str,
     trace: &HashedTrace,
-    data: bool,
-    repeat: usize,
-) -> Result<ReplayReport, ReplayError> {
-    if config.g2.blocks > 0 || config.g3.blocks > 0 {
-        return Err(ReplayError::Unsupported(
-            "multi-tier replay (g2/g3 blocks > 0) needs the offload engine, which this build does not have yet; use --g2-blocks 0 --g3-blocks 0".into(),
-        ));
+    opts: &ReplayOptions,
+) -> Result<ReplayOutcome, ReplayError> {
+    let one_tier = config.g2.blocks == 0 && config.g3.blocks == 0;
+    if one_tier && !opts.data {
+        return run_single_tier(config, trace_name, trace, opts);
     }
-    if data {
-        return Err(ReplayError::Unsupported(
-            "data movement and verification need the physical tiers, which this build does not have yet; pass --no-data".into(),
-        ));
-    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ReplayError::Runtime)?;
+    rt.block_on(run_tiered(config, trace_name, trace, opts))
+}
+
+fn tier_reports(config: &Config, memories: &[(Tier, String)]) -> Vec<TierReport> {
+    Tier::ALL
+        .iter()
+        .filter(|t| config.tier(**t).blocks > 0)
+        .map(|&t| TierReport {
+            tier: t,
+            blocks: config.tier(t).blocks,
+            policy: config.tier(t).policy.unwrap_or_default().name().to_string(),
+            memory: memories
+                .iter()
+                .find(|(m, _)| *m == t)
+                .map(|(_, k)| k.clone())
+                .unwrap_or_else(|| "none".into()),
+        })
+        .collect()
+}
+
+fn run_single_tier(
+    config: &Config,
+    trace_name: &str,
+    trace: &HashedTrace,
+    opts: &ReplayOptions,
+) -> Result<ReplayOutcome, ReplayError> {
     let policy = config.g1.policy.unwrap_or_default();
     // Each repetition replays into a fresh store; the best time is reported
     // (the counts are identical by construction).
-    let mut best: Option<(f64, kvtier_logical::replay::ReplayStats)> = None;
-    for _ in 0..repeat.max(1) {
+    let mut best: Option<(f64, ReplayStats, Vec<(u64, [u64; 3], u64)>)> = None;
+    let every = (trace.len() / 200).max(1);
+    for _ in 0..opts.repeat.max(1) {
         let store =
             BlockStore::new(StoreConfig::new(Tier::G1, config.g1.blocks).with_policy(policy))?;
         let mut replay = SingleTierReplay::new(store);
+        let mut timeline = Vec::new();
         let start = Instant::now();
-        for req in trace.iter() {
+        for (i, req) in trace.iter().enumerate() {
             replay.request(req)?;
+            if opts.timeline && (i + 1) % every == 0 {
+                let s = replay.stats();
+                timeline.push((s.requests, [s.hits, 0, 0], s.blocks));
+            }
         }
         let seconds = start.elapsed().as_secs_f64();
-        if best.is_none_or(|(b, _)| seconds < b) {
-            best = Some((seconds, replay.stats()));
+        if best.as_ref().is_none_or(|(b, _, _)| seconds < *b) {
+            best = Some((seconds, replay.stats(), timeline));
         }
     }
-    let (seconds, stats) = best.expect("at least one repetition");
-    Ok(ReplayReport {
+    let (seconds, stats, timeline) = best.expect("at least one repetition");
+    let prometheus = String::new();
+    let report = ReplayReport {
         trace: trace_name.to_string(),
         requests: stats.requests,
         blocks: stats.blocks,
@@ -114,17 +253,322 @@ pub fn run(
         },
         seconds,
         blocks_per_s: stats.blocks as f64 / seconds.max(1e-9),
-        data,
-        tiers: vec![TierReport {
-            tier: Tier::G1,
-            blocks: config.g1.blocks,
-            policy: policy_name(policy),
-        }],
+        data: false,
+        concurrency: 1,
+        block_bytes: 0,
+        offloaded_blocks: 0,
+        onboarded_blocks: 0,
+        bytes_offloaded: 0,
+        bytes_onboarded: 0,
+        bytes_disk: 0,
+        bytes_written: 0,
+        bytes_verified: 0,
+        verify_failures: 0,
+        data_mismatches: 0,
+        dropped_blocks: 0,
+        offload_errors: 0,
+        tiers: tier_reports(config, &[]),
+        floor: None,
+    };
+    Ok(ReplayOutcome {
+        report,
+        timeline,
+        prometheus,
     })
 }
 
-fn policy_name(p: PolicyKind) -> String {
-    p.name().to_string()
+/// Counts one request adds.
+#[derive(Default, Clone, Copy)]
+struct RequestStats {
+    blocks: u64,
+    hits: [u64; 3],
+    written: u64,
+    verified: u64,
+    mismatches: u64,
+}
+
+fn spec_at(hashes: &[SequenceHash], i: usize) -> BlockSpec {
+    BlockSpec {
+        hash: hashes[i],
+        parent: if i == 0 {
+            SequenceHash::ROOT
+        } else {
+            hashes[i - 1]
+        },
+        position: i as u32,
+    }
+}
+
+/// One request through the tiered cache: lookup, onboard (verified), compute
+/// the rest (allocate + write its bytes), register, release tail first.
+async fn request(cache: &TieredCache, hashes: &[SequenceHash]) -> Result<RequestStats, ReplayError> {
+    let cap = cache.store(Tier::G1).expect("G1").capacity();
+    let hashes = &hashes[..hashes.len().min(cap)];
+    let data = cache.has_data();
+    let mut st = RequestStats {
+        blocks: hashes.len() as u64,
+        ..Default::default()
+    };
+    let plan = cache.lookup(hashes);
+    let on = cache.onboard(plan).await?;
+    st.hits = on.hits_by_tier;
+    let k = on.blocks.len();
+    if data {
+        // End-to-end check of every onboarded block's bytes in G1.
+        let onboarded: Vec<usize> = (0..k).filter(|&i| on.served[i] != Tier::G1).collect();
+        if !onboarded.is_empty() {
+            let blocks: Vec<_> = onboarded.iter().map(|&i| on.blocks[i].clone()).collect();
+            let mut bad = 0u64;
+            cache
+                .read_back(&blocks, |j, bytes| {
+                    if !pattern::matches(hashes[onboarded[j]], bytes) {
+                        bad += 1;
+                    }
+                })
+                .await?;
+            st.mismatches = bad;
+            st.verified = onboarded.len() as u64 * cache.block_bytes();
+            // Same store: one lock for the clones' release.
+            cache.release(blocks);
+        }
+    }
+    let fresh = cache.allocate(hashes.len() - k).await?;
+    if data {
+        cache
+            .write_new(&fresh, |i, buf| pattern::fill(hashes[k + i], buf))
+            .await?;
+        st.written = fresh.len() as u64 * cache.block_bytes();
+    }
+    let complete = fresh
+        .into_iter()
+        .zip(k..)
+        .map(|(b, i)| b.complete(spec_at(hashes, i)))
+        .collect();
+    let registered = cache.register(complete).await;
+    let mut all = on.blocks;
+    all.extend(registered);
+    cache.release(all.into_iter().rev());
+    Ok(st)
+}
+
+async fn run_tiered(
+    config: &Config,
+    trace_name: &str,
+    trace: &HashedTrace,
+    opts: &ReplayOptions,
+) -> Result<ReplayOutcome, ReplayError> {
+    let built = setup::build(config, trace_name, opts.data)?;
+    let cache = built.cache.clone();
+    let memories: Vec<(Tier, String)> = built
+        .memories
+        .iter()
+        .map(|(t, m)| {
+            let name = if opts.data {
+                serde_json::to_value(m)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            } else {
+                "none".into()
+            };
+            (*t, name)
+        })
+        .collect();
+    let bar = progress_bar(opts.progress, trace.len() as u64);
+    let every = (trace.len() / 200).max(1);
+    let mut timeline = Vec::new();
+    let mut total = RequestStats::default();
+    let add = |total: &mut RequestStats, s: RequestStats| {
+        total.blocks += s.blocks;
+        for t in 0..3 {
+            total.hits[t] += s.hits[t];
+        }
+        total.written += s.written;
+        total.verified += s.verified;
+        total.mismatches += s.mismatches;
+    };
+    let start = Instant::now();
+    if opts.concurrency <= 1 {
+        for (i, req) in trace.iter().enumerate() {
+            let s = request(&cache, req).await?;
+            add(&mut total, s);
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+            if opts.timeline && (i + 1) % every == 0 {
+                timeline.push(((i + 1) as u64, total.hits, total.blocks));
+            }
+        }
+    } else {
+        // N requests in flight: each holds its blocks until done.
+        let mut set = tokio::task::JoinSet::new();
+        let trace = Arc::new(trace.clone());
+        let mut next = 0usize;
+        let mut done = 0usize;
+        while done < trace.len() {
+            while set.len() < opts.concurrency && next < trace.len() {
+                let cache = cache.clone();
+                let trace = trace.clone();
+                let i = next;
+                set.spawn(async move { request(&cache, trace.request(i)).await });
+                next += 1;
+            }
+            let r = set.join_next().await.expect("tasks in flight");
+            let s = r.map_err(|e| ReplayError::Runtime(std::io::Error::other(e.to_string())))??;
+            add(&mut total, s);
+            done += 1;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+            if opts.timeline && done % every == 0 {
+                timeline.push((done as u64, total.hits, total.blocks));
+            }
+        }
+    }
+    cache.shutdown().await;
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let m = cache.metrics();
+    let prometheus = cache.to_prometheus();
+    let hits: u64 = total.hits.iter().sum();
+    let requests = trace.len() as u64;
+    let mut report = ReplayReport {
+        trace: trace_name.to_string(),
+        requests,
+        blocks: total.blocks,
+        hits,
+        hit_rate: if total.blocks == 0 {
+            0.0
+        } else {
+            hits as f64 / total.blocks as f64
+        },
+        hits_by_tier: HitsByTier {
+            g1: total.hits[0],
+            g2: total.hits[1],
+            g3: total.hits[2],
+        },
+        seconds,
+        blocks_per_s: total.blocks as f64 / seconds.max(1e-9),
+        data: opts.data,
+        concurrency: opts.concurrency.max(1),
+        block_bytes: cache.block_bytes(),
+        offloaded_blocks: m.offloaded_blocks,
+        onboarded_blocks: m.onboarded_blocks,
+        bytes_offloaded: m.bytes_offloaded,
+        bytes_onboarded: m.bytes_onboarded,
+        bytes_disk: m.bytes_disk,
+        bytes_written: total.written,
+        bytes_verified: total.verified,
+        verify_failures: m.verify_failures,
+        data_mismatches: total.mismatches,
+        dropped_blocks: m.dropped_blocks,
+        offload_errors: m.offload_errors,
+        tiers: tier_reports(config, &memories),
+        floor: None,
+    };
+    if opts.data && opts.floor {
+        report.floor = Some(measure_floor(config, trace_name, trace, &report, built.g3_dir.as_deref())?);
+    }
+    drop(built);
+    Ok(ReplayOutcome {
+        report,
+        timeline,
+        prometheus,
+    })
+}
+
+fn measure_floor(
+    config: &Config,
+    trace_name: &str,
+    trace: &HashedTrace,
+    report: &ReplayReport,
+    g3_dir: Option<&std::path::Path>,
+) -> Result<Floor, ReplayError> {
+    // The same replay without data, in this process, in a fresh runtime
+    // thread (we are inside one).
+    let (c, n, t) = (config.clone(), trace_name.to_string(), trace.clone());
+    let logical = std::thread::spawn(move || {
+        run(
+            &c,
+            &n,
+            &t,
+            &ReplayOptions {
+                data: false,
+                ..Default::default()
+            },
+        )
+        .map(|o| o.report.seconds)
+    })
+    .join()
+    .map_err(|_| ReplayError::Runtime(std::io::Error::other("floor thread panicked")))??;
+    let memcpy = crate::ceiling::memcpy_bandwidth(64 << 20);
+    let g1_g2 = report.bytes_written + report.bytes_verified;
+    // Split the moved bytes by path: disk paths are G2<->G3.
+    let disk_bytes = report.bytes_disk;
+    let host_bytes = report.bytes_offloaded + report.bytes_onboarded - disk_bytes + g1_g2;
+    let disk = match g3_dir {
+        Some(d) if disk_bytes > 0 => crate::ceiling::file_bandwidth(d, 256 << 20).unwrap_or(f64::INFINITY),
+        _ => f64::INFINITY,
+    };
+    let floor_seconds = logical + host_bytes as f64 / memcpy + disk_bytes as f64 / disk;
+    Ok(Floor {
+        logical_seconds: logical,
+        memcpy_gbps: memcpy / 1e9,
+        disk_gbps: if disk.is_finite() { disk / 1e9 } else { 0.0 },
+        host_bytes,
+        disk_bytes,
+        floor_seconds,
+        ratio: report.seconds / floor_seconds.max(1e-9),
+    })
+}
+
+fn progress_bar(on: bool, len: u64) -> Option<indicatif::ProgressBar> {
+    if !on {
+        return None;
+    }
+    let b = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} replay [{bar:40}] {pos}/{len} requests ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(b)
+}
+
+impl ReplayOutcome {
+    /// An SVG of cumulative hit rate per tier over the run.
+    pub fn plot_svg(&self) -> String {
+        let names = ["g1", "g2", "g3"];
+        let mut series: Vec<Series> = Vec::new();
+        for (t, name) in names.iter().enumerate() {
+            let points: Vec<(f64, f64)> = self
+                .timeline
+                .iter()
+                .map(|(r, h, b)| (*r as f64, if *b == 0 { 0.0 } else { h[t] as f64 / *b as f64 }))
+                .collect();
+            if points.iter().any(|p| p.1 > 0.0) {
+                series.push(Series {
+                    label: format!("hits from {name}"),
+                    points,
+                });
+            }
+        }
+        series.push(Series {
+            label: "total".into(),
+            points: self
+                .timeline
+                .iter()
+                .map(|(r, h, b)| (*r as f64, if *b == 0 { 0.0 } else { h.iter().sum::<u64>() as f64 / *b as f64 }))
+                .collect(),
+        });
+        line_chart(
+            &format!("kvtier replay: cumulative hit rate ({})", self.report.trace),
+            "requests replayed",
+            "hit rate",
+            &series,
+        )
+    }
 }
 
 impl ReplayReport {
@@ -132,36 +576,64 @@ impl ReplayReport {
     pub fn to_table(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "trace        {}", self.trace);
+        let _ = writeln!(s, "trace            {}", self.trace);
         for t in &self.tiers {
             let _ = writeln!(
                 s,
-                "tier {}      {} blocks, policy {}",
-                t.tier, t.blocks, t.policy
+                "tier {}          {} blocks, policy {}, memory {}",
+                t.tier, t.blocks, t.policy, t.memory
             );
         }
         let _ = writeln!(
             s,
-            "data         {}",
+            "data             {}",
             if self.data {
-                "moved and verified"
+                format!("moved and verified ({} bytes per block)", self.block_bytes)
             } else {
-                "off (logical only)"
+                "off (logical only)".into()
             }
         );
-        let _ = writeln!(s, "requests     {}", self.requests);
-        let _ = writeln!(s, "blocks       {}", self.blocks);
+        let _ = writeln!(s, "requests         {}", self.requests);
+        let _ = writeln!(s, "blocks           {}", self.blocks);
         let _ = writeln!(
             s,
-            "hits         {} ({:.4})  g1 {}  g2 {}  g3 {}",
-            self.hits,
-            self.hit_rate,
-            self.hits_by_tier.g1,
-            self.hits_by_tier.g2,
-            self.hits_by_tier.g3
+            "hits             {} ({:.4})  g1 {}  g2 {}  g3 {}",
+            self.hits, self.hit_rate, self.hits_by_tier.g1, self.hits_by_tier.g2, self.hits_by_tier.g3
         );
-        let _ = writeln!(s, "replay time  {:.6} s", self.seconds);
-        let _ = writeln!(s, "speed        {:.3} M blocks/s", self.blocks_per_s / 1e6);
+        if self.data || self.tiers.len() > 1 {
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            let _ = writeln!(
+                s,
+                "offloaded        {} blocks ({:.1} MiB)",
+                self.offloaded_blocks,
+                mib(self.bytes_offloaded)
+            );
+            let _ = writeln!(
+                s,
+                "onboarded        {} blocks ({:.1} MiB)",
+                self.onboarded_blocks,
+                mib(self.bytes_onboarded)
+            );
+            let _ = writeln!(
+                s,
+                "integrity        {} verify failures, {} data mismatches",
+                self.verify_failures, self.data_mismatches
+            );
+            let _ = writeln!(
+                s,
+                "dropped          {} blocks ({} offload errors)",
+                self.dropped_blocks, self.offload_errors
+            );
+        }
+        let _ = writeln!(s, "replay time      {:.6} s", self.seconds);
+        let _ = writeln!(s, "speed            {:.3} M blocks/s", self.blocks_per_s / 1e6);
+        if let Some(f) = &self.floor {
+            let _ = writeln!(
+                s,
+                "floor            {:.3} s (logical {:.3} s, memcpy {:.2} GB/s, disk {:.2} GB/s): {:.2}x the floor",
+                f.floor_seconds, f.logical_seconds, f.memcpy_gbps, f.disk_gbps, f.ratio
+            );
+        }
         s
     }
 }

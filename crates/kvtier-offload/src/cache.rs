@@ -1,0 +1,940 @@
+//! The tiered cache: a block store and a memory per tier, and the moves
+//! between them.
+//!
+//! # Moves
+//! - **Offload** (down): when a tier evicts a block, write-back copies it to
+//!   the tier below unless that tier already holds it (lower tiers are
+//!   *inclusive*: onboarding leaves their copy in place, so a hot prefix does
+//!   not bounce). Write-through copies every newly registered block down in the
+//!   background through a bounded queue; write-through-selective only blocks
+//!   seen at least `k` times.
+//! - **Onboard** (up): [`TieredCache::lookup`] walks the prefix position by
+//!   position, each served by the fastest tier that holds it, and returns an
+//!   [`OnboardPlan`] holding guards on every matched block (so nothing it names
+//!   can be evicted). [`TieredCache::onboard`] stages G3 hits into G2, copies
+//!   G2 blocks into fresh G1 slots, registers them and returns G1 guards for
+//!   the whole matched prefix.
+//!
+//! # Integrity
+//! Every block written into G2 gets a checksum (xxh3-64 of its bytes) computed
+//! from the bytes that landed there; G3 copies carry it along. Onboarding
+//! recomputes it on the G2 bytes (after a G3 read) and before copying to G1;
+//! a mismatch is counted in `verify_failures`, logged, the bad copy is
+//! withdrawn from its tier, and the prefix is cut there: the caller recomputes
+//! the rest. A failed offload copy drops the block (counted), never registers
+//! it. Transfers pin the guards of their source and destination until the
+//! bytes have landed, even if the calling future is cancelled.
+
+use crate::metrics::{CacheMetrics, MetricsSnapshot, Path};
+use crate::pinned::Pinned;
+use crate::sketch::SeenSketch;
+use kvtier_logical::{
+    BlockSpec, BlockStore, CompleteBlock, Evicted, ImmutableBlock, MutableBlock, SequenceHash,
+    StoreConfig, StoreError, Tier, TierMetrics,
+};
+use kvtier_memory::{BlockMemory, CopyEngine, CopyError, HostMemory, HostVisible, Layout, MemoryError};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// When blocks are copied down across one tier boundary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum WritePolicy {
+    /// Copy a block down when it is evicted (and the tier below lacks it).
+    #[default]
+    WriteBack,
+    /// Copy every newly registered block down in the background; an evicted
+    /// block whose copy has not landed is dropped.
+    WriteThrough,
+    /// As write-through, only for blocks asked for at least `min_seen` times.
+    WriteThroughSelective {
+        /// Sightings needed before a block is copied down.
+        min_seen: u8,
+    },
+}
+
+/// The bytes behind one tier.
+#[derive(Clone)]
+pub enum TierMemory {
+    /// No bytes: logical-only replay.
+    None,
+    /// Memory reachable only through a copy engine (device, mock device).
+    Device(Arc<dyn BlockMemory>),
+    /// Memory with byte views (host, pinned host, mmap'd disk).
+    Host(Arc<dyn HostVisible>),
+}
+
+impl TierMemory {
+    fn parts(&self) -> (Option<Arc<dyn BlockMemory>>, Option<Arc<dyn HostVisible>>) {
+        match self {
+            TierMemory::None => (None, None),
+            TierMemory::Device(m) => (Some(m.clone()), None),
+            TierMemory::Host(h) => (Some(h.clone() as Arc<dyn BlockMemory>), Some(h.clone())),
+        }
+    }
+}
+
+/// One tier's setup.
+#[derive(Clone)]
+pub struct TierSetup {
+    /// The block store (its tier must match the slot it is given).
+    pub store: StoreConfig,
+    /// Its bytes.
+    pub memory: TierMemory,
+}
+
+/// Everything a [`TieredCache`] is built from.
+#[derive(Clone)]
+pub struct CacheSetup {
+    /// G1 (required).
+    pub g1: TierSetup,
+    /// G2 (optional).
+    pub g2: Option<TierSetup>,
+    /// G3 (optional; requires G2, which stages its blocks on the way up).
+    pub g3: Option<TierSetup>,
+    /// Copies between host memory and G1 (and G1 <-> G2).
+    pub device_engine: Option<Arc<dyn CopyEngine>>,
+    /// Copies between host memory and G3 (G2 <-> G3).
+    pub disk_engine: Option<Arc<dyn CopyEngine>>,
+    /// Write policy at the G1/G2 boundary.
+    pub g1_to_g2: WritePolicy,
+    /// Write policy at the G2/G3 boundary.
+    pub g2_to_g3: WritePolicy,
+    /// Capacity of each write-through queue, in blocks (backpressure bound).
+    pub queue_depth: usize,
+    /// Blocks of host staging used to fill and read back device-only G1.
+    pub staging_blocks: usize,
+}
+
+/// Errors of the offload engine.
+#[derive(Debug, thiserror::Error)]
+pub enum OffloadError {
+    /// A block store refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A copy failed.
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    /// A memory access failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The setup cannot work.
+    #[error("invalid tiered-cache setup: {0}")]
+    Setup(String),
+    /// The cache was shut down.
+    #[error("the tiered cache is shut down")]
+    Shutdown,
+}
+
+struct TierState {
+    store: BlockStore,
+    mem: Option<Arc<dyn BlockMemory>>,
+    host: Option<Arc<dyn HostVisible>>,
+    /// Checksum of the bytes in each slot (valid while the slot is registered).
+    sums: Box<[AtomicU64]>,
+}
+
+struct WtItem {
+    block: ImmutableBlock,
+    spec: BlockSpec,
+}
+
+struct Inner {
+    tiers: [Option<TierState>; 3],
+    device_engine: Option<Arc<dyn CopyEngine>>,
+    disk_engine: Option<Arc<dyn CopyEngine>>,
+    write: [WritePolicy; 2],
+    data: bool,
+    block_bytes: u64,
+    metrics: CacheMetrics,
+    seen: Mutex<SeenSketch>,
+    wt_tx: Mutex<[Option<mpsc::Sender<WtItem>>; 2]>,
+    staging: Option<tokio::sync::Mutex<Arc<HostMemory>>>,
+}
+
+/// G1..G3 block stores and memories plus the engine moving blocks between
+/// them. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct TieredCache {
+    inner: Arc<Inner>,
+    workers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// The result of [`TieredCache::lookup`]: the matched prefix, each position
+/// with the tier that serves it and a guard pinning that block.
+pub struct OnboardPlan {
+    hashes: Vec<SequenceHash>,
+    entries: Vec<(Tier, ImmutableBlock)>,
+}
+
+impl OnboardPlan {
+    /// Number of matched positions.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if nothing matched.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Matched positions per serving tier (`[g1, g2, g3]`).
+    pub fn hits_by_tier(&self) -> [u64; 3] {
+        let mut h = [0; 3];
+        for (t, _) in &self.entries {
+            h[t.index()] += 1;
+        }
+        h
+    }
+}
+
+/// The result of [`TieredCache::onboard`].
+pub struct Onboarded {
+    /// G1 guards for the served prefix, in position order.
+    pub blocks: Vec<ImmutableBlock>,
+    /// Served positions per tier (`[g1, g2, g3]`), after verification.
+    pub hits_by_tier: [u64; 3],
+    /// Positions that failed verification (the prefix was cut at the first).
+    pub verify_failures: u64,
+    /// The tier that served each position of `blocks`.
+    pub served: Vec<Tier>,
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+fn spec_at(hashes: &[SequenceHash], pos: usize) -> BlockSpec {
+    BlockSpec {
+        hash: hashes[pos],
+        parent: if pos == 0 {
+            SequenceHash::ROOT
+        } else {
+            hashes[pos - 1]
+        },
+        position: pos as u32,
+    }
+}
+
+/// xxh3-64 of a block's bytes (regions in layer order).
+pub fn block_checksum(mem: &dyn HostVisible, slot: usize) -> Result<u64, MemoryError> {
+    let view = mem.block(slot)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for r in view.regions() {
+        h.update(r);
+    }
+    Ok(h.digest())
+}
+
+fn path(from: Tier, to: Tier) -> Path {
+    match (from, to) {
+        (Tier::G1, Tier::G2) => Path::G1ToG2,
+        (Tier::G2, Tier::G3) => Path::G2ToG3,
+        (Tier::G3, Tier::G2) => Path::G3ToG2,
+        _ => Path::G2ToG1,
+    }
+}
+
+impl TieredCache {
+    /// Build the cache. Validates the setup: G3 needs G2; either every tier has
+    /// memory or none; memories hold at least the tier's capacity and share
+    /// one block shape; each boundary with data has its engine. Write-through
+    /// workers are spawned on the current tokio runtime (required only when a
+    /// write-through policy is used).
+    pub fn new(setup: CacheSetup) -> Result<TieredCache, OffloadError> {
+        let bad = |m: String| Err(OffloadError::Setup(m));
+        if setup.g3.is_some() && setup.g2.is_none() {
+            return bad("a G3 tier needs a G2 tier (it stages G3 blocks on the way up)".into());
+        }
+        let setups = [Some(&setup.g1), setup.g2.as_ref(), setup.g3.as_ref()];
+        let data = !matches!(setup.g1.memory, TierMemory::None);
+        let mut shape = None;
+        let mut tiers: [Option<TierState>; 3] = [None, None, None];
+        for (i, s) in setups.iter().enumerate() {
+            let Some(s) = s else { continue };
+            let tier = Tier::ALL[i];
+            if s.store.tier != tier {
+                return bad(format!("the {tier} slot holds a store configured as {}", s.store.tier));
+            }
+            let (mem, host) = s.memory.parts();
+            if mem.is_some() != data {
+                return bad(format!(
+                    "{tier}: either every tier has memory (data on) or none (logical only)"
+                ));
+            }
+            if let Some(m) = &mem {
+                let l: &Layout = m.layout();
+                if l.num_blocks() < s.store.capacity {
+                    return bad(format!(
+                        "{tier}: memory holds {} blocks, the store wants {}",
+                        l.num_blocks(),
+                        s.store.capacity
+                    ));
+                }
+                match shape {
+                    None => shape = Some(*l.shape()),
+                    Some(sh) if sh != *l.shape() => {
+                        return bad(format!("{tier}: block shape differs from G1's"))
+                    }
+                    _ => {}
+                }
+            }
+            if tier != Tier::G1 && data && host.is_none() {
+                return bad(format!("{tier}: lower tiers need host-visible memory (checksums)"));
+            }
+            let store = BlockStore::new(s.store.clone())?;
+            let sums = (0..s.store.capacity).map(|_| AtomicU64::new(0)).collect();
+            tiers[i] = Some(TierState {
+                store,
+                mem,
+                host,
+                sums,
+            });
+        }
+        if data {
+            if setup.device_engine.is_none() {
+                return bad("data on: a device engine (host <-> G1) is needed".into());
+            }
+            if setup.g3.is_some() && setup.disk_engine.is_none() {
+                return bad("data on: a disk engine (G2 <-> G3) is needed".into());
+            }
+        }
+        let block_bytes = tiers[0]
+            .as_ref()
+            .and_then(|t| t.mem.as_ref())
+            .map(|m| m.layout().block_bytes() as u64)
+            .unwrap_or(0);
+        let staging = match (&setup.g1.memory, shape) {
+            (TierMemory::Device(_), Some(sh)) => {
+                let n = setup.staging_blocks.max(1);
+                let l = Layout::contiguous(sh, n)
+                    .map_err(|e| OffloadError::Setup(format!("staging layout: {e}")))?;
+                Some(tokio::sync::Mutex::new(Arc::new(HostMemory::new(l)?)))
+            }
+            _ => None,
+        };
+        let sketch_width = setup.g1.store.capacity * 4;
+        let inner = Arc::new(Inner {
+            tiers,
+            device_engine: setup.device_engine,
+            disk_engine: setup.disk_engine,
+            write: [setup.g1_to_g2, setup.g2_to_g3],
+            data,
+            block_bytes,
+            metrics: CacheMetrics::default(),
+            seen: Mutex::new(SeenSketch::new(sketch_width)),
+            wt_tx: Mutex::new([None, None]),
+            staging,
+        });
+        let cache = TieredCache {
+            inner,
+            workers: Arc::new(Mutex::new(Vec::new())),
+        };
+        for b in 0..2 {
+            let wt = !matches!(cache.inner.write[b], WritePolicy::WriteBack);
+            if wt && cache.inner.tiers[b + 1].is_some() {
+                let (tx, rx) = mpsc::channel(setup.queue_depth.max(1));
+                cache.inner.wt_tx.lock()[b] = Some(tx);
+                let inner = cache.inner.clone();
+                let h = tokio::runtime::Handle::try_current()
+                    .map_err(|_| OffloadError::Setup("write-through needs a tokio runtime".into()))?
+                    .spawn(write_through_worker(inner, Tier::ALL[b], rx));
+                cache.workers.lock().push(h);
+            }
+        }
+        Ok(cache)
+    }
+
+    /// The block store of `tier`, if present.
+    pub fn store(&self, tier: Tier) -> Option<&BlockStore> {
+        self.inner.tiers[tier.index()].as_ref().map(|t| &t.store)
+    }
+
+    /// Whether block bytes are moved and verified.
+    pub fn has_data(&self) -> bool {
+        self.inner.data
+    }
+
+    /// Bytes per block (0 without data).
+    pub fn block_bytes(&self) -> u64 {
+        self.inner.block_bytes
+    }
+
+    /// Movement counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Prometheus text: every tier's store metrics plus every path's.
+    pub fn to_prometheus(&self) -> String {
+        let stores: Vec<TierMetrics> = self
+            .inner
+            .tiers
+            .iter()
+            .flatten()
+            .map(|t| t.store.metrics())
+            .collect();
+        let mut s = kvtier_logical::to_prometheus(&stores);
+        s.push_str(&self.inner.metrics.to_prometheus());
+        s
+    }
+
+    /// Walk `hashes` position by position, each served by the fastest tier
+    /// holding it, until a position no tier holds. The plan pins every block
+    /// it names.
+    pub fn lookup(&self, hashes: &[SequenceHash]) -> OnboardPlan {
+        let inner = &*self.inner;
+        if matches!(inner.write[0], WritePolicy::WriteThroughSelective { .. })
+            || matches!(inner.write[1], WritePolicy::WriteThroughSelective { .. })
+        {
+            let mut seen = inner.seen.lock();
+            for &h in hashes {
+                seen.see(h);
+            }
+        }
+        let mut entries: Vec<(Tier, ImmutableBlock)> = Vec::with_capacity(hashes.len());
+        let mut buf = Vec::with_capacity(hashes.len());
+        // Fast path: G1's run in one batch.
+        let g1 = &inner.tiers[0].as_ref().expect("G1 exists").store;
+        g1.match_prefix_into(hashes, &mut buf);
+        entries.extend(buf.drain(..).map(|b| (Tier::G1, b)));
+        let mut pos = entries.len();
+        // G1 already answered for `pos`; later positions ask every tier.
+        let mut skip_g1 = true;
+        'walk: while pos < hashes.len() {
+            for t in inner.tiers.iter().flatten() {
+                if skip_g1 && t.store.tier() == Tier::G1 {
+                    continue;
+                }
+                if t.store.match_prefix_into(&hashes[pos..=pos], &mut buf) == 1 {
+                    entries.push((t.store.tier(), buf.pop().expect("one match")));
+                    pos += 1;
+                    skip_g1 = false;
+                    continue 'walk;
+                }
+            }
+            break;
+        }
+        OnboardPlan {
+            hashes: hashes[..entries.len()].to_vec(),
+            entries,
+        }
+    }
+
+    /// Bring every lower-tier block of `plan` into G1 (G3 -> G2 -> G1,
+    /// verified) and return G1 guards for the served prefix.
+    pub async fn onboard(&self, plan: OnboardPlan) -> Result<Onboarded, OffloadError> {
+        self.inner.clone().onboard(plan).await
+    }
+
+    /// Allocate `n` G1 blocks, writing evicted blocks back down first.
+    pub async fn allocate(&self, n: usize) -> Result<Vec<MutableBlock>, OffloadError> {
+        self.inner.clone().allocate_in(Tier::G1, n).await
+    }
+
+    /// Register complete G1 blocks; write-through policies queue them for the
+    /// tier below (waiting when the queue is full: backpressure).
+    pub async fn register(&self, blocks: Vec<CompleteBlock>) -> Vec<ImmutableBlock> {
+        let specs: Vec<BlockSpec> = blocks.iter().map(|b| b.spec()).collect();
+        let g1 = self.store(Tier::G1).expect("G1 exists");
+        let out = g1.register(blocks);
+        self.inner.queue_write_through(0, &out, &specs).await;
+        out
+    }
+
+    /// Release a request's G1 blocks (in the order given; tail first is the
+    /// reference order).
+    pub fn release<I: IntoIterator<Item = ImmutableBlock>>(&self, blocks: I) {
+        self.store(Tier::G1).expect("G1 exists").release(blocks)
+    }
+
+    /// Write the bytes of freshly computed G1 blocks: `fill(i, buf)` fills the
+    /// canonical bytes of `blocks[i]`. Device-only G1 goes through host staging.
+    pub async fn write_new(
+        &self,
+        blocks: &[MutableBlock],
+        fill: impl Fn(usize, &mut [u8]) + Send,
+    ) -> Result<(), OffloadError> {
+        let inner = &*self.inner;
+        let g1 = inner.tiers[0].as_ref().expect("G1 exists");
+        let Some(_) = &g1.mem else { return Ok(()) };
+        let mut scratch = vec![0u8; inner.block_bytes as usize];
+        if let Some(host) = &g1.host {
+            for (i, b) in blocks.iter().enumerate() {
+                fill(i, &mut scratch);
+                host.write_block(b.slot() as usize, &scratch)?;
+            }
+            return Ok(());
+        }
+        let staging = inner.staging.as_ref().expect("device G1 has staging").lock().await;
+        let engine = inner.device_engine.as_ref().expect("validated");
+        let per = staging.num_blocks();
+        for (c, chunk) in blocks.chunks(per).enumerate() {
+            let mut pairs = Vec::with_capacity(chunk.len());
+            for (j, b) in chunk.iter().enumerate() {
+                fill(c * per + j, &mut scratch);
+                staging.write_block(j, &scratch)?;
+                pairs.push((j, b.slot() as usize));
+            }
+            let src: Arc<dyn BlockMemory> = staging.clone();
+            let dst = g1.mem.clone().expect("data on");
+            engine.copy_blocks(&src, &dst, &pairs)?.await?;
+        }
+        Ok(())
+    }
+
+    /// Read back the bytes of G1 blocks: `check(i, bytes)` sees the canonical
+    /// bytes of `blocks[i]`. For verification in tests and replays.
+    pub async fn read_back(
+        &self,
+        blocks: &[ImmutableBlock],
+        mut check: impl FnMut(usize, &[u8]) + Send,
+    ) -> Result<(), OffloadError> {
+        let inner = &*self.inner;
+        let g1 = inner.tiers[0].as_ref().expect("G1 exists");
+        let Some(_) = &g1.mem else { return Ok(()) };
+        if let Some(host) = &g1.host {
+            for (i, b) in blocks.iter().enumerate() {
+                check(i, &host.read_block(b.slot() as usize)?);
+            }
+            return Ok(());
+        }
+        let staging = inner.staging.as_ref().expect("device G1 has staging").lock().await;
+        let engine = inner.device_engine.as_ref().expect("validated");
+        let per = staging.num_blocks();
+        for (c, chunk) in blocks.chunks(per).enumerate() {
+            let pairs: Vec<(usize, usize)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, b)| (b.slot() as usize, j))
+                .collect();
+            let src = g1.mem.clone().expect("data on");
+            let dst: Arc<dyn BlockMemory> = staging.clone();
+            engine.copy_blocks(&src, &dst, &pairs)?.await?;
+            for j in 0..chunk.len() {
+                check(c * per + j, &staging.read_block(j)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop accepting write-through work, finish what is queued, and wait for
+    /// the workers. In-flight transfers complete before their slots are freed.
+    pub async fn shutdown(&self) {
+        {
+            let mut tx = self.inner.wt_tx.lock();
+            tx[0] = None;
+            tx[1] = None;
+        }
+        let handles: Vec<_> = std::mem::take(&mut *self.workers.lock());
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Inner {
+    fn tier(&self, t: Tier) -> &TierState {
+        self.tiers[t.index()].as_ref().expect("tier present")
+    }
+
+    fn engine(&self, a: Tier, b: Tier) -> Arc<dyn CopyEngine> {
+        let e = if a == Tier::G3 || b == Tier::G3 {
+            &self.disk_engine
+        } else {
+            &self.device_engine
+        };
+        e.clone().expect("engines validated when data is on")
+    }
+
+    /// Allocate in `tier`, first moving its evicted blocks down.
+    fn allocate_in(self: Arc<Self>, tier: Tier, n: usize) -> BoxFut<'static, Result<Vec<MutableBlock>, OffloadError>> {
+        Box::pin(async move {
+            let mut evicted = Vec::new();
+            let blocks = self.tier(tier).store.allocate_with_evicted(n, &mut evicted)?;
+            if evicted.is_empty() {
+                return Ok(blocks);
+            }
+            Ok(self.demote(tier, evicted, blocks).await)
+        })
+    }
+
+    /// Copy `evicted` blocks of `tier` (whose slots now belong to `holders`)
+    /// down one tier, unless it already holds them or the policy drops them.
+    /// Returns `holders` once their old bytes are no longer needed.
+    async fn demote(
+        self: Arc<Self>,
+        tier: Tier,
+        evicted: Vec<Evicted>,
+        holders: Vec<MutableBlock>,
+    ) -> Vec<MutableBlock> {
+        let m = &self.metrics;
+        let lower_idx = tier.index() + 1;
+        let Some(lower) = self.tiers.get(lower_idx).and_then(|t| t.as_ref()) else {
+            m.dropped_blocks.fetch_add(evicted.len() as u64, Relaxed);
+            return holders;
+        };
+        let hashes: Vec<SequenceHash> = evicted.iter().map(|e| e.hash).collect();
+        let present = lower.store.contains_all(&hashes);
+        let todo: Vec<Evicted> = evicted
+            .iter()
+            .zip(present)
+            .filter(|(_, p)| !p)
+            .map(|(e, _)| *e)
+            .collect();
+        if todo.is_empty() {
+            return holders;
+        }
+        if !matches!(self.write[tier.index()], WritePolicy::WriteBack) {
+            // Write-through: what is not below by now was not selected (or
+            // its copy is still queued, which pins it, so it was not evicted).
+            m.dropped_blocks.fetch_add(todo.len() as u64, Relaxed);
+            return holders;
+        }
+        let lower_tier = lower.store.tier();
+        let dst = match self.clone().allocate_in(lower_tier, todo.len()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!("{lower_tier} full, dropping {} evicted blocks: {e}", todo.len());
+                m.dropped_blocks.fetch_add(todo.len() as u64, Relaxed);
+                return holders;
+            }
+        };
+        let src_sums: Vec<u64> = {
+            let up = self.tier(tier);
+            todo.iter().map(|e| up.sums[e.slot as usize].load(Relaxed)).collect()
+        };
+        let (holders, dst) = if self.data {
+            let pairs: Vec<(usize, usize)> = todo
+                .iter()
+                .zip(&dst)
+                .map(|(e, d)| (e.slot as usize, d.slot() as usize))
+                .collect();
+            let p = path(tier, lower_tier);
+            let start = Instant::now();
+            let src_mem = self.tier(tier).mem.clone().expect("data on");
+            let dst_mem = lower.mem.clone().expect("data on");
+            let res = self.engine(tier, lower_tier).copy_blocks(&src_mem, &dst_mem, &pairs);
+            let (res, (holders, dst)) = match res {
+                Ok(t) => Pinned::new(t, (holders, dst)).await,
+                Err(e) => (Err(e), (holders, dst)),
+            };
+            let ok = res.is_ok();
+            m.path(p)
+                .record(pairs.len() as u64, pairs.len() as u64 * self.block_bytes, start.elapsed(), ok);
+            if let Err(e) = res {
+                tracing::warn!("offload {tier}->{lower_tier} of {} blocks failed, dropping them: {e}", pairs.len());
+                m.offload_errors.fetch_add(1, Relaxed);
+                m.dropped_blocks.fetch_add(pairs.len() as u64, Relaxed);
+                return holders;
+            }
+            (holders, dst)
+        } else {
+            (holders, dst)
+        };
+        // Checksums: G1 has none (device bytes), so compute from what landed.
+        let mut sums = Vec::with_capacity(dst.len());
+        for (i, d) in dst.iter().enumerate() {
+            let sum = match (&lower.host, tier) {
+                (Some(h), Tier::G1) => match block_checksum(&**h, d.slot() as usize) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("cannot checksum offloaded block: {e}");
+                        0
+                    }
+                },
+                _ => src_sums[i],
+            };
+            sums.push(sum);
+        }
+        for (d, s) in dst.iter().zip(&sums) {
+            lower.sums[d.slot() as usize].store(*s, Relaxed);
+        }
+        let specs: Vec<BlockSpec> = todo
+            .iter()
+            .map(|e| BlockSpec {
+                hash: e.hash,
+                parent: e.parent,
+                position: e.position,
+            })
+            .collect();
+        let registered = lower
+            .store
+            .register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
+        self.queue_write_through(lower_idx, &registered, &specs).await;
+        lower.store.release(registered.into_iter().rev());
+        holders
+    }
+
+    /// Queue newly registered blocks of tier `from` for write-through to the
+    /// tier below, per the boundary's policy.
+    async fn queue_write_through(&self, from: usize, blocks: &[ImmutableBlock], specs: &[BlockSpec]) {
+        if from > 1 {
+            return;
+        }
+        let min_seen = match self.write[from] {
+            WritePolicy::WriteBack => return,
+            WritePolicy::WriteThrough => 0,
+            WritePolicy::WriteThroughSelective { min_seen } => min_seen,
+        };
+        let Some(tx) = self.wt_tx.lock()[from].clone() else { return };
+        for (b, s) in blocks.iter().zip(specs) {
+            if b.hash() != s.hash {
+                continue;
+            }
+            if min_seen > 0 && self.seen.lock().estimate(s.hash) < min_seen {
+                continue;
+            }
+            let item = WtItem {
+                block: b.clone(),
+                spec: *s,
+            };
+            if tx.send(item).await.is_err() {
+                self.metrics.write_through_skipped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    async fn onboard(self: Arc<Self>, plan: OnboardPlan) -> Result<Onboarded, OffloadError> {
+        let OnboardPlan { hashes, entries } = plan;
+        let m = &self.metrics;
+        let mut served: Vec<Tier> = entries.iter().map(|(t, _)| *t).collect();
+        let mut guards: Vec<Option<ImmutableBlock>> = entries.into_iter().map(|(_, b)| Some(b)).collect();
+        let mut cut = guards.len();
+        let mut failures = 0u64;
+        // Positions whose G2 copy was verified while staging from G3.
+        let mut verified = vec![false; cut];
+
+        // 1. Stage G3 hits into G2 (inclusive: G3 keeps its copy).
+        let g3_pos: Vec<usize> = (0..cut).filter(|&i| served[i] == Tier::G3).collect();
+        if !g3_pos.is_empty() {
+            let g2 = self.tier(Tier::G2);
+            let g3 = self.tier(Tier::G3);
+            let dst = self.clone().allocate_in(Tier::G2, g3_pos.len()).await?;
+            let mut ok_copy = true;
+            let dst = if self.data {
+                let pairs: Vec<(usize, usize)> = g3_pos
+                    .iter()
+                    .zip(&dst)
+                    .map(|(&i, d)| (guards[i].as_ref().expect("pinned").slot() as usize, d.slot() as usize))
+                    .collect();
+                let start = Instant::now();
+                let src_mem = g3.mem.clone().expect("data on");
+                let dst_mem = g2.mem.clone().expect("data on");
+                let (res, dst) = match self.engine(Tier::G3, Tier::G2).copy_blocks(&src_mem, &dst_mem, &pairs) {
+                    Ok(t) => Pinned::new(t, dst).await,
+                    Err(e) => (Err(e), dst),
+                };
+                m.path(Path::G3ToG2).record(
+                    pairs.len() as u64,
+                    pairs.len() as u64 * self.block_bytes,
+                    start.elapsed(),
+                    res.is_ok(),
+                );
+                if let Err(e) = res {
+                    tracing::warn!("onboard G3->G2 failed, recomputing from position {}: {e}", g3_pos[0]);
+                    ok_copy = false;
+                }
+                dst
+            } else {
+                dst
+            };
+            if !ok_copy {
+                cut = cut.min(g3_pos[0]);
+            } else {
+                let mut staged = Vec::with_capacity(dst.len());
+                for (&i, d) in g3_pos.iter().zip(dst) {
+                    if i >= cut {
+                        break;
+                    }
+                    let src = guards[i].as_ref().expect("pinned");
+                    let expect = g3.sums[src.slot() as usize].load(Relaxed);
+                    let sum = match &g2.host {
+                        Some(h) => Some(block_checksum(&**h, d.slot() as usize)?),
+                        None => None,
+                    };
+                    if sum.is_some_and(|s| s != expect) {
+                        tracing::warn!(
+                            "G3 block {} failed verification (checksum {:016x}, expected {expect:016x}): recomputing",
+                            src.hash(),
+                            sum.unwrap_or(0)
+                        );
+                        failures += 1;
+                        g3.store.invalidate(src);
+                        cut = i;
+                        break;
+                    }
+                    g2.sums[d.slot() as usize].store(sum.unwrap_or(0), Relaxed);
+                    staged.push((i, d.complete(spec_at(&hashes, i))));
+                }
+                let (pos, blocks): (Vec<usize>, Vec<CompleteBlock>) = staged.into_iter().unzip();
+                let specs: Vec<BlockSpec> = blocks.iter().map(|b| b.spec()).collect();
+                let registered = g2.store.register(blocks);
+                self.queue_write_through(1, &registered, &specs).await;
+                for (i, b) in pos.into_iter().zip(registered) {
+                    guards[i] = Some(b); // the G3 guard drops here
+                    verified[i] = true;
+                }
+            }
+        }
+
+        // 2. Verify G2 copies and move them into G1.
+        let g2_pos: Vec<usize> = (0..cut)
+            .filter(|&i| served[i] != Tier::G1)
+            .collect();
+        if !g2_pos.is_empty() {
+            let g2 = self.tier(Tier::G2);
+            if let Some(h) = &g2.host {
+                for &i in &g2_pos {
+                    if i >= cut {
+                        break;
+                    }
+                    if verified[i] {
+                        continue;
+                    }
+                    let b = guards[i].as_ref().expect("pinned");
+                    let expect = g2.sums[b.slot() as usize].load(Relaxed);
+                    let sum = block_checksum(&**h, b.slot() as usize)?;
+                    if sum != expect {
+                        tracing::warn!("G2 block {} failed verification: recomputing", b.hash());
+                        failures += 1;
+                        g2.store.invalidate(b);
+                        cut = i;
+                        break;
+                    }
+                }
+            }
+            let g2_pos: Vec<usize> = g2_pos.into_iter().filter(|&i| i < cut).collect();
+            if !g2_pos.is_empty() {
+                let g1 = self.tier(Tier::G1);
+                let dst = self.clone().allocate_in(Tier::G1, g2_pos.len()).await?;
+                let dst = if self.data {
+                    let pairs: Vec<(usize, usize)> = g2_pos
+                        .iter()
+                        .zip(&dst)
+                        .map(|(&i, d)| (guards[i].as_ref().expect("pinned").slot() as usize, d.slot() as usize))
+                        .collect();
+                    let start = Instant::now();
+                    let src_mem = g2.mem.clone().expect("data on");
+                    let dst_mem = g1.mem.clone().expect("data on");
+                    let (res, dst) = match self.engine(Tier::G2, Tier::G1).copy_blocks(&src_mem, &dst_mem, &pairs) {
+                        Ok(t) => Pinned::new(t, dst).await,
+                        Err(e) => (Err(e), dst),
+                    };
+                    m.path(Path::G2ToG1).record(
+                        pairs.len() as u64,
+                        pairs.len() as u64 * self.block_bytes,
+                        start.elapsed(),
+                        res.is_ok(),
+                    );
+                    if let Err(e) = res {
+                        tracing::warn!("onboard G2->G1 failed, recomputing from position {}: {e}", g2_pos[0]);
+                        cut = cut.min(g2_pos[0]);
+                    }
+                    dst
+                } else {
+                    dst
+                };
+                let take: Vec<(usize, MutableBlock)> =
+                    g2_pos.into_iter().zip(dst).filter(|(i, _)| *i < cut).collect();
+                let (pos, blocks): (Vec<usize>, Vec<MutableBlock>) = take.into_iter().unzip();
+                let registered = g1
+                    .store
+                    .register(blocks.into_iter().zip(&pos).map(|(b, &i)| b.complete(spec_at(&hashes, i))));
+                for (i, b) in pos.into_iter().zip(registered) {
+                    guards[i] = Some(b); // the G2 guard drops here
+                }
+            }
+        }
+
+        let mut hits = [0u64; 3];
+        served.truncate(cut);
+        let blocks: Vec<ImmutableBlock> = guards
+            .into_iter()
+            .take(cut)
+            .enumerate()
+            .map(|(i, g)| {
+                hits[served[i].index()] += 1;
+                g.expect("every served position has a G1 guard")
+            })
+            .collect();
+        if failures > 0 {
+            m.verify_failures.fetch_add(failures, Relaxed);
+        }
+        Ok(Onboarded {
+            blocks,
+            hits_by_tier: hits,
+            verify_failures: failures,
+            served,
+        })
+    }
+}
+
+/// Background copier for one write-through boundary: batches queued blocks,
+/// skips those the lower tier already holds, copies and registers the rest.
+async fn write_through_worker(inner: Arc<Inner>, from: Tier, mut rx: mpsc::Receiver<WtItem>) {
+    let lower_tier = Tier::ALL[from.index() + 1];
+    let mut batch = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, 64).await > 0 {
+        let lower = inner.tier(lower_tier);
+        let hashes: Vec<SequenceHash> = batch.iter().map(|w| w.spec.hash).collect();
+        let present = lower.store.contains_all(&hashes);
+        let todo: Vec<WtItem> = batch
+            .drain(..)
+            .zip(present)
+            .filter(|(_, p)| !p)
+            .map(|(w, _)| w)
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        let dst = match inner.clone().allocate_in(lower_tier, todo.len()).await {
+            Ok(d) => d,
+            Err(_) => {
+                inner.metrics.write_through_skipped.fetch_add(todo.len() as u64, Relaxed);
+                continue;
+            }
+        };
+        let up = inner.tier(from);
+        let src_sums: Vec<u64> = todo.iter().map(|w| up.sums[w.block.slot() as usize].load(Relaxed)).collect();
+        let (todo, dst) = if inner.data {
+            let pairs: Vec<(usize, usize)> = todo
+                .iter()
+                .zip(&dst)
+                .map(|(w, d)| (w.block.slot() as usize, d.slot() as usize))
+                .collect();
+            let start = Instant::now();
+            let src_mem = up.mem.clone().expect("data on");
+            let dst_mem = lower.mem.clone().expect("data on");
+            let p = path(from, lower_tier);
+            let (res, (todo, dst)) = match inner.engine(from, lower_tier).copy_blocks(&src_mem, &dst_mem, &pairs) {
+                Ok(t) => Pinned::new(t, (todo, dst)).await,
+                Err(e) => (Err(e), (todo, dst)),
+            };
+            inner.metrics.path(p).record(pairs.len() as u64, pairs.len() as u64 * inner.block_bytes, start.elapsed(), res.is_ok());
+            if res.is_err() {
+                inner.metrics.offload_errors.fetch_add(1, Relaxed);
+                continue;
+            }
+            (todo, dst)
+        } else {
+            (todo, dst)
+        };
+        for (i, d) in dst.iter().enumerate() {
+            let s = match (&lower.host, from) {
+                (Some(h), Tier::G1) => block_checksum(&**h, d.slot() as usize).unwrap_or(0),
+                _ => src_sums[i],
+            };
+            lower.sums[d.slot() as usize].store(s, Relaxed);
+        }
+        let specs: Vec<BlockSpec> = todo.iter().map(|w| w.spec).collect();
+        let registered = lower.store.register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
+        inner.queue_write_through(lower_tier.index(), &registered, &specs).await;
+        lower.store.release(registered.into_iter().rev());
+        drop(todo);
+    }
+}

@@ -1,0 +1,214 @@
+//! Offload metrics: per copy path (blocks, bytes, transfers, errors, latency
+//! histogram) and per cache (verify failures, dropped blocks), in Prometheus
+//! text format.
+
+use serde::Serialize;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A copy path between two tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Path {
+    /// G1 -> G2 (offload).
+    G1ToG2,
+    /// G2 -> G3 (offload).
+    G2ToG3,
+    /// G3 -> G2 (onboard).
+    G3ToG2,
+    /// G2 -> G1 (onboard).
+    G2ToG1,
+}
+
+impl Path {
+    /// All paths.
+    pub const ALL: [Path; 4] = [Path::G1ToG2, Path::G2ToG3, Path::G3ToG2, Path::G2ToG1];
+
+    /// Label, e.g. `g1_to_g2`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Path::G1ToG2 => "g1_to_g2",
+            Path::G2ToG3 => "g2_to_g3",
+            Path::G3ToG2 => "g3_to_g2",
+            Path::G2ToG1 => "g2_to_g1",
+        }
+    }
+
+    /// Whether the path moves blocks up (onboarding).
+    pub fn is_onboard(self) -> bool {
+        matches!(self, Path::G3ToG2 | Path::G2ToG1)
+    }
+}
+
+/// Latency histogram buckets: upper bounds in microseconds, powers of 4.
+pub const LATENCY_BUCKETS_US: [u64; 10] = [
+    16, 64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304,
+];
+
+/// Counters of one path (lock-free).
+#[derive(Debug, Default)]
+pub struct PathMetrics {
+    /// Blocks copied.
+    pub blocks: AtomicU64,
+    /// Bytes copied.
+    pub bytes: AtomicU64,
+    /// Transfers (batches) completed.
+    pub transfers: AtomicU64,
+    /// Transfers that failed.
+    pub errors: AtomicU64,
+    /// Histogram of transfer latency (cumulative counts are built on export).
+    pub latency: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    /// Sum of latencies in microseconds.
+    pub latency_sum_us: AtomicU64,
+}
+
+impl PathMetrics {
+    /// Record one completed transfer.
+    pub fn record(&self, blocks: u64, bytes: u64, took: Duration, ok: bool) {
+        if ok {
+            self.blocks.fetch_add(blocks, Relaxed);
+            self.bytes.fetch_add(bytes, Relaxed);
+            self.transfers.fetch_add(1, Relaxed);
+        } else {
+            self.errors.fetch_add(1, Relaxed);
+        }
+        let us = took.as_micros() as u64;
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.latency[i].fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(us, Relaxed);
+    }
+}
+
+/// Counters of a whole tiered cache.
+#[derive(Debug, Default)]
+pub struct CacheMetrics {
+    paths: [PathMetrics; 4],
+    /// Onboarded blocks whose checksum did not match (treated as misses).
+    pub verify_failures: AtomicU64,
+    /// Blocks removed from the last tier by policy (or that could not be
+    /// moved down).
+    pub dropped_blocks: AtomicU64,
+    /// Offload copies that failed (the blocks were dropped instead).
+    pub offload_errors: AtomicU64,
+    /// Write-through requests skipped because their queue was full.
+    pub write_through_skipped: AtomicU64,
+}
+
+impl CacheMetrics {
+    /// The counters of one path.
+    pub fn path(&self, p: Path) -> &PathMetrics {
+        &self.paths[p as usize]
+    }
+
+    /// A plain snapshot.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let sum = |onboard: bool, f: fn(&PathMetrics) -> &AtomicU64| -> u64 {
+            Path::ALL
+                .iter()
+                .filter(|p| p.is_onboard() == onboard)
+                .map(|&p| f(self.path(p)).load(Relaxed))
+                .sum()
+        };
+        MetricsSnapshot {
+            offloaded_blocks: sum(false, |p| &p.blocks),
+            bytes_offloaded: sum(false, |p| &p.bytes),
+            onboarded_blocks: sum(true, |p| &p.blocks),
+            bytes_onboarded: sum(true, |p| &p.bytes),
+            bytes_disk: self.path(Path::G2ToG3).bytes.load(Relaxed)
+                + self.path(Path::G3ToG2).bytes.load(Relaxed),
+            verify_failures: self.verify_failures.load(Relaxed),
+            dropped_blocks: self.dropped_blocks.load(Relaxed),
+            offload_errors: self.offload_errors.load(Relaxed),
+            write_through_skipped: self.write_through_skipped.load(Relaxed),
+        }
+    }
+
+    /// Prometheus text exposition of every path and cache counter.
+    pub fn to_prometheus(&self) -> String {
+        let mut s = String::new();
+        type Get = fn(&PathMetrics) -> &AtomicU64;
+        let fams: [(&str, &str, Get); 4] = [
+            ("kvtier_path_blocks_total", "Blocks copied per path.", |p| &p.blocks),
+            ("kvtier_path_bytes_total", "Bytes copied per path.", |p| &p.bytes),
+            ("kvtier_path_transfers_total", "Transfers completed per path.", |p| &p.transfers),
+            ("kvtier_path_errors_total", "Transfers failed per path.", |p| &p.errors),
+        ];
+        for (name, help, get) in fams {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for p in Path::ALL {
+                let _ = writeln!(s, "{name}{{path=\"{}\"}} {}", p.label(), get(self.path(p)).load(Relaxed));
+            }
+        }
+        let name = "kvtier_path_latency_seconds";
+        let _ = writeln!(s, "# HELP {name} Transfer latency per path.\n# TYPE {name} histogram");
+        for p in Path::ALL {
+            let m = self.path(p);
+            let mut cum = 0;
+            for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+                cum += m.latency[i].load(Relaxed);
+                let _ = writeln!(s, "{name}_bucket{{path=\"{}\",le=\"{}\"}} {cum}", p.label(), *b as f64 / 1e6);
+            }
+            cum += m.latency[LATENCY_BUCKETS_US.len()].load(Relaxed);
+            let _ = writeln!(s, "{name}_bucket{{path=\"{}\",le=\"+Inf\"}} {cum}", p.label());
+            let _ = writeln!(s, "{name}_sum{{path=\"{}\"}} {}", p.label(), m.latency_sum_us.load(Relaxed) as f64 / 1e6);
+            let _ = writeln!(s, "{name}_count{{path=\"{}\"}} {cum}", p.label());
+        }
+        let snap = self.snapshot();
+        for (name, help, v) in [
+            ("kvtier_verify_failures_total", "Onboarded blocks that failed their checksum.", snap.verify_failures),
+            ("kvtier_dropped_blocks_total", "Blocks dropped from the last tier.", snap.dropped_blocks),
+            ("kvtier_offload_errors_total", "Offload copies that failed.", snap.offload_errors),
+            ("kvtier_write_through_skipped_total", "Write-through copies skipped (queue full).", snap.write_through_skipped),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        s
+    }
+}
+
+/// Totals of a cache's data movement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Blocks copied down (G1->G2, G2->G3).
+    pub offloaded_blocks: u64,
+    /// Bytes copied down.
+    pub bytes_offloaded: u64,
+    /// Blocks copied up (G3->G2, G2->G1).
+    pub onboarded_blocks: u64,
+    /// Bytes copied up.
+    pub bytes_onboarded: u64,
+    /// Bytes copied on the disk paths (G2<->G3), both directions.
+    pub bytes_disk: u64,
+    /// Checksum mismatches on onboard.
+    pub verify_failures: u64,
+    /// Blocks dropped from the last tier.
+    pub dropped_blocks: u64,
+    /// Offload copies that failed.
+    pub offload_errors: u64,
+    /// Write-through copies skipped because the queue was full.
+    pub write_through_skipped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_and_export() {
+        let m = CacheMetrics::default();
+        m.path(Path::G1ToG2).record(4, 4096, Duration::from_micros(100), true);
+        m.path(Path::G2ToG1).record(1, 1024, Duration::from_secs(10), true);
+        m.path(Path::G2ToG3).record(1, 1024, Duration::from_micros(1), false);
+        let snap = m.snapshot();
+        assert_eq!((snap.offloaded_blocks, snap.bytes_offloaded), (4, 4096));
+        assert_eq!((snap.onboarded_blocks, snap.bytes_onboarded), (1, 1024));
+        let text = m.to_prometheus();
+        assert!(text.contains("kvtier_path_blocks_total{path=\"g1_to_g2\"} 4"));
+        assert!(text.contains("kvtier_path_latency_seconds_bucket{path=\"g1_to_g2\",le=\"0.000256\"} 1"));
+        assert!(text.contains("kvtier_path_latency_seconds_bucket{path=\"g2_to_g1\",le=\"+Inf\"} 1"));
+        assert!(text.contains("kvtier_path_errors_total{path=\"g2_to_g3\"} 1"));
+    }
+}
