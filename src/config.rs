@@ -269,7 +269,16 @@ pub enum ConfigError {
     },
 }
 
+/// The built-in configuration (`configs/default.toml`), used when no
+/// `--config` is given.
+pub const BUILTIN: &str = include_str!("../configs/default.toml");
+
 impl Config {
+    /// The built-in CPU-only configuration.
+    pub fn builtin() -> Config {
+        Config::parse("configs/default.toml (built in)", BUILTIN).expect("the built-in config is valid")
+    }
+
     /// Read and validate a config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -291,13 +300,14 @@ impl Config {
 
     /// Check sizes that cannot work: G1 must exist; G3 needs G2.
     pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
-        if self.g3.blocks > 0 && self.g2.blocks == 0 {
+        let present = |t: &TierConfig| t.blocks > 0 || t.bytes.is_some();
+        if present(&self.g3) && !present(&self.g2) {
             return Err(ConfigError::Invalid {
                 path: name.to_string(),
                 message: "g3 needs a g2 tier (G3 blocks are staged through G2 on the way up); set g2.blocks".into(),
             });
         }
-        if self.g1.blocks == 0 {
+        if !present(&self.g1) {
             return Err(ConfigError::Invalid {
                 path: name.to_string(),
                 message: "g1.blocks must be at least 1 (the GPU tier cannot be absent)".into(),
@@ -318,6 +328,7 @@ impl Config {
                     });
                 }
                 t.blocks = (b / block_bytes.max(1)) as usize;
+                t.bytes = None;
                 if t.blocks == 0 {
                     return Err(ConfigError::Invalid {
                         path: name.to_string(),
@@ -399,6 +410,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builtin_and_shipped_configs_parse() {
+        let b = Config::builtin();
+        assert_eq!((b.g1.blocks, b.g2.blocks, b.g3.blocks), (2000, 8000, 50000));
+        let (shape, _) = b.block_shape("x").unwrap();
+        assert_eq!(shape.block_bytes().unwrap(), 16 << 10);
+        for f in ["configs/default.toml", "configs/h100-llama3-8b.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let mut c = Config::from_file(&path).unwrap();
+            let (shape, _) = c.block_shape(f).unwrap();
+            c.resolve_bytes(f, shape.block_bytes().unwrap() as u64).unwrap();
+            assert!(c.g1.blocks > 0, "{f}");
+        }
+    }
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("2 GB"), Ok(2_000_000_000));
+        assert!(parse_size("3 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("99999999999TiB").unwrap_err().contains("overflows"));
+        let e = Config::parse("c.toml", "[g2]\nbytes = \"1KiB\"\n").unwrap();
+        let mut e2 = e.clone();
+        assert!(e2.resolve_bytes("c.toml", 16384).unwrap_err().to_string().contains("no whole block"));
+    }
 
     #[test]
     fn parses_and_defaults() {

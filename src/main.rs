@@ -73,8 +73,15 @@ struct ReplayArgs {
 fn replay(args: ReplayArgs) -> Result<()> {
     let mut config = match &args.config {
         Some(p) => Config::from_file(p)?,
-        None => Config::default(),
+        None => Config::builtin(),
     };
+    let config_name = args
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "configs/default.toml (built in)".into());
+    let (shape, _) = config.block_shape(&config_name)?;
+    config.resolve_bytes(&config_name, shape.block_bytes().map_err(|e| anyhow::anyhow!("{e}"))? as u64)?;
     for (tier, n) in [
         (Tier::G1, args.g1_blocks),
         (Tier::G2, args.g2_blocks),

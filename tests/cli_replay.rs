@@ -27,8 +27,19 @@ const TRACE: &str = "tests/data/mooncake_synthetic_trace.jsonl";
 fn reference_counts_through_the_binary() {
     for (blocks, hits) in [("6000", 38_027), ("2000", 17_839), ("20000", 69_686)] {
         let v = json(&[
-            "replay", "--trace", TRACE, "--g1-blocks", blocks, "--g2-blocks", "0",
-            "--g3-blocks", "0", "--policy", "lru", "--no-data", "--json",
+            "replay",
+            "--trace",
+            TRACE,
+            "--g1-blocks",
+            blocks,
+            "--g2-blocks",
+            "0",
+            "--g3-blocks",
+            "0",
+            "--policy",
+            "lru",
+            "--no-data",
+            "--json",
         ]);
         assert_eq!(v["hits"], hits, "{blocks} blocks");
         assert_eq!(v["blocks"], 121_877);
@@ -45,13 +56,36 @@ fn reference_counts_through_the_binary() {
 
 #[test]
 fn embedded_default_equals_the_file() {
-    let a = json(&["replay", "--g1-blocks", "2000", "--policy", "lru", "--no-data", "--json"]);
+    let a = json(&[
+        "replay",
+        "--g1-blocks",
+        "2000",
+        "--g2-blocks",
+        "0",
+        "--g3-blocks",
+        "0",
+        "--policy",
+        "lru",
+        "--no-data",
+        "--json",
+    ]);
     assert_eq!(a["hits"], 17_839);
 }
 
 #[test]
 fn table_output_is_readable() {
-    let out = kvtier(&["replay", "--g1-blocks", "2000", "--policy", "lru", "--no-data"]);
+    let out = kvtier(&[
+        "replay",
+        "--g1-blocks",
+        "2000",
+        "--g2-blocks",
+        "0",
+        "--g3-blocks",
+        "0",
+        "--policy",
+        "lru",
+        "--no-data",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("hits") && text.contains("17839"), "{text}");
@@ -61,21 +95,33 @@ fn fails_with(args: &[&str], needle: &str) {
     let out = kvtier(args);
     assert!(!out.status.success(), "kvtier {args:?} should fail");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(needle), "stderr of {args:?} lacks {needle:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr of {args:?} lacks {needle:?}: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn bad_input_is_refused_clearly() {
     fails_with(&["replay", "--g1-blocks", "0", "--no-data"], "at least 1");
-    fails_with(&["replay", "--policy", "nope", "--no-data"], "unknown eviction policy `nope`");
-    fails_with(&["replay", "--trace", "/nonexistent.jsonl", "--no-data"], "/nonexistent.jsonl");
+    fails_with(
+        &["replay", "--policy", "nope", "--no-data"],
+        "unknown eviction policy `nope`",
+    );
+    fails_with(
+        &["replay", "--trace", "/nonexistent.jsonl", "--no-data"],
+        "/nonexistent.jsonl",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"hash_ids\": [1, 2]}\n{\"hash_ids\": [3, -1]}\n").unwrap();
     let bad = bad.to_str().unwrap();
-    fails_with(&["replay", "--trace", bad, "--no-data"], &format!("{bad}:2: field `hash_ids`, element 1"));
+    fails_with(
+        &["replay", "--trace", bad, "--no-data"],
+        &format!("{bad}:2: field `hash_ids`, element 1"),
+    );
 
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[g1]\nblocks = 10\nsize = 3\n").unwrap();
