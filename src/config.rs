@@ -65,7 +65,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::S(s) => parse_size(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -276,7 +278,8 @@ pub const BUILTIN: &str = include_str!("../configs/default.toml");
 impl Config {
     /// The built-in CPU-only configuration.
     pub fn builtin() -> Config {
-        Config::parse("configs/default.toml (built in)", BUILTIN).expect("the built-in config is valid")
+        Config::parse("configs/default.toml (built in)", BUILTIN)
+            .expect("the built-in config is valid")
     }
 
     /// Read and validate a config file.
@@ -332,7 +335,9 @@ impl Config {
                 if t.blocks == 0 {
                     return Err(ConfigError::Invalid {
                         path: name.to_string(),
-                        message: format!("{tier}.bytes = {b} holds no whole block of {block_bytes} bytes"),
+                        message: format!(
+                            "{tier}.bytes = {b} holds no whole block of {block_bytes} bytes"
+                        ),
                     });
                 }
             }
@@ -421,7 +426,8 @@ mod tests {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             let mut c = Config::from_file(&path).unwrap();
             let (shape, _) = c.block_shape(f).unwrap();
-            c.resolve_bytes(f, shape.block_bytes().unwrap() as u64).unwrap();
+            c.resolve_bytes(f, shape.block_bytes().unwrap() as u64)
+                .unwrap();
             assert!(c.g1.blocks > 0, "{f}");
         }
     }
@@ -430,11 +436,19 @@ mod tests {
     fn sizes_with_units() {
         assert_eq!(parse_size("4KiB"), Ok(4096));
         assert_eq!(parse_size("2 GB"), Ok(2_000_000_000));
-        assert!(parse_size("3 parsecs").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("99999999999TiB").unwrap_err().contains("overflows"));
+        assert!(parse_size("3 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("overflows"));
         let e = Config::parse("c.toml", "[g2]\nbytes = \"1KiB\"\n").unwrap();
         let mut e2 = e.clone();
-        assert!(e2.resolve_bytes("c.toml", 16384).unwrap_err().to_string().contains("no whole block"));
+        assert!(e2
+            .resolve_bytes("c.toml", 16384)
+            .unwrap_err()
+            .to_string()
+            .contains("no whole block"));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kvtier::config::{Config, ConfigError};
-use kvtier::replay::ReplayOptions;
 use kvtier::logical::{PolicyKind, Tier};
+use kvtier::replay::ReplayOptions;
 use kvtier::trace::{Trace, EMBEDDED_NAME};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,7 +81,10 @@ fn replay(args: ReplayArgs) -> Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "configs/default.toml (built in)".into());
     let (shape, _) = config.block_shape(&config_name)?;
-    config.resolve_bytes(&config_name, shape.block_bytes().map_err(|e| anyhow::anyhow!("{e}"))? as u64)?;
+    config.resolve_bytes(
+        &config_name,
+        shape.block_bytes().map_err(|e| anyhow::anyhow!("{e}"))? as u64,
+    )?;
     for (tier, n) in [
         (Tier::G1, args.g1_blocks),
         (Tier::G2, args.g2_blocks),

@@ -301,7 +301,10 @@ fn spec_at(hashes: &[SequenceHash], i: usize) -> BlockSpec {
 
 /// One request through the tiered cache: lookup, onboard (verified), compute
 /// the rest (allocate + write its bytes), register, release tail first.
-async fn request(cache: &TieredCache, hashes: &[SequenceHash]) -> Result<RequestStats, ReplayError> {
+async fn request(
+    cache: &TieredCache,
+    hashes: &[SequenceHash],
+) -> Result<RequestStats, ReplayError> {
     let cap = cache.store(Tier::G1).expect("G1").capacity();
     let hashes = &hashes[..hashes.len().min(cap)];
     let data = cache.has_data();
@@ -469,7 +472,13 @@ async fn run_tiered(
         floor: None,
     };
     if opts.data && opts.floor {
-        report.floor = Some(measure_floor(config, trace_name, trace, &report, built.g3_dir.as_deref())?);
+        report.floor = Some(measure_floor(
+            config,
+            trace_name,
+            trace,
+            &report,
+            built.g3_dir.as_deref(),
+        )?);
     }
     drop(built);
     Ok(ReplayOutcome {
@@ -509,7 +518,9 @@ fn measure_floor(
     let disk_bytes = report.bytes_disk;
     let host_bytes = report.bytes_offloaded + report.bytes_onboarded - disk_bytes + g1_g2;
     let disk = match g3_dir {
-        Some(d) if disk_bytes > 0 => crate::ceiling::file_bandwidth(d, 256 << 20).unwrap_or(f64::INFINITY),
+        Some(d) if disk_bytes > 0 => {
+            crate::ceiling::file_bandwidth(d, 256 << 20).unwrap_or(f64::INFINITY)
+        }
         _ => f64::INFINITY,
     };
     let floor_seconds = logical + host_bytes as f64 / memcpy + disk_bytes as f64 / disk;
@@ -528,10 +539,15 @@ fn progress_bar(on: bool, len: u64) -> Option<indicatif::ProgressBar> {
     if !on {
         return None;
     }
-    let b = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    let b = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     b.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} replay [{bar:40}] {pos}/{len} requests ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} replay [{bar:40}] {pos}/{len} requests ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(b)
 }
@@ -545,7 +561,16 @@ impl ReplayOutcome {
             let points: Vec<(f64, f64)> = self
                 .timeline
                 .iter()
-                .map(|(r, h, b)| (*r as f64, if *b == 0 { 0.0 } else { h[t] as f64 / *b as f64 }))
+                .map(|(r, h, b)| {
+                    (
+                        *r as f64,
+                        if *b == 0 {
+                            0.0
+                        } else {
+                            h[t] as f64 / *b as f64
+                        },
+                    )
+                })
                 .collect();
             if points.iter().any(|p| p.1 > 0.0) {
                 series.push(Series {
@@ -559,7 +584,16 @@ impl ReplayOutcome {
             points: self
                 .timeline
                 .iter()
-                .map(|(r, h, b)| (*r as f64, if *b == 0 { 0.0 } else { h.iter().sum::<u64>() as f64 / *b as f64 }))
+                .map(|(r, h, b)| {
+                    (
+                        *r as f64,
+                        if *b == 0 {
+                            0.0
+                        } else {
+                            h.iter().sum::<u64>() as f64 / *b as f64
+                        },
+                    )
+                })
                 .collect(),
         });
         line_chart(
@@ -598,7 +632,11 @@ impl ReplayReport {
         let _ = writeln!(
             s,
             "hits             {} ({:.4})  g1 {}  g2 {}  g3 {}",
-            self.hits, self.hit_rate, self.hits_by_tier.g1, self.hits_by_tier.g2, self.hits_by_tier.g3
+            self.hits,
+            self.hit_rate,
+            self.hits_by_tier.g1,
+            self.hits_by_tier.g2,
+            self.hits_by_tier.g3
         );
         if self.data || self.tiers.len() > 1 {
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
@@ -626,7 +664,11 @@ impl ReplayReport {
             );
         }
         let _ = writeln!(s, "replay time      {:.6} s", self.seconds);
-        let _ = writeln!(s, "speed            {:.3} M blocks/s", self.blocks_per_s / 1e6);
+        let _ = writeln!(
+            s,
+            "speed            {:.3} M blocks/s",
+            self.blocks_per_s / 1e6
+        );
         if let Some(f) = &self.floor {
             let _ = writeln!(
                 s,

@@ -174,4 +174,3 @@ pub fn build(config: &Config, name: &str, data: bool) -> Result<Built, SetupErro
         memories,
     })
 }
-

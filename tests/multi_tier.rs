@@ -61,7 +61,10 @@ fn two_tiers_inclusive() {
     assert_eq!(d["hits"], 48_651, "data on gives the same counts");
     assert_eq!(d["verify_failures"], 0);
     assert_eq!(d["data_mismatches"], 0);
-    assert!(d["dropped_blocks"].as_u64().unwrap() > 0, "G2 drops what it evicts");
+    assert!(
+        d["dropped_blocks"].as_u64().unwrap() > 0,
+        "G2 drops what it evicts"
+    );
 }
 
 /// A busy server: several requests in flight still verify every byte.

@@ -32,7 +32,9 @@ use kvtier_logical::{
     BlockSpec, BlockStore, CompleteBlock, Evicted, ImmutableBlock, MutableBlock, SequenceHash,
     StoreConfig, StoreError, Tier, TierMetrics,
 };
-use kvtier_memory::{BlockMemory, CopyEngine, CopyError, HostMemory, HostVisible, Layout, MemoryError};
+use kvtier_memory::{
+    BlockMemory, CopyEngine, CopyError, HostMemory, HostVisible, Layout, MemoryError,
+};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -163,7 +165,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct TieredCache {
     inner: Arc<Inner>,
-    workers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Write-through worker per boundary.
+    workers: Arc<Mutex<[Option<tokio::task::JoinHandle<()>>; 2]>>,
 }
 
 /// The result of [`TieredCache::lookup`]: the matched prefix, each position
@@ -258,7 +261,10 @@ impl TieredCache {
             let Some(s) = s else { continue };
             let tier = Tier::ALL[i];
             if s.store.tier != tier {
-                return bad(format!("the {tier} slot holds a store configured as {}", s.store.tier));
+                return bad(format!(
+                    "the {tier} slot holds a store configured as {}",
+                    s.store.tier
+                ));
             }
             let (mem, host) = s.memory.parts();
             if mem.is_some() != data {
@@ -284,7 +290,9 @@ impl TieredCache {
                 }
             }
             if tier != Tier::G1 && data && host.is_none() {
-                return bad(format!("{tier}: lower tiers need host-visible memory (checksums)"));
+                return bad(format!(
+                    "{tier}: lower tiers need host-visible memory (checksums)"
+                ));
             }
             let store = BlockStore::new(s.store.clone())?;
             let sums = (0..s.store.capacity).map(|_| AtomicU64::new(0)).collect();
@@ -332,7 +340,7 @@ impl TieredCache {
         });
         let cache = TieredCache {
             inner,
-            workers: Arc::new(Mutex::new(Vec::new())),
+            workers: Arc::new(Mutex::new([None, None])),
         };
         for b in 0..2 {
             let wt = !matches!(cache.inner.write[b], WritePolicy::WriteBack);
@@ -343,7 +351,7 @@ impl TieredCache {
                 let h = tokio::runtime::Handle::try_current()
                     .map_err(|_| OffloadError::Setup("write-through needs a tokio runtime".into()))?
                     .spawn(write_through_worker(inner, Tier::ALL[b], rx));
-                cache.workers.lock().push(h);
+                cache.workers.lock()[b] = Some(h);
             }
         }
         Ok(cache)
@@ -470,7 +478,12 @@ impl TieredCache {
             }
             return Ok(());
         }
-        let staging = inner.staging.as_ref().expect("device G1 has staging").lock().await;
+        let staging = inner
+            .staging
+            .as_ref()
+            .expect("device G1 has staging")
+            .lock()
+            .await;
         let engine = inner.device_engine.as_ref().expect("validated");
         let per = staging.num_blocks();
         for (c, chunk) in blocks.chunks(per).enumerate() {
@@ -503,7 +516,12 @@ impl TieredCache {
             }
             return Ok(());
         }
-        let staging = inner.staging.as_ref().expect("device G1 has staging").lock().await;
+        let staging = inner
+            .staging
+            .as_ref()
+            .expect("device G1 has staging")
+            .lock()
+            .await;
         let engine = inner.device_engine.as_ref().expect("validated");
         let per = staging.num_blocks();
         for (c, chunk) in blocks.chunks(per).enumerate() {
@@ -524,15 +542,15 @@ impl TieredCache {
 
     /// Stop accepting write-through work, finish what is queued, and wait for
     /// the workers. In-flight transfers complete before their slots are freed.
+    /// Boundaries drain top-down: G1->G2 first, whose last copies may still
+    /// queue work for G2->G3.
     pub async fn shutdown(&self) {
-        {
-            let mut tx = self.inner.wt_tx.lock();
-            tx[0] = None;
-            tx[1] = None;
-        }
-        let handles: Vec<_> = std::mem::take(&mut *self.workers.lock());
-        for h in handles {
-            let _ = h.await;
+        for b in 0..2 {
+            self.inner.wt_tx.lock()[b] = None;
+            let h = self.workers.lock()[b].take();
+            if let Some(h) = h {
+                let _ = h.await;
+            }
         }
     }
 }
@@ -552,10 +570,17 @@ impl Inner {
     }
 
     /// Allocate in `tier`, first moving its evicted blocks down.
-    fn allocate_in(self: Arc<Self>, tier: Tier, n: usize) -> BoxFut<'static, Result<Vec<MutableBlock>, OffloadError>> {
+    fn allocate_in(
+        self: Arc<Self>,
+        tier: Tier,
+        n: usize,
+    ) -> BoxFut<'static, Result<Vec<MutableBlock>, OffloadError>> {
         Box::pin(async move {
             let mut evicted = Vec::new();
-            let blocks = self.tier(tier).store.allocate_with_evicted(n, &mut evicted)?;
+            let blocks = self
+                .tier(tier)
+                .store
+                .allocate_with_evicted(n, &mut evicted)?;
             if evicted.is_empty() {
                 return Ok(blocks);
             }
@@ -599,14 +624,19 @@ impl Inner {
         let dst = match self.clone().allocate_in(lower_tier, todo.len()).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::debug!("{lower_tier} full, dropping {} evicted blocks: {e}", todo.len());
+                tracing::debug!(
+                    "{lower_tier} full, dropping {} evicted blocks: {e}",
+                    todo.len()
+                );
                 m.dropped_blocks.fetch_add(todo.len() as u64, Relaxed);
                 return holders;
             }
         };
         let src_sums: Vec<u64> = {
             let up = self.tier(tier);
-            todo.iter().map(|e| up.sums[e.slot as usize].load(Relaxed)).collect()
+            todo.iter()
+                .map(|e| up.sums[e.slot as usize].load(Relaxed))
+                .collect()
         };
         let (holders, dst) = if self.data {
             let pairs: Vec<(usize, usize)> = todo
@@ -618,16 +648,25 @@ impl Inner {
             let start = Instant::now();
             let src_mem = self.tier(tier).mem.clone().expect("data on");
             let dst_mem = lower.mem.clone().expect("data on");
-            let res = self.engine(tier, lower_tier).copy_blocks(&src_mem, &dst_mem, &pairs);
+            let res = self
+                .engine(tier, lower_tier)
+                .copy_blocks(&src_mem, &dst_mem, &pairs);
             let (res, (holders, dst)) = match res {
                 Ok(t) => Pinned::new(t, (holders, dst)).await,
                 Err(e) => (Err(e), (holders, dst)),
             };
             let ok = res.is_ok();
-            m.path(p)
-                .record(pairs.len() as u64, pairs.len() as u64 * self.block_bytes, start.elapsed(), ok);
+            m.path(p).record(
+                pairs.len() as u64,
+                pairs.len() as u64 * self.block_bytes,
+                start.elapsed(),
+                ok,
+            );
             if let Err(e) = res {
-                tracing::warn!("offload {tier}->{lower_tier} of {} blocks failed, dropping them: {e}", pairs.len());
+                tracing::warn!(
+                    "offload {tier}->{lower_tier} of {} blocks failed, dropping them: {e}",
+                    pairs.len()
+                );
                 m.offload_errors.fetch_add(1, Relaxed);
                 m.dropped_blocks.fetch_add(pairs.len() as u64, Relaxed);
                 return holders;
@@ -665,14 +704,20 @@ impl Inner {
         let registered = lower
             .store
             .register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
-        self.queue_write_through(lower_idx, &registered, &specs).await;
+        self.queue_write_through(lower_idx, &registered, &specs)
+            .await;
         lower.store.release(registered.into_iter().rev());
         holders
     }
 
     /// Queue newly registered blocks of tier `from` for write-through to the
     /// tier below, per the boundary's policy.
-    async fn queue_write_through(&self, from: usize, blocks: &[ImmutableBlock], specs: &[BlockSpec]) {
+    async fn queue_write_through(
+        &self,
+        from: usize,
+        blocks: &[ImmutableBlock],
+        specs: &[BlockSpec],
+    ) {
         if from > 1 {
             return;
         }
@@ -681,7 +726,9 @@ impl Inner {
             WritePolicy::WriteThrough => 0,
             WritePolicy::WriteThroughSelective { min_seen } => min_seen,
         };
-        let Some(tx) = self.wt_tx.lock()[from].clone() else { return };
+        let Some(tx) = self.wt_tx.lock()[from].clone() else {
+            return;
+        };
         for (b, s) in blocks.iter().zip(specs) {
             if b.hash() != s.hash {
                 continue;
@@ -703,7 +750,8 @@ impl Inner {
         let OnboardPlan { hashes, entries } = plan;
         let m = &self.metrics;
         let mut served: Vec<Tier> = entries.iter().map(|(t, _)| *t).collect();
-        let mut guards: Vec<Option<ImmutableBlock>> = entries.into_iter().map(|(_, b)| Some(b)).collect();
+        let mut guards: Vec<Option<ImmutableBlock>> =
+            entries.into_iter().map(|(_, b)| Some(b)).collect();
         let mut cut = guards.len();
         let mut failures = 0u64;
         // Positions whose G2 copy was verified while staging from G3.
@@ -720,12 +768,20 @@ impl Inner {
                 let pairs: Vec<(usize, usize)> = g3_pos
                     .iter()
                     .zip(&dst)
-                    .map(|(&i, d)| (guards[i].as_ref().expect("pinned").slot() as usize, d.slot() as usize))
+                    .map(|(&i, d)| {
+                        (
+                            guards[i].as_ref().expect("pinned").slot() as usize,
+                            d.slot() as usize,
+                        )
+                    })
                     .collect();
                 let start = Instant::now();
                 let src_mem = g3.mem.clone().expect("data on");
                 let dst_mem = g2.mem.clone().expect("data on");
-                let (res, dst) = match self.engine(Tier::G3, Tier::G2).copy_blocks(&src_mem, &dst_mem, &pairs) {
+                let (res, dst) = match self
+                    .engine(Tier::G3, Tier::G2)
+                    .copy_blocks(&src_mem, &dst_mem, &pairs)
+                {
                     Ok(t) => Pinned::new(t, dst).await,
                     Err(e) => (Err(e), dst),
                 };
@@ -736,7 +792,10 @@ impl Inner {
                     res.is_ok(),
                 );
                 if let Err(e) = res {
-                    tracing::warn!("onboard G3->G2 failed, recomputing from position {}: {e}", g3_pos[0]);
+                    tracing::warn!(
+                        "onboard G3->G2 failed, recomputing from position {}: {e}",
+                        g3_pos[0]
+                    );
                     ok_copy = false;
                 }
                 dst
@@ -783,9 +842,7 @@ impl Inner {
         }
 
         // 2. Verify G2 copies and move them into G1.
-        let g2_pos: Vec<usize> = (0..cut)
-            .filter(|&i| served[i] != Tier::G1)
-            .collect();
+        let g2_pos: Vec<usize> = (0..cut).filter(|&i| served[i] != Tier::G1).collect();
         if !g2_pos.is_empty() {
             let g2 = self.tier(Tier::G2);
             if let Some(h) = &g2.host {
@@ -816,12 +873,20 @@ impl Inner {
                     let pairs: Vec<(usize, usize)> = g2_pos
                         .iter()
                         .zip(&dst)
-                        .map(|(&i, d)| (guards[i].as_ref().expect("pinned").slot() as usize, d.slot() as usize))
+                        .map(|(&i, d)| {
+                            (
+                                guards[i].as_ref().expect("pinned").slot() as usize,
+                                d.slot() as usize,
+                            )
+                        })
                         .collect();
                     let start = Instant::now();
                     let src_mem = g2.mem.clone().expect("data on");
                     let dst_mem = g1.mem.clone().expect("data on");
-                    let (res, dst) = match self.engine(Tier::G2, Tier::G1).copy_blocks(&src_mem, &dst_mem, &pairs) {
+                    let (res, dst) = match self
+                        .engine(Tier::G2, Tier::G1)
+                        .copy_blocks(&src_mem, &dst_mem, &pairs)
+                    {
                         Ok(t) => Pinned::new(t, dst).await,
                         Err(e) => (Err(e), dst),
                     };
@@ -832,19 +897,28 @@ impl Inner {
                         res.is_ok(),
                     );
                     if let Err(e) = res {
-                        tracing::warn!("onboard G2->G1 failed, recomputing from position {}: {e}", g2_pos[0]);
+                        tracing::warn!(
+                            "onboard G2->G1 failed, recomputing from position {}: {e}",
+                            g2_pos[0]
+                        );
                         cut = cut.min(g2_pos[0]);
                     }
                     dst
                 } else {
                     dst
                 };
-                let take: Vec<(usize, MutableBlock)> =
-                    g2_pos.into_iter().zip(dst).filter(|(i, _)| *i < cut).collect();
+                let take: Vec<(usize, MutableBlock)> = g2_pos
+                    .into_iter()
+                    .zip(dst)
+                    .filter(|(i, _)| *i < cut)
+                    .collect();
                 let (pos, blocks): (Vec<usize>, Vec<MutableBlock>) = take.into_iter().unzip();
-                let registered = g1
-                    .store
-                    .register(blocks.into_iter().zip(&pos).map(|(b, &i)| b.complete(spec_at(&hashes, i))));
+                let registered = g1.store.register(
+                    blocks
+                        .into_iter()
+                        .zip(&pos)
+                        .map(|(b, &i)| b.complete(spec_at(&hashes, i))),
+                );
                 for (i, b) in pos.into_iter().zip(registered) {
                     guards[i] = Some(b); // the G2 guard drops here
                 }
@@ -895,12 +969,18 @@ async fn write_through_worker(inner: Arc<Inner>, from: Tier, mut rx: mpsc::Recei
         let dst = match inner.clone().allocate_in(lower_tier, todo.len()).await {
             Ok(d) => d,
             Err(_) => {
-                inner.metrics.write_through_skipped.fetch_add(todo.len() as u64, Relaxed);
+                inner
+                    .metrics
+                    .write_through_skipped
+                    .fetch_add(todo.len() as u64, Relaxed);
                 continue;
             }
         };
         let up = inner.tier(from);
-        let src_sums: Vec<u64> = todo.iter().map(|w| up.sums[w.block.slot() as usize].load(Relaxed)).collect();
+        let src_sums: Vec<u64> = todo
+            .iter()
+            .map(|w| up.sums[w.block.slot() as usize].load(Relaxed))
+            .collect();
         let (todo, dst) = if inner.data {
             let pairs: Vec<(usize, usize)> = todo
                 .iter()
@@ -911,11 +991,19 @@ async fn write_through_worker(inner: Arc<Inner>, from: Tier, mut rx: mpsc::Recei
             let src_mem = up.mem.clone().expect("data on");
             let dst_mem = lower.mem.clone().expect("data on");
             let p = path(from, lower_tier);
-            let (res, (todo, dst)) = match inner.engine(from, lower_tier).copy_blocks(&src_mem, &dst_mem, &pairs) {
+            let (res, (todo, dst)) = match inner
+                .engine(from, lower_tier)
+                .copy_blocks(&src_mem, &dst_mem, &pairs)
+            {
                 Ok(t) => Pinned::new(t, (todo, dst)).await,
                 Err(e) => (Err(e), (todo, dst)),
             };
-            inner.metrics.path(p).record(pairs.len() as u64, pairs.len() as u64 * inner.block_bytes, start.elapsed(), res.is_ok());
+            inner.metrics.path(p).record(
+                pairs.len() as u64,
+                pairs.len() as u64 * inner.block_bytes,
+                start.elapsed(),
+                res.is_ok(),
+            );
             if res.is_err() {
                 inner.metrics.offload_errors.fetch_add(1, Relaxed);
                 continue;
@@ -932,8 +1020,12 @@ async fn write_through_worker(inner: Arc<Inner>, from: Tier, mut rx: mpsc::Recei
             lower.sums[d.slot() as usize].store(s, Relaxed);
         }
         let specs: Vec<BlockSpec> = todo.iter().map(|w| w.spec).collect();
-        let registered = lower.store.register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
-        inner.queue_write_through(lower_tier.index(), &registered, &specs).await;
+        let registered = lower
+            .store
+            .register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
+        inner
+            .queue_write_through(lower_tier.index(), &registered, &specs)
+            .await;
         lower.store.release(registered.into_iter().rev());
         drop(todo);
     }

@@ -131,37 +131,87 @@ impl CacheMetrics {
         let mut s = String::new();
         type Get = fn(&PathMetrics) -> &AtomicU64;
         let fams: [(&str, &str, Get); 4] = [
-            ("kvtier_path_blocks_total", "Blocks copied per path.", |p| &p.blocks),
-            ("kvtier_path_bytes_total", "Bytes copied per path.", |p| &p.bytes),
-            ("kvtier_path_transfers_total", "Transfers completed per path.", |p| &p.transfers),
-            ("kvtier_path_errors_total", "Transfers failed per path.", |p| &p.errors),
+            ("kvtier_path_blocks_total", "Blocks copied per path.", |p| {
+                &p.blocks
+            }),
+            ("kvtier_path_bytes_total", "Bytes copied per path.", |p| {
+                &p.bytes
+            }),
+            (
+                "kvtier_path_transfers_total",
+                "Transfers completed per path.",
+                |p| &p.transfers,
+            ),
+            (
+                "kvtier_path_errors_total",
+                "Transfers failed per path.",
+                |p| &p.errors,
+            ),
         ];
         for (name, help, get) in fams {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
             for p in Path::ALL {
-                let _ = writeln!(s, "{name}{{path=\"{}\"}} {}", p.label(), get(self.path(p)).load(Relaxed));
+                let _ = writeln!(
+                    s,
+                    "{name}{{path=\"{}\"}} {}",
+                    p.label(),
+                    get(self.path(p)).load(Relaxed)
+                );
             }
         }
         let name = "kvtier_path_latency_seconds";
-        let _ = writeln!(s, "# HELP {name} Transfer latency per path.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            s,
+            "# HELP {name} Transfer latency per path.\n# TYPE {name} histogram"
+        );
         for p in Path::ALL {
             let m = self.path(p);
             let mut cum = 0;
             for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
                 cum += m.latency[i].load(Relaxed);
-                let _ = writeln!(s, "{name}_bucket{{path=\"{}\",le=\"{}\"}} {cum}", p.label(), *b as f64 / 1e6);
+                let _ = writeln!(
+                    s,
+                    "{name}_bucket{{path=\"{}\",le=\"{}\"}} {cum}",
+                    p.label(),
+                    *b as f64 / 1e6
+                );
             }
             cum += m.latency[LATENCY_BUCKETS_US.len()].load(Relaxed);
-            let _ = writeln!(s, "{name}_bucket{{path=\"{}\",le=\"+Inf\"}} {cum}", p.label());
-            let _ = writeln!(s, "{name}_sum{{path=\"{}\"}} {}", p.label(), m.latency_sum_us.load(Relaxed) as f64 / 1e6);
+            let _ = writeln!(
+                s,
+                "{name}_bucket{{path=\"{}\",le=\"+Inf\"}} {cum}",
+                p.label()
+            );
+            let _ = writeln!(
+                s,
+                "{name}_sum{{path=\"{}\"}} {}",
+                p.label(),
+                m.latency_sum_us.load(Relaxed) as f64 / 1e6
+            );
             let _ = writeln!(s, "{name}_count{{path=\"{}\"}} {cum}", p.label());
         }
         let snap = self.snapshot();
         for (name, help, v) in [
-            ("kvtier_verify_failures_total", "Onboarded blocks that failed their checksum.", snap.verify_failures),
-            ("kvtier_dropped_blocks_total", "Blocks dropped from the last tier.", snap.dropped_blocks),
-            ("kvtier_offload_errors_total", "Offload copies that failed.", snap.offload_errors),
-            ("kvtier_write_through_skipped_total", "Write-through copies skipped (queue full).", snap.write_through_skipped),
+            (
+                "kvtier_verify_failures_total",
+                "Onboarded blocks that failed their checksum.",
+                snap.verify_failures,
+            ),
+            (
+                "kvtier_dropped_blocks_total",
+                "Blocks dropped from the last tier.",
+                snap.dropped_blocks,
+            ),
+            (
+                "kvtier_offload_errors_total",
+                "Offload copies that failed.",
+                snap.offload_errors,
+            ),
+            (
+                "kvtier_write_through_skipped_total",
+                "Write-through copies skipped (queue full).",
+                snap.write_through_skipped,
+            ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
@@ -199,16 +249,22 @@ mod tests {
     #[test]
     fn histogram_and_export() {
         let m = CacheMetrics::default();
-        m.path(Path::G1ToG2).record(4, 4096, Duration::from_micros(100), true);
-        m.path(Path::G2ToG1).record(1, 1024, Duration::from_secs(10), true);
-        m.path(Path::G2ToG3).record(1, 1024, Duration::from_micros(1), false);
+        m.path(Path::G1ToG2)
+            .record(4, 4096, Duration::from_micros(100), true);
+        m.path(Path::G2ToG1)
+            .record(1, 1024, Duration::from_secs(10), true);
+        m.path(Path::G2ToG3)
+            .record(1, 1024, Duration::from_micros(1), false);
         let snap = m.snapshot();
         assert_eq!((snap.offloaded_blocks, snap.bytes_offloaded), (4, 4096));
         assert_eq!((snap.onboarded_blocks, snap.bytes_onboarded), (1, 1024));
         let text = m.to_prometheus();
         assert!(text.contains("kvtier_path_blocks_total{path=\"g1_to_g2\"} 4"));
-        assert!(text.contains("kvtier_path_latency_seconds_bucket{path=\"g1_to_g2\",le=\"0.000256\"} 1"));
-        assert!(text.contains("kvtier_path_latency_seconds_bucket{path=\"g2_to_g1\",le=\"+Inf\"} 1"));
+        assert!(text
+            .contains("kvtier_path_latency_seconds_bucket{path=\"g1_to_g2\",le=\"0.000256\"} 1"));
+        assert!(
+            text.contains("kvtier_path_latency_seconds_bucket{path=\"g2_to_g1\",le=\"+Inf\"} 1")
+        );
         assert!(text.contains("kvtier_path_errors_total{path=\"g2_to_g3\"} 1"));
     }
 }

@@ -63,7 +63,9 @@ mod tests {
         s.see(a);
         assert_eq!(s.see(a), 2);
         for i in 0..500u128 {
-            s.see(SequenceHash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)));
+            s.see(SequenceHash(
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
+            ));
         }
         assert!(s.estimate(a) >= 2);
     }

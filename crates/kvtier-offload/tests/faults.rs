@@ -1,0 +1,368 @@
+//! Fault tests of the offload engine: corrupted disk bytes are detected and
+//! recomputed (never served), failing disk writes degrade to dropping blocks,
+//! cancelled requests leak no slot, write-through fills lower tiers.
+
+use kvtier_disk::{DiskCopyEngine, DiskIo, DiskMemory, OpenMode};
+use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::{BlockSpec, CacheSalt, SequenceHash, StoreConfig, Tier};
+use kvtier_memory::{
+    BlockMemory, BlockShape, CopyEngine, CopyError, HostMemory, Layout, MemcpyEngine, MemoryKind,
+    MockDeviceMemory, Transfer,
+};
+use kvtier_offload::{CacheSetup, TierMemory, TierSetup, TieredCache, WritePolicy};
+use proptest::prelude::*;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+fn shape() -> BlockShape {
+    BlockShape::tiny() // 512 bytes per block
+}
+
+fn fill(h: SequenceHash, buf: &mut [u8]) {
+    let mut x = h.0 as u64;
+    for (i, b) in buf.iter_mut().enumerate() {
+        if i % 8 == 0 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+        }
+        *b = (x >> ((i % 8) * 8)) as u8;
+    }
+}
+
+fn expected(h: SequenceHash, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    fill(h, &mut v);
+    v
+}
+
+/// Wraps an engine and fails copies into disk memory while `fail` is set.
+struct FailingDiskWrites {
+    inner: Arc<dyn CopyEngine>,
+    fail: AtomicBool,
+    failed: AtomicU64,
+}
+
+impl CopyEngine for FailingDiskWrites {
+    fn name(&self) -> &'static str {
+        "failing-disk-writes"
+    }
+    fn copy_blocks(
+        &self,
+        src: &Arc<dyn BlockMemory>,
+        dst: &Arc<dyn BlockMemory>,
+        pairs: &[(usize, usize)],
+    ) -> Result<Transfer, CopyError> {
+        if dst.kind() == MemoryKind::Disk && self.fail.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Ok(Transfer::ready(Err(CopyError::Io(
+                "injected: no space left on device".into(),
+            ))));
+        }
+        self.inner.copy_blocks(src, dst, pairs)
+    }
+}
+
+struct Rig {
+    cache: TieredCache,
+    g3_file: std::path::PathBuf,
+    disk_engine: Arc<FailingDiskWrites>,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(g1: usize, g2: usize, g3: usize, g1_mock: bool, write: WritePolicy) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let g3_file = dir.path().join("g3.blocks");
+    let l = |n| Layout::contiguous(shape(), n).unwrap();
+    let g1_mem = if g1_mock {
+        TierMemory::Device(Arc::new(MockDeviceMemory::new(l(g1)).unwrap()))
+    } else {
+        TierMemory::Host(Arc::new(HostMemory::new(l(g1)).unwrap()))
+    };
+    let disk = DiskMemory::open(&g3_file, l(g3), OpenMode::CreateNew).unwrap();
+    let disk_engine = Arc::new(FailingDiskWrites {
+        inner: Arc::new(DiskCopyEngine::new(DiskIo::default(), 2).unwrap()),
+        fail: AtomicBool::new(false),
+        failed: AtomicU64::new(0),
+    });
+    let cache = TieredCache::new(CacheSetup {
+        g1: TierSetup {
+            store: StoreConfig::new(Tier::G1, g1),
+            memory: g1_mem,
+        },
+        g2: Some(TierSetup {
+            store: StoreConfig::new(Tier::G2, g2),
+            memory: TierMemory::Host(Arc::new(HostMemory::new(l(g2)).unwrap())),
+        }),
+        g3: Some(TierSetup {
+            store: StoreConfig::new(Tier::G3, g3),
+            memory: TierMemory::Host(Arc::new(disk)),
+        }),
+        device_engine: Some(Arc::new(MemcpyEngine::new(2).unwrap())),
+        disk_engine: Some(disk_engine.clone()),
+        g1_to_g2: write,
+        g2_to_g3: write,
+        queue_depth: 8,
+        staging_blocks: 4,
+    })
+    .unwrap();
+    Rig {
+        cache,
+        g3_file,
+        disk_engine,
+        _dir: dir,
+    }
+}
+
+/// One request: returns (hits, served blocks whose bytes were wrong).
+async fn request(cache: &TieredCache, ids: &[u64]) -> (usize, usize) {
+    let hashes = hash_trace_ids(CacheSalt(9), ids);
+    let plan = cache.lookup(&hashes);
+    let on = cache.onboard(plan).await.unwrap();
+    let k = on.blocks.len();
+    let bb = cache.block_bytes() as usize;
+    let mut wrong = 0;
+    cache
+        .read_back(&on.blocks, |i, bytes| {
+            if bytes != expected(hashes[i], bb) {
+                wrong += 1;
+            }
+        })
+        .await
+        .unwrap();
+    let fresh = cache.allocate(hashes.len() - k).await.unwrap();
+    cache
+        .write_new(&fresh, |i, buf| fill(hashes[k + i], buf))
+        .await
+        .unwrap();
+    let complete = fresh
+        .into_iter()
+        .zip(k..)
+        .map(|(b, i)| {
+            b.complete(BlockSpec {
+                hash: hashes[i],
+                parent: if i == 0 {
+                    SequenceHash::ROOT
+                } else {
+                    hashes[i - 1]
+                },
+                position: i as u32,
+            })
+        })
+        .collect();
+    let mut all = on.blocks;
+    all.extend(cache.register(complete).await);
+    cache.release(all.into_iter().rev());
+    (k, wrong)
+}
+
+fn assert_no_leak(cache: &TieredCache) {
+    for t in Tier::ALL {
+        let s = cache.store(t).unwrap();
+        s.check_invariants().unwrap();
+        let m = s.metrics();
+        assert_eq!(m.in_use, 0, "{t} still has blocks in use");
+        assert_eq!(m.free + m.inactive, m.capacity, "{t}");
+    }
+}
+
+fn g3_slot(cache: &TieredCache, h: SequenceHash) -> usize {
+    let g3 = cache.store(Tier::G3).unwrap();
+    let found = g3.scan(&[h]);
+    let slot = found[0].as_ref().expect("block is in G3").slot() as usize;
+    g3.release(found.into_iter().flatten());
+    slot
+}
+
+fn flip_byte(file: &Path, offset: u64) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x40;
+    f.write_all_at(&b, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn corrupted_disk_block_is_recomputed_never_served() {
+    for mock in [false, true] {
+        let r = rig(4, 4, 64, mock, WritePolicy::WriteBack);
+        let a: Vec<u64> = (0..3).collect();
+        request(&r.cache, &a).await;
+        // Push `a` out of G1 and G2 into G3 only.
+        for p in 0..4u64 {
+            request(&r.cache, &[100 + p * 10, 101 + p * 10, 102 + p * 10]).await;
+        }
+        let h = hash_trace_ids(CacheSalt(9), &a);
+        assert!(r
+            .cache
+            .store(Tier::G2)
+            .unwrap()
+            .contains_all(&h)
+            .iter()
+            .all(|p| !p));
+        let bb = r.cache.block_bytes();
+        let slot = g3_slot(&r.cache, h[1]);
+        flip_byte(&r.g3_file, slot as u64 * bb + 7);
+
+        let (hits, wrong) = request(&r.cache, &a).await;
+        assert_eq!(hits, 1, "the prefix is cut at the corrupted block");
+        assert_eq!(wrong, 0, "no wrong byte is ever served");
+        let m = r.cache.metrics();
+        assert_eq!(m.verify_failures, 1);
+        // The corrupted copy was withdrawn; the recomputed block is good.
+        let (hits, wrong) = request(&r.cache, &a).await;
+        assert_eq!((hits, wrong), (3, 0));
+        assert_eq!(r.cache.metrics().verify_failures, 1);
+        r.cache.shutdown().await;
+        assert_no_leak(&r.cache);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn failing_disk_writes_drop_blocks_and_the_run_completes() {
+    let r = rig(4, 4, 64, true, WritePolicy::WriteBack);
+    r.disk_engine.fail.store(true, Ordering::SeqCst);
+    let mut wrong_total = 0;
+    for p in 0..20u64 {
+        let (_, wrong) = request(&r.cache, &[p % 7, 1000 + p]).await;
+        wrong_total += wrong;
+    }
+    let m = r.cache.metrics();
+    assert!(r.disk_engine.failed.load(Ordering::SeqCst) > 0);
+    assert!(m.offload_errors > 0);
+    assert!(m.dropped_blocks > 0);
+    assert_eq!(m.verify_failures, 0);
+    assert_eq!(wrong_total, 0);
+    assert_eq!(
+        r.cache.store(Tier::G3).unwrap().metrics().inactive,
+        0,
+        "nothing registered in G3"
+    );
+    // The disk comes back: offloads to G3 work again.
+    r.disk_engine.fail.store(false, Ordering::SeqCst);
+    for p in 0..20u64 {
+        request(&r.cache, &[2000 + p, 3000 + p]).await;
+    }
+    assert!(r.cache.store(Tier::G3).unwrap().metrics().inactive > 0);
+    r.cache.shutdown().await;
+    assert_no_leak(&r.cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_through_copies_down_without_eviction() {
+    let r = rig(16, 16, 64, true, WritePolicy::WriteThrough);
+    request(&r.cache, &[1, 2, 3]).await;
+    r.cache.shutdown().await; // drains the queues
+    let h = hash_trace_ids(CacheSalt(9), &[1, 2, 3]);
+    assert_eq!(
+        r.cache.store(Tier::G2).unwrap().contains_all(&h),
+        vec![true; 3]
+    );
+    assert_eq!(
+        r.cache.store(Tier::G3).unwrap().contains_all(&h),
+        vec![true; 3]
+    );
+    assert_no_leak(&r.cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_through_selective_skips_one_hit_wonders() {
+    let r = rig(
+        16,
+        16,
+        64,
+        true,
+        WritePolicy::WriteThroughSelective { min_seen: 2 },
+    );
+    request(&r.cache, &[1, 2]).await; // seen once: not copied
+    request(&r.cache, &[1, 2, 3]).await; // 1, 2 seen twice; 3 once
+    r.cache.shutdown().await;
+    let g2 = r.cache.store(Tier::G2).unwrap();
+    let h = hash_trace_ids(CacheSalt(9), &[1, 2, 3]);
+    assert_eq!(
+        g2.contains_all(&h),
+        vec![false, false, false],
+        "registered before their second sighting"
+    );
+    assert_no_leak(&r.cache);
+
+    // A block recomputed after its second sighting is copied down.
+    let r = rig(
+        16,
+        16,
+        64,
+        true,
+        WritePolicy::WriteThroughSelective { min_seen: 2 },
+    );
+    request(&r.cache, &[5]).await;
+    for i in 0..20u64 {
+        request(&r.cache, &[200 + i]).await; // evicts [5] from G1 (dropped: not selected)
+    }
+    let h5 = hash_trace_ids(CacheSalt(9), &[5]);
+    assert_eq!(
+        r.cache.store(Tier::G2).unwrap().contains_all(&h5),
+        vec![false]
+    );
+    let (hits, _) = request(&r.cache, &[5]).await;
+    assert_eq!(hits, 0);
+    r.cache.shutdown().await;
+    assert_eq!(
+        r.cache.store(Tier::G2).unwrap().contains_all(&h5),
+        vec![true]
+    );
+    assert!(r.cache.metrics().dropped_blocks >= 1);
+    assert_no_leak(&r.cache);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// Requests cancelled at random points (mid-lookup, mid-copy, mid-write)
+    /// leak no slot: once in-flight copies land, every tier's
+    /// free + inactive == capacity and the invariants hold.
+    #[test]
+    fn cancellation_leaks_no_slot(
+        reqs in prop::collection::vec((0u64..6, 1usize..6, 0u32..4), 5..30),
+        cancel_mask in any::<u64>(),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let r = rig(8, 8, 64, true, WritePolicy::WriteBack);
+            let mut handles = Vec::new();
+            for (i, (prefix, len, delay)) in reqs.iter().enumerate() {
+                let ids: Vec<u64> = (0..*len as u64).map(|j| prefix * 100 + j).collect();
+                let cache = r.cache.clone();
+                let h = tokio::spawn(async move { request(&cache, &ids).await });
+                if cancel_mask >> (i % 64) & 1 == 1 {
+                    for _ in 0..*delay {
+                        tokio::task::yield_now().await;
+                    }
+                    h.abort();
+                } else {
+                    handles.push(h);
+                }
+            }
+            for h in handles {
+                let _ = h.await;
+            }
+            r.cache.shutdown().await;
+            // In-flight copies of cancelled requests finish on unpin threads.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let busy = Tier::ALL.iter().any(|t| r.cache.store(*t).unwrap().metrics().in_use > 0);
+                if !busy || std::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert_no_leak(&r.cache);
+        });
+    }
+}
