@@ -164,13 +164,16 @@ impl Default for ReplayOptions {
     }
 }
 
+/// `(requests done, cumulative hits by tier, blocks looked up)` samples.
+pub type Timeline = Vec<(u64, [u64; 3], u64)>;
+
 /// A replay's report and, if asked, its timeline.
 #[derive(Clone, Debug)]
 pub struct ReplayOutcome {
     /// Totals.
     pub report: ReplayReport,
-    /// `(requests done, cumulative hits by tier, blocks)` samples.
-    pub timeline: Vec<(u64, [u64; 3], u64)>,
+    /// Hit-rate samples over the run.
+    pub timeline: Timeline,
     /// The cache's metrics at the end, in Prometheus text format.
     pub prometheus: String,
 }
@@ -219,7 +222,7 @@ fn run_single_tier(
     let policy = config.g1.policy.unwrap_or_default();
     // Each repetition replays into a fresh store; the best time is reported
     // (the counts are identical by construction).
-    let mut best: Option<(f64, ReplayStats, Vec<(u64, [u64; 3], u64)>)> = None;
+    let mut best: Option<(f64, ReplayStats, Timeline)> = None;
     let every = (trace.len() / 200).max(1);
     for _ in 0..opts.repeat.max(1) {
         let store =
@@ -229,7 +232,7 @@ fn run_single_tier(
         let start = Instant::now();
         for (i, req) in trace.iter().enumerate() {
             replay.request(req)?;
-            if opts.timeline && (i + 1) % every == 0 {
+            if opts.timeline && (i + 1).is_multiple_of(every) {
                 let s = replay.stats();
                 timeline.push((s.requests, [s.hits, 0, 0], s.blocks));
             }
@@ -398,7 +401,7 @@ async fn run_tiered(
             if let Some(b) = &bar {
                 b.inc(1);
             }
-            if opts.timeline && (i + 1) % every == 0 {
+            if opts.timeline && (i + 1).is_multiple_of(every) {
                 timeline.push(((i + 1) as u64, total.hits, total.blocks));
             }
         }
@@ -423,7 +426,7 @@ async fn run_tiered(
             if let Some(b) = &bar {
                 b.inc(1);
             }
-            if opts.timeline && done % every == 0 {
+            if opts.timeline && done.is_multiple_of(every) {
                 timeline.push((done as u64, total.hits, total.blocks));
             }
         }

@@ -133,25 +133,25 @@ pub fn build(config: &Config, name: &str, data: bool) -> Result<Built, SetupErro
         });
     }
     let threads = config.offload.threads.max(1);
-    let (device_engine, disk_engine): (Option<Arc<dyn CopyEngine>>, Option<Arc<dyn CopyEngine>>) =
-        if data {
-            let device: Arc<dyn CopyEngine> = if g1_is_cuda {
-                let dev = cuda_dev.as_ref().expect("opened with G1");
-                Arc::new(
-                    kvtier_cuda::CudaCopyEngine::new(dev, threads, Default::default())
-                        .map_err(|e| SetupError::Engine(e.to_string()))?,
-                )
-            } else {
-                Arc::new(MemcpyEngine::new(threads).map_err(|e| SetupError::Engine(e.to_string()))?)
-            };
-            let disk: Arc<dyn CopyEngine> = Arc::new(
-                DiskCopyEngine::new(DiskIo::default(), threads)
+    type Engine = Option<Arc<dyn CopyEngine>>;
+    let (device_engine, disk_engine): (Engine, Engine) = if data {
+        let device: Arc<dyn CopyEngine> = if g1_is_cuda {
+            let dev = cuda_dev.as_ref().expect("opened with G1");
+            Arc::new(
+                kvtier_cuda::CudaCopyEngine::new(dev, threads, Default::default())
                     .map_err(|e| SetupError::Engine(e.to_string()))?,
-            );
-            (Some(device), Some(disk))
+            )
         } else {
-            (None, None)
+            Arc::new(MemcpyEngine::new(threads).map_err(|e| SetupError::Engine(e.to_string()))?)
         };
+        let disk: Arc<dyn CopyEngine> = Arc::new(
+            DiskCopyEngine::new(DiskIo::default(), threads)
+                .map_err(|e| SetupError::Engine(e.to_string()))?,
+        );
+        (Some(device), Some(disk))
+    } else {
+        (None, None)
+    };
     let [g1, g2, g3] = tiers;
     let cache = TieredCache::new(CacheSetup {
         g1: g1.ok_or_else(|| ConfigError::Invalid {

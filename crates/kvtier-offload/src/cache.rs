@@ -72,8 +72,11 @@ pub enum TierMemory {
     Host(Arc<dyn HostVisible>),
 }
 
+/// A tier's memory as the engine sees it, plus its byte views if it has them.
+type MemoryParts = (Option<Arc<dyn BlockMemory>>, Option<Arc<dyn HostVisible>>);
+
 impl TierMemory {
-    fn parts(&self) -> (Option<Arc<dyn BlockMemory>>, Option<Arc<dyn HostVisible>>) {
+    fn parts(&self) -> MemoryParts {
         match self {
             TierMemory::None => (None, None),
             TierMemory::Device(m) => (Some(m.clone()), None),
