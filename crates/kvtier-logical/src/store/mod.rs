@@ -21,17 +21,18 @@
 use crate::events::{EventBus, EventKind};
 use crate::hash::SequenceHash;
 use crate::metrics::{Counters, TierMetrics};
-use crate::policy::{BlockInfo, EvictionPolicy, PolicyKind, SlotId};
+use crate::policy::{BlockInfo, EvictionPolicy, Lru, PolicyKind, SlotId};
 use crate::tier::Tier;
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 mod counted;
+mod index;
+mod invalidate;
 
 use counted::Counted;
+use index::Index;
 
 /// What `register` does with a hash the tier already holds in another slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,35 +145,6 @@ pub struct BlockSpec {
 // ---------------------------------------------------------------------------
 // Internal state
 
-/// Hasher for keys that are already uniformly random (sequence hashes): uses
-/// the low 64 bits as is.
-#[derive(Default)]
-struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-}
-
-/// Index keyed by the low 64 bits of the sequence hash (16-byte entries, half
-/// the cache footprint of a `u128` key). A hit is confirmed against the full
-/// 128-bit hash in the slot; two live hashes sharing their low 64 bits (odds
-/// 2^-64 per pair) cannot both be indexed, so the second is registered
-/// unindexed (served to its holder, never matchable): never a wrong match.
-type Index = HashMap<u64, SlotId, BuildHasherDefault<PassThroughHasher>>;
-
 const NO_SLOT: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,11 +196,74 @@ impl Slot {
     }
 }
 
+/// The tier's eviction policy. LRU, the reference policy, is held by value
+/// so its calls are static and inlined; its `EvictionPolicy` hooks
+/// (`on_hit`, `on_miss`, `on_register`, `on_evicted`, `on_leaf_changed`) are
+/// the trait's no-op defaults and its `insert` ignores the `BlockInfo`, so the
+/// store skips building `BlockInfo`s and calling those hooks for it. Every
+/// other policy is called through the trait object exactly as before.
+enum Policy {
+    Lru(Lru),
+    Dyn(Box<dyn EvictionPolicy>),
+}
+
+impl Policy {
+    fn build(kind: PolicyKind, capacity: usize) -> Self {
+        // `PolicyKind::Lru.build(capacity)` is `Lru::new(capacity)` boxed.
+        if kind == PolicyKind::Lru {
+            Policy::Lru(Lru::new(capacity))
+        } else {
+            Policy::Dyn(kind.build(capacity))
+        }
+    }
+
+    #[inline]
+    fn name(&self) -> &'static str {
+        match self {
+            Policy::Lru(l) => l.name(),
+            Policy::Dyn(d) => d.name(),
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Policy::Lru(l) => l.len(),
+            Policy::Dyn(d) => d.len(),
+        }
+    }
+
+    #[inline]
+    fn evict(&mut self) -> Option<SlotId> {
+        match self {
+            Policy::Lru(l) => l.evict(),
+            Policy::Dyn(d) => d.evict(),
+        }
+    }
+
+    #[inline]
+    fn remove(&mut self, s: SlotId) {
+        match self {
+            Policy::Lru(l) => l.remove(s),
+            Policy::Dyn(d) => d.remove(s),
+        }
+    }
+
+    /// The hooks, for policies that have them (`None` for LRU).
+    #[inline]
+    fn hooks(&mut self) -> Option<&mut dyn EvictionPolicy> {
+        match self {
+            Policy::Lru(_) => None,
+            Policy::Dyn(d) => Some(d.as_mut()),
+        }
+    }
+}
+
 struct Inner {
     slots: Vec<Slot>,
     free: Vec<SlotId>,
     index: Index,
-    policy: Box<dyn EvictionPolicy>,
+    policy: Policy,
     counters: Counters,
     events: EventBus,
     /// Scratch buffer for Removed events (kept to avoid per-call allocation
@@ -243,29 +278,63 @@ struct Shared {
     inner: Mutex<Inner>,
 }
 
+/// Hint the CPU to bring the cache line at `p` into L1. Any address is
+/// allowed; nothing is read.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect (it cannot fault and
+    // does not access memory in the language's sense), and SSE is part of the
+    // x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// How far ahead batch loops prefetch index buckets.
+const PREFETCH_AHEAD: usize = 4;
+/// How many index buckets after a prefix miss `match_prefix_into` prefetches
+/// (the misses are usually registered next).
+const PREFETCH_MISSES: usize = 64;
+
 impl Inner {
     /// The indexed slot holding exactly `hash`, if any.
     #[inline]
     fn lookup(&self, hash: SequenceHash) -> Option<SlotId> {
-        let s = *self.index.get(&hash.low64())?;
-        (self.slots[s as usize].hash == hash).then_some(s)
+        let slots = &self.slots;
+        self.index
+            .get(self.index.probe(hash), hash, |s| slots[s as usize].hash)
     }
 
-    /// Take a slot off the free list or evict the policy's victim.
-    /// Caller has checked availability.
+    /// Prefetch what evicting the block in `slot` will touch: its index
+    /// bucket and its parent's slot.
     #[inline]
-    fn take_slot(&mut self, evicted: &mut Option<&mut Vec<Evicted>>) -> SlotId {
-        if let Some(s) = self.free.pop() {
-            return s;
+    fn index_prefetch_evict(&self, slot: &Slot) {
+        self.prefetch_bucket(slot.hash);
+        if slot.parent_slot != NO_SLOT {
+            prefetch(self.slots[slot.parent_slot as usize..].as_ptr());
         }
-        let s = self
-            .policy
-            .evict()
-            .expect("availability checked: an inactive block exists");
+    }
+
+    #[inline]
+    fn prefetch_bucket(&self, hash: SequenceHash) {
+        prefetch(self.index.bucket_ptr(self.index.probe(hash)));
+    }
+
+    /// Forget the inactive block in `s` (the policy already gave it up):
+    /// unindex it, detach it from its parent, report it. Its slot stays
+    /// `Registered` for the caller to reinitialise.
+    #[inline]
+    fn evict_slot(&mut self, s: SlotId, evicted: &mut Option<&mut Vec<Evicted>>) {
         let slot = self.slots[s as usize];
         debug_assert!(slot.state == State::Registered && slot.refcount == 0 && slot.indexed);
-        self.index.remove(&slot.hash.low64());
-        self.policy.on_evicted(s, &slot.info());
+        self.index.remove(self.index.probe(slot.hash), s);
+        self.slots[s as usize].indexed = false;
+        if let Some(h) = self.policy.hooks() {
+            h.on_evicted(s, &slot.info());
+        }
         self.detach_from_parent(s);
         // A reused slot must not upgrade old `WeakBlock`s.
         let g = &mut self.slots[s as usize].generation;
@@ -282,24 +351,41 @@ impl Inner {
                 position: slot.position,
             });
         }
+    }
+
+    /// Take a slot off the free list or evict the policy's victim.
+    /// Caller has checked availability.
+    #[inline]
+    fn take_slot(&mut self, evicted: &mut Option<&mut Vec<Evicted>>) -> SlotId {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        let s = self
+            .policy
+            .evict()
+            .expect("availability checked: an inactive block exists");
+        self.evict_slot(s, evicted);
         s
     }
 
     /// The block in `s` stops being its parent's child.
     #[inline]
     fn detach_from_parent(&mut self, s: SlotId) {
-        let slot = self.slots[s as usize];
+        let slot = &mut self.slots[s as usize];
         let p = slot.parent_slot;
         if p == NO_SLOT {
             return;
         }
-        self.slots[s as usize].parent_slot = NO_SLOT;
+        slot.parent_slot = NO_SLOT;
+        let want = slot.parent;
         let parent = &mut self.slots[p as usize];
         // The parent may have been evicted and its slot reused since.
-        if parent.state == State::Registered && parent.indexed && parent.hash == slot.parent {
+        if parent.state == State::Registered && parent.indexed && parent.hash == want {
             parent.children -= 1;
             if parent.children == 0 {
-                self.policy.on_leaf_changed(p, true);
+                if let Some(h) = self.policy.hooks() {
+                    h.on_leaf_changed(p, true);
+                }
             }
         }
     }
@@ -324,8 +410,10 @@ impl Inner {
         slot.refcount -= 1;
         if slot.refcount == 0 {
             if slot.indexed {
-                let info = slot.info();
-                self.policy.insert(s, &info);
+                match &mut self.policy {
+                    Policy::Lru(l) => l.insert(s, &LRU_INFO),
+                    Policy::Dyn(d) => d.insert(s, &slot.info()),
+                }
             } else {
                 self.free_slot(s);
             }
@@ -351,6 +439,13 @@ impl Inner {
         }
     }
 }
+
+/// What LRU's `insert` is given: it ignores its `BlockInfo`.
+const LRU_INFO: BlockInfo = BlockInfo {
+    hash: SequenceHash::ROOT,
+    position: 0,
+    is_leaf: true,
+};
 
 // ---------------------------------------------------------------------------
 // Public store
@@ -392,13 +487,12 @@ impl BlockStore {
         }
         // Free list popped from the back: slot 0 is handed out first.
         let free: Vec<SlotId> = (0..capacity as u32).rev().collect();
-        let mut index = Index::default();
-        index.reserve(capacity);
+        let index = Index::with_capacity(capacity);
         let inner = Inner {
             slots: vec![Slot::EMPTY; capacity],
             free,
             index,
-            policy: policy.build(capacity),
+            policy: Policy::build(policy, capacity),
             counters: Counters::default(),
             events: EventBus::default(),
             removed: Vec::new(),
@@ -480,19 +574,59 @@ impl BlockStore {
             });
         }
         self.shared.add_refs(n);
-        for _ in 0..n {
-            let s = g.take_slot(&mut evicted);
-            let slot = &mut g.slots[s as usize];
-            slot.state = State::Mutable;
-            slot.indexed = false;
-            slot.refcount = 0;
-            slot.children = 0;
-            slot.parent_slot = NO_SLOT;
-            out.push(MutableBlock {
-                // SAFETY: one of the `n` references added above.
-                store: unsafe { self.shared.counted_clone() },
-                slot: s,
-            });
+        let g = &mut *g;
+        if let Policy::Lru(lru) = &mut g.policy {
+            // LRU has no hooks, so victims can be popped first and then
+            // unindexed in the same order as `take_slot` would: nothing the
+            // store does between two `evict`s changes what LRU returns. This
+            // lets the victims' slots and index buckets be prefetched ahead.
+            let from_free = n.min(g.free.len());
+            let start = out.len();
+            for _ in 0..n {
+                let s = match g.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        let s = lru.evict().expect("availability checked");
+                        prefetch(&g.slots[s as usize]);
+                        s
+                    }
+                };
+                out.push(MutableBlock {
+                    // SAFETY: one of the `n` references added above.
+                    store: unsafe { self.shared.counted_clone() },
+                    slot: s,
+                });
+            }
+            let victims = &out[start + from_free..];
+            for b in victims {
+                g.index_prefetch_evict(&g.slots[b.slot as usize]);
+            }
+            for b in victims {
+                g.evict_slot(b.slot, &mut evicted);
+            }
+            for b in &out[start..] {
+                let slot = &mut g.slots[b.slot as usize];
+                slot.state = State::Mutable;
+                slot.indexed = false;
+                slot.refcount = 0;
+                slot.children = 0;
+                slot.parent_slot = NO_SLOT;
+            }
+        } else {
+            for _ in 0..n {
+                let s = g.take_slot(&mut evicted);
+                let slot = &mut g.slots[s as usize];
+                slot.state = State::Mutable;
+                slot.indexed = false;
+                slot.refcount = 0;
+                slot.children = 0;
+                slot.parent_slot = NO_SLOT;
+                out.push(MutableBlock {
+                    // SAFETY: one of the `n` references added above.
+                    store: unsafe { self.shared.counted_clone() },
+                    slot: s,
+                });
+            }
         }
         g.counters.allocations += n as u64;
         g.flush_removed(self.shared.tier);
@@ -521,12 +655,19 @@ impl BlockStore {
         let mut g = self.shared.inner.lock();
         let g = &mut *g;
         let mut matched = 0;
-        for &h in hashes {
+        for &h in hashes.iter().take(PREFETCH_AHEAD) {
+            g.prefetch_bucket(h);
+        }
+        for (i, &h) in hashes.iter().enumerate() {
+            if let Some(&next) = hashes.get(i + PREFETCH_AHEAD) {
+                g.prefetch_bucket(next);
+            }
             match g.lookup(h) {
                 Some(s) => {
                     g.acquire(s);
-                    let info = g.slots[s as usize].info();
-                    g.policy.on_hit(s, &info);
+                    if let Some(p) = g.policy.hooks() {
+                        p.on_hit(s, &g.slots[s as usize].info());
+                    }
                     out.push(ImmutableBlock {
                         // SAFETY: one of the references added above.
                         store: unsafe { self.shared.counted_clone() },
@@ -536,8 +677,15 @@ impl BlockStore {
                     matched += 1;
                 }
                 None => {
-                    g.policy.on_miss(h);
+                    if let Some(p) = g.policy.hooks() {
+                        p.on_miss(h);
+                    }
                     g.counters.lookups += 1;
+                    // The misses are usually allocated and registered next.
+                    let rest = &hashes[(i + 1 + PREFETCH_AHEAD).min(hashes.len())..];
+                    for &m in rest.iter().take(PREFETCH_MISSES) {
+                        g.prefetch_bucket(m);
+                    }
                     break;
                 }
             }
@@ -610,12 +758,23 @@ impl BlockStore {
                 Counted::ptr_eq(&store, &self.shared),
                 "register: a CompleteBlock of another store was passed"
             );
-            let key = spec.hash.low64();
-            let existing = g.index.get(&key).copied();
-            if let Some(existing) = existing {
+            // Find the parent's slot: the previous block of the batch, or the index.
+            let parent_slot = if spec.parent == SequenceHash::ROOT {
+                NO_SLOT
+            } else {
+                match prev {
+                    Some((h, ps)) if h == spec.parent => ps,
+                    _ => g.lookup(spec.parent).unwrap_or(NO_SLOT),
+                }
+            };
+            let probe = g.index.probe(spec.hash);
+            let slots = &g.slots;
+            let inserted = g
+                .index
+                .get_or_insert(probe, spec.hash, s, |x| slots[x as usize].hash);
+            if let Err(existing) = inserted {
                 g.counters.duplicates += 1;
-                let same = g.slots[existing as usize].hash == spec.hash;
-                if same && self.shared.duplicates == DuplicatePolicy::Reject {
+                if self.shared.duplicates == DuplicatePolicy::Reject {
                     g.free_slot(s);
                     g.acquire(existing);
                     prev = Some((spec.hash, existing));
@@ -625,8 +784,7 @@ impl BlockStore {
                         hash: spec.hash,
                     });
                 } else {
-                    // Allowed duplicate, or a different hash sharing the low
-                    // 64 bits: keep it for its holder, unindexed.
+                    // Allowed duplicate: keep it for its holder, unindexed.
                     let slot = &mut g.slots[s as usize];
                     slot.state = State::Registered;
                     slot.indexed = false;
@@ -642,15 +800,6 @@ impl BlockStore {
                 }
                 continue;
             }
-            // Find the parent's slot: the previous block of the batch, or the index.
-            let parent_slot = if spec.parent == SequenceHash::ROOT {
-                NO_SLOT
-            } else {
-                match prev {
-                    Some((h, ps)) if h == spec.parent => ps,
-                    _ => g.lookup(spec.parent).unwrap_or(NO_SLOT),
-                }
-            };
             {
                 let slot = &mut g.slots[s as usize];
                 slot.state = State::Registered;
@@ -667,15 +816,17 @@ impl BlockStore {
                 if p.indexed && p.hash == spec.parent {
                     p.children += 1;
                     if p.children == 1 {
-                        g.policy.on_leaf_changed(parent_slot, false);
+                        if let Some(h) = g.policy.hooks() {
+                            h.on_leaf_changed(parent_slot, false);
+                        }
                     }
                 } else {
                     g.slots[s as usize].parent_slot = NO_SLOT;
                 }
             }
-            g.index.insert(key, s);
-            let info = g.slots[s as usize].info();
-            g.policy.on_register(s, &info);
+            if let Some(h) = g.policy.hooks() {
+                h.on_register(s, &g.slots[s as usize].info());
+            }
             g.counters.registrations += 1;
             if emit {
                 if chain.last() != Some(&spec.parent) && !chain.is_empty() {
@@ -738,8 +889,9 @@ impl BlockStore {
         let mut g = self.shared.inner.lock();
         let g = &mut *g;
         while let Some(s) = g.policy.evict() {
-            let info = g.slots[s as usize].info();
-            g.policy.on_evicted(s, &info);
+            if let Some(h) = g.policy.hooks() {
+                h.on_evicted(s, &g.slots[s as usize].info());
+            }
             g.counters.evictions += 1;
             g.free_slot(s);
         }
@@ -807,12 +959,29 @@ impl BlockStore {
                 }
             }
         }
-        for (&k, &s) in &g.index {
-            let slot = &g.slots[s as usize];
-            if slot.state != State::Registered || !slot.indexed || slot.hash.low64() != k {
-                return Err(format!("index entry {k:016x} -> slot {s} is stale"));
+        let mut indexed = 0usize;
+        for (i, tag, s) in g.index.entries() {
+            indexed += 1;
+            let Some(slot) = g.slots.get(s as usize) else {
+                return Err(format!("index entry {i} -> slot {s}: no such slot"));
+            };
+            if slot.state != State::Registered
+                || !slot.indexed
+                || g.index.probe(slot.hash).tag() != tag
+            {
+                return Err(format!("index entry {i} -> slot {s} is stale"));
+            }
+            if g.lookup(slot.hash) != Some(s) {
+                return Err(format!("index entry {i} -> slot {s} is unreachable"));
             }
         }
+        if indexed != g.index.len() {
+            return Err(format!(
+                "index holds {indexed} entries but counts {}",
+                g.index.len()
+            ));
+        }
+        g.index.check()?;
         if inactive != g.policy.len() {
             return Err(format!(
                 "{inactive} inactive slots but the policy holds {}",
