@@ -21,4 +21,5 @@ pub mod pattern;
 pub mod plot;
 pub mod replay;
 pub mod setup;
+pub mod sweep;
 pub mod trace;

@@ -23,6 +23,56 @@ enum Command {
     Replay(ReplayArgs),
     /// Measure tier-to-tier migration bandwidth against same-run ceilings.
     Bench(kvtier_bench::BenchArgs),
+    /// Hit rate of several eviction policies over several capacities (one
+    /// tier), as a table and an SVG plot.
+    Sweep(SweepArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepArgs {
+    /// Mooncake-format JSONL trace; the embedded synthetic trace when absent.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Policies to compare (comma-separated); every policy when absent.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    policies: Vec<PolicyKind>,
+    /// Capacities in blocks (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "N,...",
+          default_values_t = vec![1000usize, 2000, 4000, 6000, 10000, 20000])]
+    capacities: Vec<usize>,
+    /// Write an SVG of hit rate against capacity.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Print JSON (an array of points) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn sweep(args: SweepArgs) -> Result<()> {
+    if let Some(c) = args.capacities.iter().find(|c| **c == 0) {
+        anyhow::bail!("--capacities: {c} is not a valid capacity (at least 1 block)");
+    }
+    let trace = match &args.trace {
+        Some(p) => Trace::from_file(p)?,
+        None => Trace::embedded(),
+    };
+    let hashed = trace.hashed(Config::builtin().cache_salt());
+    let policies = if args.policies.is_empty() {
+        PolicyKind::ALL.to_vec()
+    } else {
+        args.policies.clone()
+    };
+    let points = kvtier::sweep::run(&hashed, &policies, &args.capacities)?;
+    if let Some(p) = &args.plot {
+        let svg = kvtier::sweep::to_svg(&format!("hit rate vs capacity ({})", trace.name), &points);
+        std::fs::write(p, svg).with_context(|| format!("cannot write plot {}", p.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&points)?);
+    } else {
+        print!("{}", kvtier::sweep::to_table(&points));
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -162,6 +212,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay(args),
         Command::Bench(args) => kvtier_bench::run(&args),
+        Command::Sweep(args) => sweep(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
