@@ -32,6 +32,7 @@ pub mod policy;
 pub mod replay;
 pub mod store;
 pub mod tier;
+pub mod workload;
 
 pub use events::{Event, EventKind};
 pub use hash::{CacheSalt, SequenceHash};

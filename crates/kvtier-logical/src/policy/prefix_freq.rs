@@ -1,0 +1,277 @@
+//! The default policy: frequency-gated segmented LRU with leaf-first eviction.
+
+use super::leaf::LeafFirst;
+use super::sketch::FrequencySketch;
+use super::{BlockInfo, EvictionPolicy, SlotId};
+
+/// Segment of blocks seen once in the sketch's memory (probation).
+const NEW: usize = 0;
+/// Segment of blocks seen at least [`PROVEN_MIN`] times (protected).
+const PROVEN: usize = 1;
+
+/// Accesses (hits or registrations, as counted by the frequency sketch) that
+/// make a block "proven". Two is the one-hit-wonder cut: on LLM traces most
+/// computed blocks (a request's unique tail, one-off documents) are never
+/// read again, while a block read twice is several times more likely to be
+/// read again soon. Higher cuts starve recently-proven blocks.
+pub const PROVEN_MIN: u8 = 2;
+
+/// Share of the capacity, in 1/64ths, that inactive proven blocks may occupy
+/// before the oldest is demoted to the probation segment (at its most-recent
+/// end). 56/64 = 87.5%, close to SLRU's usual 80%: proven blocks are
+/// protected from a flood of new ones, while a changing working set still
+/// gets an eighth of the cache to prove itself in.
+pub const PROTECTED_SHARE_64THS: usize = 56;
+
+/// Outcomes (reused or evicted unused) of continuation blocks remembered
+/// before the tallies are halved, so the verdict follows the workload within
+/// about a thousand continuations (a few hundred requests).
+pub const CONT_WINDOW: u32 = 1024;
+
+/// Head start of a proven block over a new one, in cache turnovers (units of
+/// `capacity` releases). A proven block that has sat unused while 8 cache's
+/// worth of blocks were released is evicted before newer one-timers: by then
+/// the sketch (which halves every 16 turnovers) is about to forget it anyway,
+/// and a workload whose hot set moved on (finished sessions, retired
+/// documents) gets its cache back.
+pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
+
+/// Frequency-gated segmented LRU with leaf-first eviction (`prefix-freq`).
+///
+/// - When a block becomes inactive it joins the *proven* segment if the
+///   frequency sketch has seen it at least [`PROVEN_MIN`] times (hits plus
+///   registrations, over the sketch's aging period), else the *new* segment.
+///   The sketch remembers blocks after they are evicted, so a block that comes
+///   back is recognised: this is TinyLFU's admission idea without a window.
+/// - Victims come from the new segment first (least recently released first),
+///   then from the proven one, unless the oldest proven block has been idle
+///   [`PROVEN_CREDIT_TURNOVERS`] cache turnovers longer than the oldest new
+///   one. Proven blocks above [`PROTECTED_SHARE_64THS`] of the capacity are
+///   demoted to the most-recent end of the new segment.
+/// - *Continuations* (blocks computed right after a matched prefix, in the
+///   same request: a chat's next turn, an agent's next step) are admitted as
+///   proven on their first access when, lately, most continuations were
+///   reused before being evicted ([`CONT_WINDOW`] outcomes). On
+///   document-QA traces continuations are one-off questions and stay new; on
+///   multi-turn chat they are the next turn's prefix and get protected.
+/// - Within a segment, a block with a cached child is skipped (parked) until
+///   it becomes a leaf: a prefix is cut from its tail, and a block whose
+///   descendants are cached outlives them.
+/// - Frequency is monotone along a prefix (every access to a child is an
+///   access to its parent), so heads of shared prefixes are proven first and a
+///   request's unique tail stays in probation: the head is kept, the tail goes.
+///
+/// Every call is O(1) (amortised for parking); all state is in arrays sized
+/// at construction.
+#[derive(Debug)]
+pub struct PrefixFreq {
+    q: LeafFirst,
+    sketch: FrequencySketch,
+    protected_cap: usize,
+    /// Release clock: number of inserts so far.
+    clock: u64,
+    /// Clock value when each slot was last inserted.
+    stamp: Vec<u64>,
+    /// Head start of a proven block over a new one, in release ticks.
+    credit: u64,
+    /// Whether each slot holds a continuation block not yet reused.
+    cont: Vec<bool>,
+    /// Continuation blocks reused / evicted unused (decayed).
+    cont_reused: u32,
+    cont_wasted: u32,
+    /// Position and continuation status of the previous hit or registration.
+    prev_pos: u32,
+    prev_chain: bool,
+}
+
+impl PrefixFreq {
+    /// The default policy for a tier of `capacity` slots.
+    pub fn new(capacity: usize) -> Self {
+        PrefixFreq {
+            q: LeafFirst::new(capacity, 2),
+            sketch: FrequencySketch::new(capacity),
+            protected_cap: capacity * PROTECTED_SHARE_64THS / 64,
+            cont: vec![false; capacity],
+            cont_reused: 0,
+            cont_wasted: 0,
+            prev_pos: u32::MAX,
+            prev_chain: false,
+            clock: 0,
+            stamp: vec![0; capacity],
+            credit: capacity as u64 * PROVEN_CREDIT_TURNOVERS,
+        }
+    }
+
+    /// Whether continuation blocks have lately been reused more often than
+    /// not before eviction.
+    #[inline]
+    fn continuations_pay(&self) -> bool {
+        self.cont_reused > self.cont_wasted
+    }
+
+    #[inline]
+    fn decay_cont(&mut self) {
+        if self.cont_reused + self.cont_wasted >= CONT_WINDOW {
+            self.cont_reused /= 2;
+            self.cont_wasted /= 2;
+        }
+    }
+}
+
+impl EvictionPolicy for PrefixFreq {
+    fn name(&self) -> &'static str {
+        "prefix-freq"
+    }
+
+    #[inline]
+    fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
+        let proven = self.sketch.estimate(info.hash) >= PROVEN_MIN
+            || (self.cont[slot as usize] && self.continuations_pay());
+        self.clock += 1;
+        self.stamp[slot as usize] = self.clock;
+        self.q
+            .push_back(if proven { PROVEN } else { NEW }, slot, info.is_leaf);
+        if proven {
+            while self.q.seg_len(PROVEN) > self.protected_cap {
+                self.q.move_front_to_back(PROVEN, NEW);
+            }
+        }
+    }
+
+    #[inline]
+    fn remove(&mut self, slot: SlotId) {
+        self.q.remove(slot);
+    }
+
+    #[inline]
+    fn evict(&mut self) -> Option<SlotId> {
+        // The proven head goes first once it has sat unused for longer than
+        // its credit beyond the new head.
+        let first = match (self.q.front(NEW), self.q.front(PROVEN)) {
+            (Some(n), Some(p)) if self.stamp[p as usize] + self.credit < self.stamp[n as usize] => {
+                PROVEN
+            }
+            (None, Some(_)) => PROVEN,
+            _ => NEW,
+        };
+        self.q
+            .pop_leaf(first)
+            .or_else(|| self.q.pop_leaf(1 - first))
+            .or_else(|| self.q.pop_parked())
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    #[inline]
+    fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
+        self.sketch.increment(info.hash);
+        if std::mem::take(&mut self.cont[slot as usize]) {
+            self.cont_reused += 1;
+            self.decay_cont();
+        }
+        self.prev_pos = info.position;
+        self.prev_chain = true;
+    }
+
+    #[inline]
+    fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
+        self.sketch.increment(info.hash);
+        // A continuation: registered right after its parent was matched (or
+        // registered as a continuation) in the same request.
+        let c =
+            info.position > 0 && self.prev_chain && self.prev_pos.wrapping_add(1) == info.position;
+        self.cont[slot as usize] = c;
+        self.prev_pos = info.position;
+        self.prev_chain = c;
+    }
+
+    #[inline]
+    fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
+        if std::mem::take(&mut self.cont[slot as usize]) {
+            self.cont_wasted += 1;
+            self.decay_cont();
+        }
+    }
+
+    #[inline]
+    fn on_leaf_changed(&mut self, slot: SlotId, is_leaf: bool) {
+        self.q.on_leaf_changed(slot, is_leaf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::SequenceHash;
+
+    fn info(h: u128, leaf: bool) -> BlockInfo {
+        BlockInfo {
+            hash: SequenceHash(h),
+            position: 0,
+            is_leaf: leaf,
+        }
+    }
+
+    #[test]
+    fn one_hit_wonders_go_before_proven_blocks() {
+        let mut p = PrefixFreq::new(16);
+        // block 1 registered and hit: proven
+        p.on_register(1, &info(100, true));
+        p.on_hit(1, &info(100, true));
+        p.insert(1, &info(100, true));
+        // block 2 registered once, released later (more recent)
+        p.on_register(2, &info(200, true));
+        p.insert(2, &info(200, true));
+        assert_eq!(p.evict(), Some(2), "seen once goes first although newer");
+        assert_eq!(p.evict(), Some(1));
+        assert_eq!(p.evict(), None);
+    }
+
+    #[test]
+    fn remembers_evicted_blocks() {
+        let mut p = PrefixFreq::new(16);
+        p.on_register(3, &info(7, true));
+        p.insert(3, &info(7, true));
+        assert_eq!(p.evict(), Some(3));
+        p.on_evicted(3, &info(7, true));
+        // recomputed later into another slot: now proven
+        p.on_register(4, &info(7, true));
+        p.on_register(5, &info(8, true));
+        p.insert(4, &info(7, true));
+        p.insert(5, &info(8, true));
+        assert_eq!(p.evict(), Some(5));
+        assert_eq!(p.evict(), Some(4));
+    }
+
+    #[test]
+    fn proven_overflow_is_demoted() {
+        let cap = 64;
+        let mut p = PrefixFreq::new(cap);
+        let limit = cap * PROTECTED_SHARE_64THS / 64;
+        for s in 0..cap as u32 {
+            let i = info(1000 + s as u128, true);
+            p.on_register(s, &i);
+            p.on_hit(s, &i);
+            p.insert(s, &i);
+        }
+        assert_eq!(p.q.seg_len(PROVEN), limit);
+        assert_eq!(p.q.seg_len(NEW), cap - limit);
+        // demoted blocks are the oldest proven ones, evicted first
+        assert_eq!(p.evict(), Some(0));
+    }
+
+    #[test]
+    fn keeps_parents_of_cached_children() {
+        let mut p = PrefixFreq::new(8);
+        p.on_register(0, &info(1, false));
+        p.insert(0, &info(1, false));
+        p.on_register(1, &info(2, true));
+        p.insert(1, &info(2, true));
+        assert_eq!(p.evict(), Some(1));
+        p.on_leaf_changed(0, true);
+        assert_eq!(p.evict(), Some(0));
+    }
+}

@@ -1,0 +1,183 @@
+//! S3-FIFO (Yang et al., SOSP'23) over inactive blocks.
+
+use super::sketch::FrequencySketch;
+use super::{BlockInfo, EvictionPolicy, SlotId, SlotList};
+
+const NONE: u8 = 0;
+const SMALL: u8 = 1;
+const MAIN: u8 = 2;
+
+/// Small-queue share of the capacity, in percent: the paper's 10%. New
+/// blocks must be hit while they cross this queue to reach the main one.
+pub const SMALL_PERCENT: usize = 10;
+
+/// Saturation of the per-block access counter (the paper's 2 bits): a main
+/// block survives at most this many passes of the FIFO without a new hit.
+pub const MAX_FREQ: u8 = 3;
+
+/// S3-FIFO (`s3fifo`): a small FIFO for new blocks, a main FIFO with lazy
+/// promotion (a block hit since it was queued is re-queued instead of
+/// evicted, its counter decremented), and a ghost that sends blocks seen
+/// recently straight to main. The ghost here is the frequency sketch (a block
+/// it has counted at least once is "in the ghost"), so no hash table of
+/// evicted keys is needed. Queues order blocks by release, as the store only
+/// lists inactive blocks. Amortised O(1): each re-queue consumes a hit.
+#[derive(Debug)]
+pub struct S3Fifo {
+    small: SlotList,
+    main: SlotList,
+    seg: Vec<u8>,
+    freq: Vec<u8>,
+    n_small: usize,
+    small_target: usize,
+    sketch: FrequencySketch,
+}
+
+impl S3Fifo {
+    /// An S3-FIFO for a tier of `capacity` slots.
+    pub fn new(capacity: usize) -> Self {
+        S3Fifo {
+            small: SlotList::new(capacity),
+            main: SlotList::new(capacity),
+            seg: vec![NONE; capacity],
+            freq: vec![0; capacity],
+            n_small: 0,
+            small_target: (capacity * SMALL_PERCENT / 100).max(1),
+            sketch: FrequencySketch::new(capacity),
+        }
+    }
+
+    #[inline]
+    fn forget(&mut self, s: usize) {
+        if self.seg[s] == SMALL {
+            self.n_small -= 1;
+        }
+        self.seg[s] = NONE;
+    }
+}
+
+impl EvictionPolicy for S3Fifo {
+    fn name(&self) -> &'static str {
+        "s3fifo"
+    }
+
+    fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
+        let s = slot as usize;
+        if self.seg[s] == NONE {
+            self.seg[s] = SMALL;
+            self.n_small += 1;
+        }
+        if self.seg[s] == SMALL {
+            self.small.push_back(slot);
+        } else {
+            self.main.push_back(slot);
+        }
+    }
+
+    fn remove(&mut self, slot: SlotId) {
+        if !self.small.remove(slot) {
+            self.main.remove(slot);
+        }
+    }
+
+    fn evict(&mut self) -> Option<SlotId> {
+        loop {
+            let from_small = !self.small.is_empty()
+                && (self.n_small >= self.small_target || self.main.is_empty());
+            if from_small {
+                let x = self.small.pop_front()?;
+                if self.freq[x as usize] > 0 {
+                    self.freq[x as usize] = 0;
+                    self.seg[x as usize] = MAIN;
+                    self.n_small -= 1;
+                    self.main.push_back(x);
+                    continue;
+                }
+                return Some(x);
+            }
+            let x = self.main.pop_front()?;
+            if self.freq[x as usize] > 0 {
+                self.freq[x as usize] -= 1;
+                self.main.push_back(x);
+                continue;
+            }
+            return Some(x);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.small.len() + self.main.len()
+    }
+
+    fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
+        let f = &mut self.freq[slot as usize];
+        *f = (*f + 1).min(MAX_FREQ);
+        self.sketch.increment(info.hash);
+    }
+
+    fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
+        let s = slot as usize;
+        self.forget(s);
+        if self.sketch.estimate(info.hash) >= 1 {
+            self.seg[s] = MAIN;
+        } else {
+            self.seg[s] = SMALL;
+            self.n_small += 1;
+        }
+        self.freq[s] = 0;
+        self.sketch.increment(info.hash);
+    }
+
+    fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
+        self.forget(slot as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::SequenceHash;
+
+    fn info(h: u128) -> BlockInfo {
+        BlockInfo {
+            hash: SequenceHash(h),
+            position: 0,
+            is_leaf: true,
+        }
+    }
+
+    #[test]
+    fn hit_small_blocks_move_to_main() {
+        let mut p = S3Fifo::new(10); // small target 1
+        p.on_register(0, &info(1));
+        p.on_hit(0, &info(1));
+        p.insert(0, &info(1));
+        p.on_register(1, &info(2));
+        p.insert(1, &info(2));
+        // small holds 2 > target: slot 0 was hit, moves to main; slot 1 evicted
+        assert_eq!(p.evict(), Some(1));
+        p.on_evicted(1, &info(2));
+        assert_eq!(p.evict(), Some(0));
+        p.on_evicted(0, &info(1));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn ghosts_go_to_main_and_main_requeues_hit_blocks() {
+        let mut p = S3Fifo::new(10);
+        p.on_register(0, &info(9));
+        p.insert(0, &info(9));
+        assert_eq!(p.evict(), Some(0));
+        p.on_evicted(0, &info(9));
+        p.on_register(3, &info(9)); // seen before: main
+        p.on_hit(3, &info(9));
+        p.insert(3, &info(9));
+        p.on_register(4, &info(10));
+        p.insert(4, &info(10));
+        // small is at its target: its unhit block goes first; then main,
+        // where slot 3 was hit, so it is re-queued once before going.
+        assert_eq!(p.evict(), Some(4));
+        p.on_evicted(4, &info(10));
+        assert_eq!(p.evict(), Some(3));
+    }
+}

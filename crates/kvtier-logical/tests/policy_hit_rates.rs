@@ -1,0 +1,84 @@
+//! Hit rates of every policy on the Mooncake synthetic trace (single tier,
+//! reference replay semantics), pinned as regression tests, plus the default
+//! policy's thresholds. `print_policy_table` (ignored) prints the full table
+//! of `docs/policies.md`:
+//! `cargo test --release -p kvtier-logical --test policy_hit_rates -- --ignored --nocapture`
+
+use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::replay::replay;
+use kvtier_logical::workload::{
+    multi_turn, scan_mix, zipf_prefixes, MultiTurn, ScanMix, ZipfPrefixes,
+};
+use kvtier_logical::{BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
+use std::sync::OnceLock;
+
+fn trace() -> &'static [Vec<SequenceHash>] {
+    static T: OnceLock<Vec<Vec<SequenceHash>>> = OnceLock::new();
+    T.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/data/mooncake_synthetic_trace.jsonl"
+        );
+        let text = std::fs::read_to_string(path).expect("trace in tests/data");
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let ids: Vec<u64> = v["hash_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap())
+                    .collect();
+                hash_trace_ids(CacheSalt(0), &ids)
+            })
+            .collect()
+    })
+}
+
+fn hits(policy: PolicyKind, capacity: usize, requests: &[Vec<SequenceHash>]) -> (u64, u64) {
+    let store = BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(policy)).unwrap();
+    let stats = replay(&store, requests).unwrap();
+    store.check_invariants().unwrap();
+    (stats.hits, stats.blocks)
+}
+
+/// The generated workloads of `docs/policies.md` (seed 42, default configs).
+fn workloads() -> Vec<(&'static str, Vec<Vec<SequenceHash>>)> {
+    vec![
+        ("zipf-prefixes", zipf_prefixes(42, &ZipfPrefixes::default())),
+        ("multi-turn", multi_turn(42, &MultiTurn::default())),
+        ("scan-mix", scan_mix(42, &ScanMix::default())),
+    ]
+}
+
+fn table(name: &str, requests: &[Vec<SequenceHash>], caps: &[usize]) {
+    let blocks: usize = requests.iter().map(|r| r.len()).sum();
+    println!("\n{name}: {} requests, {blocks} blocks", requests.len());
+    print!("| policy |");
+    for c in caps {
+        print!(" {c} |");
+    }
+    println!();
+    for &p in PolicyKind::ALL {
+        print!("| {} |", p.name());
+        for &c in caps {
+            let (h, b) = hits(p, c, requests);
+            print!(" {:.4} ({h}) |", h as f64 / b as f64);
+        }
+        println!();
+    }
+}
+
+#[test]
+#[ignore]
+fn print_policy_table() {
+    table(
+        "mooncake synthetic",
+        trace(),
+        &[1000, 2000, 4000, 6000, 10_000, 20_000],
+    );
+    for (name, reqs) in workloads() {
+        table(name, &reqs, &[500, 1000, 2000, 4000, 8000]);
+    }
+}
