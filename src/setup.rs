@@ -166,6 +166,8 @@ pub fn build(config: &Config, name: &str, data: bool) -> Result<Built, SetupErro
         g2_to_g3: config.offload.g2_to_g3,
         queue_depth: config.offload.queue_depth,
         staging_blocks: 512.min(config.g1.blocks.max(1)),
+        g3_journal: None,
+        g3_restored: Vec::new(),
     })?;
     Ok(Built {
         cache,

@@ -25,6 +25,7 @@
 //! it. Transfers pin the guards of their source and destination until the
 //! bytes have landed, even if the calling future is cancelled.
 
+use crate::durable::{restore_store, DurableEntry, G3Journal, RestoreStats};
 use crate::metrics::{CacheMetrics, MetricsSnapshot, Path};
 use crate::pinned::Pinned;
 use crate::sketch::SeenSketch;
@@ -115,6 +116,11 @@ pub struct CacheSetup {
     pub queue_depth: usize,
     /// Blocks of host staging used to fill and read back device-only G1.
     pub staging_blocks: usize,
+    /// Persistence of G3 (optional): told what is stored in and removed from G3.
+    pub g3_journal: Option<Arc<dyn G3Journal>>,
+    /// G3 blocks recovered from a previous run (oldest first), registered at
+    /// start-up in their slots.
+    pub g3_restored: Vec<DurableEntry>,
 }
 
 /// Errors of the offload engine.
@@ -161,6 +167,8 @@ struct Inner {
     seen: Mutex<SeenSketch>,
     wt_tx: Mutex<[Option<mpsc::Sender<WtItem>>; 2]>,
     staging: Option<tokio::sync::Mutex<Arc<HostMemory>>>,
+    journal: Option<Arc<dyn G3Journal>>,
+    restored: RestoreStats,
 }
 
 /// G1..G3 block stores and memories plus the engine moving blocks between
@@ -259,6 +267,7 @@ impl TieredCache {
         let setups = [Some(&setup.g1), setup.g2.as_ref(), setup.g3.as_ref()];
         let data = !matches!(setup.g1.memory, TierMemory::None);
         let mut shape = None;
+        let mut restored = RestoreStats::default();
         let mut tiers: [Option<TierState>; 3] = [None, None, None];
         for (i, s) in setups.iter().enumerate() {
             let Some(s) = s else { continue };
@@ -297,8 +306,19 @@ impl TieredCache {
                     "{tier}: lower tiers need host-visible memory (checksums)"
                 ));
             }
-            let store = BlockStore::new(s.store.clone())?;
-            let sums = (0..s.store.capacity).map(|_| AtomicU64::new(0)).collect();
+            let sums: Box<[AtomicU64]> = (0..s.store.capacity).map(|_| AtomicU64::new(0)).collect();
+            let store = if tier == Tier::G3 && !setup.g3_restored.is_empty() {
+                let (store, st) = restore_store(s.store.clone(), &setup.g3_restored)?;
+                for e in &setup.g3_restored {
+                    if let Some(sum) = sums.get(e.slot as usize) {
+                        sum.store(e.checksum, Relaxed);
+                    }
+                }
+                restored = st;
+                store
+            } else {
+                BlockStore::new(s.store.clone())?
+            };
             tiers[i] = Some(TierState {
                 store,
                 mem,
@@ -340,6 +360,8 @@ impl TieredCache {
             seen: Mutex::new(SeenSketch::new(sketch_width)),
             wt_tx: Mutex::new([None, None]),
             staging,
+            journal: setup.g3_journal,
+            restored,
         });
         let cache = TieredCache {
             inner,
@@ -373,6 +395,11 @@ impl TieredCache {
     /// Bytes per block (0 without data).
     pub fn block_bytes(&self) -> u64 {
         self.inner.block_bytes
+    }
+
+    /// What start-up restored into G3 from a previous run.
+    pub fn restored(&self) -> RestoreStats {
+        self.inner.restored
     }
 
     /// Movement counters.
@@ -704,6 +731,10 @@ impl Inner {
                 position: e.position,
             })
             .collect();
+        if !self.journal_stored(lower_tier, &dst, &specs, &sums) {
+            m.dropped_blocks.fetch_add(dst.len() as u64, Relaxed);
+            return holders;
+        }
         let registered = lower
             .store
             .register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
@@ -711,6 +742,41 @@ impl Inner {
             .await;
         lower.store.release(registered.into_iter().rev());
         holders
+    }
+
+    /// Tell the G3 journal about blocks just written to G3 (before they are
+    /// registered). False if the journal refused: the caller drops them.
+    fn journal_stored(
+        &self,
+        tier: Tier,
+        dst: &[MutableBlock],
+        specs: &[BlockSpec],
+        sums: &[u64],
+    ) -> bool {
+        let (Tier::G3, Some(j)) = (tier, &self.journal) else {
+            return true;
+        };
+        let entries: Vec<DurableEntry> = dst
+            .iter()
+            .zip(specs)
+            .zip(sums)
+            .map(|((d, s), c)| DurableEntry {
+                slot: d.slot(),
+                spec: *s,
+                checksum: *c,
+            })
+            .collect();
+        match j.stored(&entries) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "G3 journal refused {} blocks, dropping them: {e}",
+                    entries.len()
+                );
+                self.metrics.offload_errors.fetch_add(1, Relaxed);
+                false
+            }
+        }
     }
 
     /// Queue newly registered blocks of tier `from` for write-through to the
@@ -827,6 +893,9 @@ impl Inner {
                         );
                         failures += 1;
                         g3.store.invalidate(src);
+                        if let Some(j) = &self.journal {
+                            j.removed(&[(src.slot(), src.hash())]);
+                        }
                         cut = i;
                         break;
                     }
@@ -1015,14 +1084,23 @@ async fn write_through_worker(inner: Arc<Inner>, from: Tier, mut rx: mpsc::Recei
         } else {
             (todo, dst)
         };
+        let mut sums = Vec::with_capacity(dst.len());
         for (i, d) in dst.iter().enumerate() {
             let s = match (&lower.host, from) {
                 (Some(h), Tier::G1) => block_checksum(&**h, d.slot() as usize).unwrap_or(0),
                 _ => src_sums[i],
             };
             lower.sums[d.slot() as usize].store(s, Relaxed);
+            sums.push(s);
         }
         let specs: Vec<BlockSpec> = todo.iter().map(|w| w.spec).collect();
+        if !inner.journal_stored(lower_tier, &dst, &specs, &sums) {
+            inner
+                .metrics
+                .dropped_blocks
+                .fetch_add(dst.len() as u64, Relaxed);
+            continue;
+        }
         let registered = lower
             .store
             .register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));

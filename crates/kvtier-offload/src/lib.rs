@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod durable;
 pub mod metrics;
 pub mod pinned;
 pub mod sketch;
@@ -18,4 +19,5 @@ pub use cache::{
     block_checksum, CacheSetup, OffloadError, OnboardPlan, Onboarded, TierMemory, TierSetup,
     TieredCache, WritePolicy,
 };
+pub use durable::{restore_store, DurableEntry, G3Journal, RestoreStats};
 pub use metrics::{CacheMetrics, MetricsSnapshot, Path};

@@ -106,6 +106,8 @@ fn rig(g1: usize, g2: usize, g3: usize, g1_mock: bool, write: WritePolicy) -> Ri
         g2_to_g3: write,
         queue_depth: 8,
         staging_blocks: 4,
+        g3_journal: None,
+        g3_restored: Vec::new(),
     })
     .unwrap();
     Rig {
