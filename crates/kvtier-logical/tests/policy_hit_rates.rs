@@ -82,3 +82,57 @@ fn print_policy_table() {
         table(name, &reqs, &[500, 1000, 2000, 4000, 8000]);
     }
 }
+
+/// Exact hits (of 121,877 looked-up blocks) per policy at 2,000 and 6,000
+/// blocks. Regression pins: a change to a policy that moves them must update
+/// them (and `docs/policies.md`) on purpose.
+const PINNED: &[(PolicyKind, u64, u64)] = &[
+    (PolicyKind::Lru, 17_839, 38_027),
+    (PolicyKind::PrefixLru, 17_839, 38_027),
+    (PolicyKind::S3Fifo, 18_852, 40_186),
+    (PolicyKind::TinyLfu, 13_194, 31_387),
+    (PolicyKind::PrefixFreq, 18_900, 41_547),
+];
+
+#[test]
+fn every_policy_is_pinned() {
+    for &p in PolicyKind::ALL {
+        assert!(PINNED.iter().any(|&(q, _, _)| q == p), "{p} has no pin");
+    }
+}
+
+#[test]
+fn pinned_hits_at_2000() {
+    for &(p, h2000, _) in PINNED {
+        assert_eq!(hits(p, 2000, trace()), (h2000, 121_877), "{p} at 2000");
+    }
+}
+
+#[test]
+fn pinned_hits_at_6000() {
+    for &(p, _, h6000) in PINNED {
+        assert_eq!(hits(p, 6000, trace()), (h6000, 121_877), "{p} at 6000");
+    }
+}
+
+/// The default beats LRU at both sizes and is never far below it on the
+/// generated workloads (at most 1 point of hit rate at any size tested).
+#[test]
+fn default_beats_lru() {
+    let d = PolicyKind::default();
+    for c in [2000, 6000] {
+        let (hd, b) = hits(d, c, trace());
+        let (hl, _) = hits(PolicyKind::Lru, c, trace());
+        assert!(hd > hl, "{d} {hd} vs lru {hl} at {c}");
+        assert!(hd as f64 / b as f64 > 0.15 || c != 2000);
+        assert!(hd as f64 / b as f64 > 0.34 || c != 6000);
+    }
+    for (name, reqs) in workloads() {
+        for c in [500, 1000, 2000, 4000, 8000] {
+            let (hd, b) = hits(d, c, &reqs);
+            let (hl, _) = hits(PolicyKind::Lru, c, &reqs);
+            let gap = (hl as f64 - hd as f64) / b as f64;
+            assert!(gap <= 0.01, "{name} at {c}: {d} {hd} vs lru {hl}");
+        }
+    }
+}

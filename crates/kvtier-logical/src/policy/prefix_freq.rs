@@ -74,6 +74,9 @@ pub struct PrefixFreq {
     stamp: Vec<u64>,
     /// Head start of a proven block over a new one, in release ticks.
     credit: u64,
+    /// Sketch estimate of each slot's block at its last access (saves a
+    /// sketch lookup at insert).
+    freq: Vec<u8>,
     /// Whether each slot holds a continuation block not yet reused.
     cont: Vec<bool>,
     /// Continuation blocks reused / evicted unused (decayed).
@@ -91,6 +94,7 @@ impl PrefixFreq {
             q: LeafFirst::new(capacity, 2),
             sketch: FrequencySketch::new(capacity),
             protected_cap: capacity * PROTECTED_SHARE_64THS / 64,
+            freq: vec![0; capacity],
             cont: vec![false; capacity],
             cont_reused: 0,
             cont_wasted: 0,
@@ -125,8 +129,8 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
-        let proven = self.sketch.estimate(info.hash) >= PROVEN_MIN
-            || (self.cont[slot as usize] && self.continuations_pay());
+        let s = slot as usize;
+        let proven = self.freq[s] >= PROVEN_MIN || (self.cont[s] && self.continuations_pay());
         self.clock += 1;
         self.stamp[slot as usize] = self.clock;
         self.q
@@ -167,7 +171,7 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.sketch.increment(info.hash);
+        self.freq[slot as usize] = self.sketch.increment(info.hash);
         if std::mem::take(&mut self.cont[slot as usize]) {
             self.cont_reused += 1;
             self.decay_cont();
@@ -178,7 +182,7 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.sketch.increment(info.hash);
+        self.freq[slot as usize] = self.sketch.increment(info.hash);
         // A continuation: registered right after its parent was matched (or
         // registered as a continuation) in the same request.
         let c =

@@ -118,14 +118,14 @@ impl EvictionPolicy for S3Fifo {
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
         let s = slot as usize;
         self.forget(s);
-        if self.sketch.estimate(info.hash) >= 1 {
+        // Seen before (counted at least once before this access): a ghost.
+        if self.sketch.increment(info.hash) >= 2 {
             self.seg[s] = MAIN;
         } else {
             self.seg[s] = SMALL;
             self.n_small += 1;
         }
         self.freq[s] = 0;
-        self.sketch.increment(info.hash);
     }
 
     fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
