@@ -29,6 +29,10 @@
 
 pub mod engine;
 pub mod file;
+pub mod journal;
 
 pub use engine::{DiskCopyEngine, DiskIo};
 pub use file::{DiskError, DiskMemory, OpenMode};
+pub use journal::{
+    verify_full, Entry, G3Header, Journal, JournalError, OnMismatch, Record, Recovery,
+};
