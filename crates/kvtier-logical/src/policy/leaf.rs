@@ -65,6 +65,15 @@ impl LeafFirst {
         self.len += 1;
     }
 
+    /// Insert at the least-recent end of segment `s` (evicted next).
+    #[inline]
+    pub(crate) fn push_front(&mut self, s: usize, slot: SlotId, is_leaf: bool) {
+        self.seg[slot as usize] = s as u8;
+        self.leaf[slot as usize] = is_leaf;
+        self.lists[s].push_front(slot);
+        self.len += 1;
+    }
+
     /// Unlink an inactive slot wherever it is.
     #[inline]
     pub(crate) fn remove(&mut self, slot: SlotId) -> bool {

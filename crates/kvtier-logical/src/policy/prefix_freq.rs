@@ -28,6 +28,12 @@ pub const PROTECTED_SHARE_64THS: usize = 56;
 /// about a thousand continuations (a few hundred requests).
 pub const CONT_WINDOW: u32 = 1024;
 
+/// Request tails (a request's last block, computed and seen once: usually a
+/// partial block that the next request fills differently) are put at the
+/// eviction end of the probation segment while fewer than one in
+/// `TAIL_WASTE_RATIO + 1` of them is reused before eviction.
+pub const TAIL_WASTE_RATIO: u32 = 8;
+
 /// Head start of a proven block over a new one, in cache turnovers (units of
 /// `capacity` releases). A proven block that has sat unused while 8 cache's
 /// worth of blocks were released is evicted before newer one-timers: by then
@@ -48,6 +54,9 @@ pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
 ///   [`PROVEN_CREDIT_TURNOVERS`] cache turnovers longer than the oldest new
 ///   one. Proven blocks above [`PROTECTED_SHARE_64THS`] of the capacity are
 ///   demoted to the most-recent end of the new segment.
+/// - A request's *tail* (its last block, seen once) goes to the eviction end
+///   of the new segment while tails are rarely reused ([`TAIL_WASTE_RATIO`]):
+///   it is usually a partial block that the next request fills differently.
 /// - *Continuations* (blocks computed right after a matched prefix, in the
 ///   same request: a chat's next turn, an agent's next step) are admitted as
 ///   proven on their first access when, lately, most continuations were
@@ -82,6 +91,14 @@ pub struct PrefixFreq {
     /// Continuation blocks reused / evicted unused (decayed).
     cont_reused: u32,
     cont_wasted: u32,
+    /// Whether each slot holds a request's tail block not yet reused.
+    tail: Vec<bool>,
+    /// Tail blocks reused / evicted unused (decayed).
+    tail_reused: u32,
+    tail_wasted: u32,
+    /// Whether the previous call was a registration (the next insert is
+    /// then the request's last block: releases go tail first).
+    after_register: bool,
     /// Position and continuation status of the previous hit or registration.
     prev_pos: u32,
     prev_chain: bool,
@@ -98,6 +115,10 @@ impl PrefixFreq {
             cont: vec![false; capacity],
             cont_reused: 0,
             cont_wasted: 0,
+            tail: vec![false; capacity],
+            tail_reused: 0,
+            tail_wasted: 0,
+            after_register: false,
             prev_pos: u32::MAX,
             prev_chain: false,
             clock: 0,
@@ -111,6 +132,21 @@ impl PrefixFreq {
     #[inline]
     fn continuations_pay(&self) -> bool {
         self.cont_reused > self.cont_wasted
+    }
+
+    /// Whether request tails have lately been reused less than once in
+    /// [`TAIL_WASTE_RATIO`] + 1.
+    #[inline]
+    fn tails_wasted(&self) -> bool {
+        self.tail_reused * TAIL_WASTE_RATIO < self.tail_wasted
+    }
+
+    #[inline]
+    fn decay_tail(&mut self) {
+        if self.tail_reused + self.tail_wasted >= CONT_WINDOW {
+            self.tail_reused /= 2;
+            self.tail_wasted /= 2;
+        }
     }
 
     #[inline]
@@ -133,6 +169,12 @@ impl EvictionPolicy for PrefixFreq {
         let proven = self.freq[s] >= PROVEN_MIN || (self.cont[s] && self.continuations_pay());
         self.clock += 1;
         self.stamp[slot as usize] = self.clock;
+        let is_tail = std::mem::take(&mut self.after_register) && self.freq[s] < PROVEN_MIN;
+        self.tail[s] = is_tail;
+        if is_tail && !proven && self.tails_wasted() {
+            self.q.push_front(NEW, slot, info.is_leaf);
+            return;
+        }
         self.q
             .push_back(if proven { PROVEN } else { NEW }, slot, info.is_leaf);
         if proven {
@@ -176,6 +218,11 @@ impl EvictionPolicy for PrefixFreq {
             self.cont_reused += 1;
             self.decay_cont();
         }
+        if std::mem::take(&mut self.tail[slot as usize]) {
+            self.tail_reused += 1;
+            self.decay_tail();
+        }
+        self.after_register = false;
         self.prev_pos = info.position;
         self.prev_chain = true;
     }
@@ -188,6 +235,7 @@ impl EvictionPolicy for PrefixFreq {
         let c =
             info.position > 0 && self.prev_chain && self.prev_pos.wrapping_add(1) == info.position;
         self.cont[slot as usize] = c;
+        self.after_register = true;
         self.prev_pos = info.position;
         self.prev_chain = c;
     }
@@ -197,6 +245,10 @@ impl EvictionPolicy for PrefixFreq {
         if std::mem::take(&mut self.cont[slot as usize]) {
             self.cont_wasted += 1;
             self.decay_cont();
+        }
+        if std::mem::take(&mut self.tail[slot as usize]) {
+            self.tail_wasted += 1;
+            self.decay_tail();
         }
     }
 
@@ -265,6 +317,62 @@ mod tests {
         assert_eq!(p.q.seg_len(NEW), cap - limit);
         // demoted blocks are the oldest proven ones, evicted first
         assert_eq!(p.evict(), Some(0));
+    }
+
+    #[test]
+    fn wasted_tails_go_first() {
+        let mut p = PrefixFreq::new(64);
+        let mut h = 1000u128;
+        // Many requests of two fresh blocks whose tails are evicted unused.
+        for _ in 0..20 {
+            p.on_register(0, &info(h, false));
+            p.on_register(1, &info(h + 1, true));
+            p.insert(1, &info(h + 1, true));
+            p.insert(0, &info(h, false));
+            assert_eq!(p.evict(), Some(1));
+            p.on_evicted(1, &info(h + 1, true));
+            p.on_leaf_changed(0, true);
+            assert_eq!(p.evict(), Some(0));
+            p.on_evicted(0, &info(h, true));
+            h += 2;
+        }
+        assert!(p.tails_wasted());
+        // Now a tail released after an older head is still evicted first.
+        p.on_register(5, &info(1, true));
+        p.insert(5, &info(1, true));
+        p.on_register(6, &info(2, true));
+        p.insert(6, &info(2, true)); // tail of the second request
+        assert_eq!(p.evict(), Some(6));
+        assert_eq!(p.evict(), Some(5));
+    }
+
+    #[test]
+    fn reused_continuations_are_protected() {
+        let mut p = PrefixFreq::new(64);
+        // A chat: each turn matches the previous turn's blocks and adds one.
+        p.on_register(0, &info(1, true));
+        p.insert(0, &info(1, true));
+        for t in 1..40u32 {
+            let prev = (t - 1) % 64;
+            let i = BlockInfo {
+                hash: SequenceHash(t as u128 + 1),
+                position: t,
+                is_leaf: true,
+            };
+            let pi = BlockInfo {
+                hash: SequenceHash(t as u128),
+                position: t - 1,
+                is_leaf: false,
+            };
+            p.remove(prev);
+            p.on_hit(prev, &pi);
+            p.on_register(t % 64, &i);
+            p.insert(t % 64, &i);
+            p.insert(prev, &pi);
+        }
+        assert!(p.continuations_pay());
+        assert!(p.cont_reused >= 38 && p.cont_wasted == 0);
+        assert!(p.q.seg_len(PROVEN) > 0);
     }
 
     #[test]
