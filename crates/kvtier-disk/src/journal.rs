@@ -475,25 +475,27 @@ fn decode_entry(b: &[u8], seed: u64, num_blocks: u64) -> Decoded {
 
 /// Latest-record-per-slot replay state, without per-record allocation.
 struct Replay {
-    /// Records in journal order; superseded ones have `slot == u32::MAX`.
+    /// Records in journal order, superseded ones included until squeezed: a
+    /// record at index `i` is live iff `by_slot[slot] == i + 1`.
     recs: Vec<Record>,
-    /// slot -> index in `recs` + 1 (0 = empty).
+    /// slot -> index in `recs` + 1 (0 = empty); grown on demand up to `cap`.
     by_slot: Vec<u32>,
+    cap: usize,
     dead: usize,
 }
 
 impl Replay {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, num_blocks: u64) -> Self {
         Replay {
             recs: Vec::with_capacity(capacity),
             by_slot: Vec::new(),
+            cap: num_blocks.min(1 << 32) as usize,
             dead: 0,
         }
     }
     fn kill(&mut self, slot: u32) {
         let s = slot as usize;
         if s < self.by_slot.len() && self.by_slot[s] != 0 {
-            self.recs[self.by_slot[s] as usize - 1].slot = u32::MAX;
             self.by_slot[s] = 0;
             self.dead += 1;
         }
@@ -507,8 +509,8 @@ impl Replay {
                 }
                 let s = r.slot as usize;
                 if s >= self.by_slot.len() {
-                    self.by_slot
-                        .resize((s + 1).max(self.by_slot.len() * 2).max(1024), 0);
+                    let grow = (s + 1).max(self.by_slot.len() * 2).max(1024);
+                    self.by_slot.resize(grow.min(self.cap).max(s + 1), 0);
                 }
                 self.recs.push(r);
                 self.by_slot[s] = self.recs.len() as u32;
@@ -520,15 +522,23 @@ impl Replay {
             self.squeeze();
         }
     }
+    fn retain_live(&mut self) {
+        let by_slot = &self.by_slot;
+        let mut i = 0u32;
+        self.recs.retain(|r| {
+            i += 1;
+            by_slot[r.slot as usize] == i
+        });
+    }
     fn squeeze(&mut self) {
-        self.recs.retain(|r| r.slot != u32::MAX);
+        self.retain_live();
         for (i, r) in self.recs.iter().enumerate() {
             self.by_slot[r.slot as usize] = i as u32 + 1;
         }
         self.dead = 0;
     }
     fn finish(mut self) -> Vec<Record> {
-        self.recs.retain(|r| r.slot != u32::MAX);
+        self.retain_live();
         self.recs
     }
 }
@@ -742,7 +752,7 @@ impl Journal {
         // Replay entry records in large chunks.
         let body = file_len.saturating_sub(RECORD_BYTES as u64);
         let whole = body / RECORD_BYTES as u64;
-        let mut replay = Replay::new(whole.min(1 << 24) as usize);
+        let mut replay = Replay::new(whole.min(1 << 24) as usize, header.num_blocks);
         let mut index = 0u64; // complete records seen
         let mut valid_end: Option<u64> = None; // index of first bad record
         let mut bad_invalid = false;
@@ -1003,8 +1013,22 @@ mod tests {
     }
 
     #[test]
+    fn replay_squeezes_long_churn() {
+        // > 2^20 superseded records triggers the automatic squeeze.
+        let n = 2_500_000u32;
+        let mut r = Replay::new(0, 1000);
+        for i in 0..n {
+            r.apply(Entry::Stored(rec(i % 1000, i as u128)));
+        }
+        assert!(r.recs.len() < n as usize, "squeezed");
+        let expect: Vec<Record> = (n - 1000..n).map(|i| rec(i % 1000, i as u128)).collect();
+        assert_eq!(r.finish(), expect);
+        assert_eq!(Replay::new(0, 5).cap, 5);
+    }
+
+    #[test]
     fn replay_semantics() {
-        let mut r = Replay::new(0);
+        let mut r = Replay::new(0, 100);
         r.apply(Entry::Stored(rec(1, 10)));
         r.apply(Entry::Stored(rec(2, 20)));
         r.apply(Entry::Stored(rec(1, 11)));
