@@ -557,6 +557,12 @@ fn write_fresh(
     generation: u64,
     live: &[Record],
 ) -> Result<(File, u64), JournalError> {
+    if let Some(r) = live.iter().find(|r| r.slot as u64 >= header.num_blocks) {
+        return Err(JournalError::SlotOutOfRange {
+            slot: r.slot,
+            num_blocks: header.num_blocks,
+        });
+    }
     let tmp = dir.join(JOURNAL_TMP_FILE);
     let path = dir.join(JOURNAL_FILE);
     let file = OpenOptions::new()
@@ -572,12 +578,6 @@ fn write_fresh(
     buf.extend_from_slice(&head);
     let mut off = 0u64;
     for r in live {
-        if r.slot as u64 >= header.num_blocks {
-            return Err(JournalError::SlotOutOfRange {
-                slot: r.slot,
-                num_blocks: header.num_blocks,
-            });
-        }
         encode_entry(&Entry::Stored(*r), seed, &mut buf);
         if buf.len() >= CHUNK {
             file.write_all_at(&buf, off).map_err(io_at(&tmp))?;
@@ -873,10 +873,22 @@ impl Journal {
     /// directory, so a crash leaves the old or the new journal. Entries
     /// appended but not yet committed stay buffered and are written by the
     /// next [`Journal::commit`] after `live` (replaying them again over a live
-    /// set that already reflects them is idempotent). Clears a poisoned state.
+    /// set that already reflects them is idempotent). Clears a poisoned state;
+    /// an I/O failure poisons the journal (retry the compaction or reopen). A
+    /// record naming a slot `>= num_blocks` fails with
+    /// [`JournalError::SlotOutOfRange`] before anything is written.
     pub fn compact(&mut self, live: &[Record]) -> Result<(), JournalError> {
         let generation = self.generation.wrapping_add(1);
-        let (file, len) = write_fresh(&self.dir, &self.header, generation, live)?;
+        let (file, len) = match write_fresh(&self.dir, &self.header, generation, live) {
+            Ok(x) => x,
+            Err(e @ JournalError::SlotOutOfRange { .. }) => return Err(e),
+            Err(e) => {
+                // The rename may have happened (then our handle is to an
+                // unlinked file): no more appends until a compaction succeeds.
+                self.poisoned = true;
+                return Err(e);
+            }
+        };
         let head = encode_header(&self.header, generation);
         let new_seed = u64_at(&head, 56);
         // Pending records were sealed with the old seed: re-seal them.

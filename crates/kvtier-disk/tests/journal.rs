@@ -618,3 +618,35 @@ fn reopen_one_million_records() {
     );
     assert!(wall < 2.0, "reopen took {wall:.3} s");
 }
+
+#[test]
+fn failed_compaction_poisons_until_a_compaction_succeeds() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut j, _) = open(d.path());
+    j.append(&[Entry::Stored(rec(1, 1))]).unwrap();
+    j.commit().unwrap();
+    // Bad input is refused before any I/O and does not poison.
+    assert!(matches!(
+        j.compact(&[rec(NB as u32, 9)]),
+        Err(JournalError::SlotOutOfRange { .. })
+    ));
+    j.append(&[Entry::Stored(rec(2, 2))]).unwrap();
+    j.commit().unwrap();
+    // An I/O failure (the tmp path is a directory) poisons.
+    let tmp = d.path().join(JOURNAL_TMP_FILE);
+    fs::create_dir(&tmp).unwrap();
+    assert!(matches!(
+        j.compact(&[rec(1, 1)]),
+        Err(JournalError::Io { .. })
+    ));
+    let err = j.append(&[Entry::Stored(rec(3, 3))]).unwrap_err();
+    assert!(matches!(err, JournalError::Poisoned { .. }), "{err}");
+    assert!(matches!(j.commit(), Err(JournalError::Poisoned { .. })));
+    fs::remove_dir(&tmp).unwrap();
+    j.compact(&[rec(1, 1), rec(2, 2)]).unwrap();
+    j.append(&[Entry::Stored(rec(3, 3))]).unwrap();
+    assert_eq!(j.commit().unwrap(), 3);
+    drop(j);
+    let (_j, r) = open(d.path());
+    assert_eq!(r.records, vec![rec(1, 1), rec(2, 2), rec(3, 3)]);
+}
