@@ -16,6 +16,16 @@
 use super::{SlotId, SlotList};
 
 const NONE: u8 = u8::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct SlotMeta {
+    /// Segment the slot is listed in, `PARKED` or `NONE`.
+    seg: u8,
+    /// Segment a parked slot returns to.
+    home: u8,
+    /// Whether the slot has no cached child (as last told by the store).
+    leaf: bool,
+}
 const PARKED: u8 = u8::MAX - 1;
 
 /// `N` ordered segments (each an intrusive LRU list) plus a parking list for
@@ -24,12 +34,8 @@ const PARKED: u8 = u8::MAX - 1;
 pub(crate) struct LeafFirst {
     lists: Vec<SlotList>,
     parked: SlotList,
-    /// Segment a slot is listed in, `PARKED` or `NONE`.
-    seg: Vec<u8>,
-    /// Segment a parked slot returns to.
-    home: Vec<u8>,
-    /// Whether the slot has no cached child (as last told by the store).
-    leaf: Vec<bool>,
+    /// Per-slot state, packed: one cache line per call.
+    meta: Vec<SlotMeta>,
     len: usize,
 }
 
@@ -38,9 +44,14 @@ impl LeafFirst {
         LeafFirst {
             lists: (0..segments).map(|_| SlotList::new(capacity)).collect(),
             parked: SlotList::new(capacity),
-            seg: vec![NONE; capacity],
-            home: vec![0; capacity],
-            leaf: vec![true; capacity],
+            meta: vec![
+                SlotMeta {
+                    seg: NONE,
+                    home: 0,
+                    leaf: true,
+                };
+                capacity
+            ],
             len: 0,
         }
     }
@@ -59,8 +70,8 @@ impl LeafFirst {
     /// Append at the most-recent end of segment `s`.
     #[inline]
     pub(crate) fn push_back(&mut self, s: usize, slot: SlotId, is_leaf: bool) {
-        self.seg[slot as usize] = s as u8;
-        self.leaf[slot as usize] = is_leaf;
+        self.meta[slot as usize].seg = s as u8;
+        self.meta[slot as usize].leaf = is_leaf;
         self.lists[s].push_back(slot);
         self.len += 1;
     }
@@ -68,8 +79,8 @@ impl LeafFirst {
     /// Insert at the least-recent end of segment `s` (evicted next).
     #[inline]
     pub(crate) fn push_front(&mut self, s: usize, slot: SlotId, is_leaf: bool) {
-        self.seg[slot as usize] = s as u8;
-        self.leaf[slot as usize] = is_leaf;
+        self.meta[slot as usize].seg = s as u8;
+        self.meta[slot as usize].leaf = is_leaf;
         self.lists[s].push_front(slot);
         self.len += 1;
     }
@@ -77,7 +88,7 @@ impl LeafFirst {
     /// Unlink an inactive slot wherever it is.
     #[inline]
     pub(crate) fn remove(&mut self, slot: SlotId) -> bool {
-        let s = self.seg[slot as usize];
+        let s = self.meta[slot as usize].seg;
         let found = match s {
             NONE => false,
             PARKED => self.parked.remove(slot),
@@ -86,7 +97,7 @@ impl LeafFirst {
         if found {
             self.len -= 1;
         }
-        self.seg[slot as usize] = NONE;
+        self.meta[slot as usize].seg = NONE;
         found
     }
 
@@ -103,7 +114,7 @@ impl LeafFirst {
     pub(crate) fn move_front_to_back(&mut self, from: usize, to: usize) -> Option<SlotId> {
         let slot = self.lists[from].pop_front()?;
         self.lists[to].push_back(slot);
-        self.seg[slot as usize] = to as u8;
+        self.meta[slot as usize].seg = to as u8;
         Some(slot)
     }
 
@@ -112,14 +123,14 @@ impl LeafFirst {
     #[inline]
     pub(crate) fn pop_leaf(&mut self, s: usize) -> Option<SlotId> {
         while let Some(slot) = self.lists[s].pop_front() {
-            if self.leaf[slot as usize] {
-                self.seg[slot as usize] = NONE;
+            if self.meta[slot as usize].leaf {
+                self.meta[slot as usize].seg = NONE;
                 self.len -= 1;
                 return Some(slot);
             }
             self.parked.push_back(slot);
-            self.seg[slot as usize] = PARKED;
-            self.home[slot as usize] = s as u8;
+            self.meta[slot as usize].seg = PARKED;
+            self.meta[slot as usize].home = s as u8;
         }
         None
     }
@@ -128,7 +139,7 @@ impl LeafFirst {
     #[inline]
     pub(crate) fn pop_parked(&mut self) -> Option<SlotId> {
         let slot = self.parked.pop_front()?;
-        self.seg[slot as usize] = NONE;
+        self.meta[slot as usize].seg = NONE;
         self.len -= 1;
         Some(slot)
     }
@@ -137,12 +148,12 @@ impl LeafFirst {
     /// back to the eviction end of its segment.
     #[inline]
     pub(crate) fn on_leaf_changed(&mut self, slot: SlotId, is_leaf: bool) {
-        self.leaf[slot as usize] = is_leaf;
-        if is_leaf && self.seg[slot as usize] == PARKED {
+        self.meta[slot as usize].leaf = is_leaf;
+        if is_leaf && self.meta[slot as usize].seg == PARKED {
             self.parked.remove(slot);
-            let h = self.home[slot as usize];
+            let h = self.meta[slot as usize].home;
             self.lists[h as usize].push_front(slot);
-            self.seg[slot as usize] = h;
+            self.meta[slot as usize].seg = h;
         }
     }
 }

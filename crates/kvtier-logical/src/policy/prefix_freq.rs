@@ -42,6 +42,19 @@ pub const TAIL_WASTE_RATIO: u32 = 8;
 /// documents) gets its cache back.
 pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
 
+#[derive(Clone, Copy, Debug, Default)]
+struct Meta {
+    /// Release clock value at the slot's last insert.
+    stamp: u64,
+    /// Sketch estimate of the block at its last access (saves a sketch
+    /// lookup at insert).
+    freq: u8,
+    /// A continuation block not yet reused.
+    cont: bool,
+    /// A request's tail block not yet reused.
+    tail: bool,
+}
+
 /// Frequency-gated segmented LRU with leaf-first eviction (`prefix-freq`).
 ///
 /// - When a block becomes inactive it joins the *proven* segment if the
@@ -79,20 +92,13 @@ pub struct PrefixFreq {
     protected_cap: usize,
     /// Release clock: number of inserts so far.
     clock: u64,
-    /// Clock value when each slot was last inserted.
-    stamp: Vec<u64>,
+    /// Per-slot state, packed so that one call touches one cache line.
+    meta: Vec<Meta>,
     /// Head start of a proven block over a new one, in release ticks.
     credit: u64,
-    /// Sketch estimate of each slot's block at its last access (saves a
-    /// sketch lookup at insert).
-    freq: Vec<u8>,
-    /// Whether each slot holds a continuation block not yet reused.
-    cont: Vec<bool>,
     /// Continuation blocks reused / evicted unused (decayed).
     cont_reused: u32,
     cont_wasted: u32,
-    /// Whether each slot holds a request's tail block not yet reused.
-    tail: Vec<bool>,
     /// Tail blocks reused / evicted unused (decayed).
     tail_reused: u32,
     tail_wasted: u32,
@@ -111,18 +117,15 @@ impl PrefixFreq {
             q: LeafFirst::new(capacity, 2),
             sketch: FrequencySketch::new(capacity),
             protected_cap: capacity * PROTECTED_SHARE_64THS / 64,
-            freq: vec![0; capacity],
-            cont: vec![false; capacity],
             cont_reused: 0,
             cont_wasted: 0,
-            tail: vec![false; capacity],
             tail_reused: 0,
             tail_wasted: 0,
             after_register: false,
             prev_pos: u32::MAX,
             prev_chain: false,
             clock: 0,
-            stamp: vec![0; capacity],
+            meta: vec![Meta::default(); capacity],
             credit: capacity as u64 * PROVEN_CREDIT_TURNOVERS,
         }
     }
@@ -166,11 +169,12 @@ impl EvictionPolicy for PrefixFreq {
     #[inline]
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
         let s = slot as usize;
-        let proven = self.freq[s] >= PROVEN_MIN || (self.cont[s] && self.continuations_pay());
+        let proven =
+            self.meta[s].freq >= PROVEN_MIN || (self.meta[s].cont && self.continuations_pay());
         self.clock += 1;
-        self.stamp[slot as usize] = self.clock;
-        let is_tail = std::mem::take(&mut self.after_register) && self.freq[s] < PROVEN_MIN;
-        self.tail[s] = is_tail;
+        self.meta[slot as usize].stamp = self.clock;
+        let is_tail = std::mem::take(&mut self.after_register) && self.meta[s].freq < PROVEN_MIN;
+        self.meta[s].tail = is_tail;
         if is_tail && !proven && self.tails_wasted() {
             self.q.push_front(NEW, slot, info.is_leaf);
             return;
@@ -194,7 +198,9 @@ impl EvictionPolicy for PrefixFreq {
         // The proven head goes first once it has sat unused for longer than
         // its credit beyond the new head.
         let first = match (self.q.front(NEW), self.q.front(PROVEN)) {
-            (Some(n), Some(p)) if self.stamp[p as usize] + self.credit < self.stamp[n as usize] => {
+            (Some(n), Some(p))
+                if self.meta[p as usize].stamp + self.credit < self.meta[n as usize].stamp =>
+            {
                 PROVEN
             }
             (None, Some(_)) => PROVEN,
@@ -213,12 +219,12 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.freq[slot as usize] = self.sketch.increment(info.hash);
-        if std::mem::take(&mut self.cont[slot as usize]) {
+        self.meta[slot as usize].freq = self.sketch.increment(info.hash);
+        if std::mem::take(&mut self.meta[slot as usize].cont) {
             self.cont_reused += 1;
             self.decay_cont();
         }
-        if std::mem::take(&mut self.tail[slot as usize]) {
+        if std::mem::take(&mut self.meta[slot as usize].tail) {
             self.tail_reused += 1;
             self.decay_tail();
         }
@@ -229,12 +235,12 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.freq[slot as usize] = self.sketch.increment(info.hash);
+        self.meta[slot as usize].freq = self.sketch.increment(info.hash);
         // A continuation: registered right after its parent was matched (or
         // registered as a continuation) in the same request.
         let c =
             info.position > 0 && self.prev_chain && self.prev_pos.wrapping_add(1) == info.position;
-        self.cont[slot as usize] = c;
+        self.meta[slot as usize].cont = c;
         self.after_register = true;
         self.prev_pos = info.position;
         self.prev_chain = c;
@@ -242,11 +248,11 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
-        if std::mem::take(&mut self.cont[slot as usize]) {
+        if std::mem::take(&mut self.meta[slot as usize].cont) {
             self.cont_wasted += 1;
             self.decay_cont();
         }
-        if std::mem::take(&mut self.tail[slot as usize]) {
+        if std::mem::take(&mut self.meta[slot as usize].tail) {
             self.tail_wasted += 1;
             self.decay_tail();
         }
