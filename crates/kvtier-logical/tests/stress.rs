@@ -52,7 +52,7 @@ fn run(policy: PolicyKind) {
                     for b in &blocks {
                         assert_eq!(store.contains_all(&[b.hash()]), vec![true]);
                     }
-                    if x % 3 == 0 {
+                    if x.is_multiple_of(3) {
                         // Drop one at a time (per-guard path) with a clone and a weak.
                         let w = blocks[0].downgrade();
                         let c = blocks[0].clone();
