@@ -30,6 +30,12 @@ const WAYS: usize = 7;
 /// Mask of the `WAYS` real lanes of a bucket's 8 tags.
 const LANES: u32 = (1 << WAYS) - 1;
 
+/// Position of entry `k` of bucket `b` (at most 2^29 buckets: fits a u32).
+#[inline(always)]
+fn pos(b: usize, k: usize) -> u32 {
+    (b * 8 + k) as u32
+}
+
 /// Fibonacci hashing constant (odd: the multiplication is a bijection on u64).
 const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -55,11 +61,32 @@ impl Bucket {
     /// so that it compiles to vector compares and a movemask, branch-free.
     #[inline(always)]
     fn mask(&self, tag: u32) -> u32 {
-        let mut m = 0;
-        for (k, &t) in self.tags.iter().enumerate() {
-            m |= u32::from(t == tag) << k;
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{
+                __m128i, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_load_si128, _mm_movemask_ps,
+                _mm_set1_epi32,
+            };
+            let p = self.tags.as_ptr().cast::<__m128i>();
+            // SAFETY: `tags` is the first 32 bytes of a 64-byte-aligned
+            // bucket, so both 16-byte loads are aligned and in bounds; SSE2 is
+            // part of the x86_64 baseline.
+            let m = unsafe {
+                let t = _mm_set1_epi32(tag as i32);
+                let lo = _mm_cmpeq_epi32(_mm_load_si128(p), t);
+                let hi = _mm_cmpeq_epi32(_mm_load_si128(p.add(1)), t);
+                _mm_movemask_ps(_mm_castsi128_ps(lo)) | (_mm_movemask_ps(_mm_castsi128_ps(hi)) << 4)
+            };
+            m as u32 & LANES
         }
-        m & LANES
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let mut m = 0;
+            for (k, &t) in self.tags.iter().enumerate() {
+                m |= u32::from(t == tag) << k;
+            }
+            m & LANES
+        }
     }
 }
 
@@ -151,8 +178,9 @@ impl Index {
         }
     }
 
-    /// Index `slot` under `hash` unless `hash` is already indexed: then
-    /// returns `Err(existing slot)` and changes nothing.
+    /// Index `slot` under `hash` and return the entry's position (stable
+    /// until it is removed: entries never move), unless `hash` is already
+    /// indexed: then returns `Err(existing slot)` and changes nothing.
     #[inline]
     pub(super) fn get_or_insert(
         &mut self,
@@ -160,7 +188,7 @@ impl Index {
         hash: SequenceHash,
         slot: SlotId,
         hash_of: impl Fn(SlotId) -> SequenceHash,
-    ) -> Result<(), SlotId> {
+    ) -> Result<u32, SlotId> {
         debug_assert!(slot != u32::MAX);
         let home = &self.buckets[p.home];
         let free = home.mask(EMPTY);
@@ -179,7 +207,7 @@ impl Index {
             home.tags[k] = p.tag;
             home.slots[k] = slot;
             self.len += 1;
-            return Ok(());
+            return Ok(pos(p.home, k));
         }
         if let Some(s) = self.get(p, hash, hash_of) {
             return Err(s);
@@ -193,7 +221,7 @@ impl Index {
                 bucket.tags[k] = p.tag;
                 bucket.slots[k] = slot;
                 self.len += 1;
-                return Ok(());
+                return Ok(pos(b, k));
             }
             self.buckets[b].overflow += 1;
             b = (b + 1) & self.mask;
@@ -229,6 +257,31 @@ impl Index {
             self.buckets[c].overflow -= 1;
             c = (c + 1) & self.mask;
         }
+    }
+
+    /// Remove the entry at `pos` (as returned by
+    /// [`get_or_insert`](Self::get_or_insert)), indexed under a hash with
+    /// probe `p`. No search: the common case is one store.
+    #[inline]
+    pub(super) fn remove_at(&mut self, p: Probe, pos: u32) {
+        let (b, k) = ((pos / 8) as usize, (pos % 8) as usize);
+        let bucket = &mut self.buckets[b];
+        debug_assert!(k < WAYS && bucket.tags[k] == p.tag, "index: stale position");
+        bucket.tags[k] = EMPTY;
+        self.len -= 1;
+        // Undo the overflow counts the insertion added on its way.
+        let mut c = p.home;
+        while c != b {
+            self.buckets[c].overflow -= 1;
+            c = (c + 1) & self.mask;
+        }
+    }
+
+    /// The slot of the entry at `pos`, if occupied (for invariant checks).
+    pub(super) fn slot_at(&self, pos: u32) -> Option<SlotId> {
+        let (b, k) = ((pos / 8) as usize, (pos % 8) as usize);
+        let bucket = self.buckets.get(b)?;
+        (k < WAYS && bucket.tags[k] != EMPTY).then(|| bucket.slots[k])
     }
 
     /// Remove every entry.
@@ -296,7 +349,7 @@ mod tests {
         let hashes: Vec<SequenceHash> = (0..n as u128).map(|i| SequenceHash(i * 3 + 1)).collect();
         let hash_of = |s: SlotId| hashes[s as usize];
         for (s, &h) in hashes.iter().enumerate() {
-            assert_eq!(ix.get_or_insert(ix.probe(h), h, s as u32, hash_of), Ok(()));
+            assert!(ix.get_or_insert(ix.probe(h), h, s as u32, hash_of).is_ok());
         }
         for (s, &h) in hashes.iter().enumerate() {
             assert_eq!(ix.get_or_insert(ix.probe(h), h, 99, hash_of), Err(s as u32));

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 mod counted;
 mod index;
 mod invalidate;
+mod snapshot;
 
 use counted::Counted;
 use index::Index;
@@ -169,6 +170,8 @@ struct Slot {
     /// compare it to detect reuse.
     generation: u32,
     parent_slot: u32,
+    /// Where the index entry of this slot is (meaningful while `indexed`).
+    index_pos: u32,
     hash: SequenceHash,
     parent: SequenceHash,
 }
@@ -182,6 +185,7 @@ impl Slot {
         position: 0,
         generation: 0,
         parent_slot: NO_SLOT,
+        index_pos: 0,
         hash: SequenceHash::ROOT,
         parent: SequenceHash::ROOT,
     };
@@ -301,7 +305,7 @@ const PREFETCH_MISSES: usize = 64;
 
 impl Inner {
     /// The indexed slot holding exactly `hash`, if any.
-    #[inline]
+    #[inline(always)]
     fn lookup(&self, hash: SequenceHash) -> Option<SlotId> {
         let slots = &self.slots;
         self.index
@@ -330,7 +334,8 @@ impl Inner {
     fn evict_slot(&mut self, s: SlotId, evicted: &mut Option<&mut Vec<Evicted>>) {
         let slot = self.slots[s as usize];
         debug_assert!(slot.state == State::Registered && slot.refcount == 0 && slot.indexed);
-        self.index.remove(self.index.probe(slot.hash), s);
+        self.index
+            .remove_at(self.index.probe(slot.hash), slot.index_pos);
         self.slots[s as usize].indexed = false;
         if let Some(h) = self.policy.hooks() {
             h.on_evicted(s, &slot.info());
@@ -772,45 +777,40 @@ impl BlockStore {
             let inserted = g
                 .index
                 .get_or_insert(probe, spec.hash, s, |x| slots[x as usize].hash);
-            if let Err(existing) = inserted {
-                g.counters.duplicates += 1;
-                if self.shared.duplicates == DuplicatePolicy::Reject {
-                    g.free_slot(s);
-                    g.acquire(existing);
-                    prev = Some((spec.hash, existing));
-                    out.push(ImmutableBlock {
-                        store,
-                        slot: existing,
-                        hash: spec.hash,
-                    });
-                } else {
-                    // Allowed duplicate: keep it for its holder, unindexed.
-                    let slot = &mut g.slots[s as usize];
-                    slot.state = State::Registered;
-                    slot.indexed = false;
-                    slot.refcount = 1;
-                    slot.hash = spec.hash;
-                    slot.parent = spec.parent;
-                    slot.position = spec.position;
-                    out.push(ImmutableBlock {
-                        store,
-                        slot: s,
-                        hash: spec.hash,
-                    });
+            let index_pos = match inserted {
+                Ok(pos) => pos,
+                Err(existing) => {
+                    g.counters.duplicates += 1;
+                    if self.shared.duplicates == DuplicatePolicy::Reject {
+                        g.free_slot(s);
+                        g.acquire(existing);
+                        prev = Some((spec.hash, existing));
+                        out.push(ImmutableBlock {
+                            store,
+                            slot: existing,
+                            hash: spec.hash,
+                        });
+                    } else {
+                        // Allowed duplicate: keep it for its holder, unindexed.
+                        let slot = &mut g.slots[s as usize];
+                        slot.state = State::Registered;
+                        slot.indexed = false;
+                        slot.refcount = 1;
+                        slot.hash = spec.hash;
+                        slot.parent = spec.parent;
+                        slot.position = spec.position;
+                        out.push(ImmutableBlock {
+                            store,
+                            slot: s,
+                            hash: spec.hash,
+                        });
+                    }
+                    continue;
                 }
-                continue;
-            }
-            {
-                let slot = &mut g.slots[s as usize];
-                slot.state = State::Registered;
-                slot.indexed = true;
-                slot.refcount = 1;
-                slot.children = 0;
-                slot.hash = spec.hash;
-                slot.parent = spec.parent;
-                slot.position = spec.position;
-                slot.parent_slot = parent_slot;
-            }
+            };
+            // Count the new block as its parent's child (if the parent is
+            // still the indexed block it names).
+            let mut parent_slot = parent_slot;
             if parent_slot != NO_SLOT {
                 let p = &mut g.slots[parent_slot as usize];
                 if p.indexed && p.hash == spec.parent {
@@ -821,8 +821,24 @@ impl BlockStore {
                         }
                     }
                 } else {
-                    g.slots[s as usize].parent_slot = NO_SLOT;
+                    parent_slot = NO_SLOT;
                 }
+            }
+            {
+                // One whole-slot write.
+                let slot = &mut g.slots[s as usize];
+                *slot = Slot {
+                    state: State::Registered,
+                    indexed: true,
+                    refcount: 1,
+                    children: 0,
+                    position: spec.position,
+                    generation: slot.generation,
+                    parent_slot,
+                    index_pos,
+                    hash: spec.hash,
+                    parent: spec.parent,
+                };
             }
             if let Some(h) = g.policy.hooks() {
                 h.on_register(s, &g.slots[s as usize].info());
@@ -973,6 +989,9 @@ impl BlockStore {
             }
             if g.lookup(slot.hash) != Some(s) {
                 return Err(format!("index entry {i} -> slot {s} is unreachable"));
+            }
+            if g.index.slot_at(slot.index_pos) != Some(s) {
+                return Err(format!("slot {s} has a stale index position"));
             }
         }
         if indexed != g.index.len() {

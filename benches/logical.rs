@@ -1,0 +1,288 @@
+//! Criterion benches of the logical layer (one tier, no data): the block
+//! store's batch calls one by one, the whole-trace replay, and two threads
+//! replaying against one shared store.
+//!
+//! Run: `cargo bench --bench logical`. Each figure is per batch of `CHAIN`
+//! blocks (throughput in blocks/s) or per whole trace (121,877 looked-up
+//! blocks for the embedded Mooncake trace).
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
+use kvtier::trace::Trace;
+use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::replay::{replay, SingleTierReplay};
+use kvtier_logical::{
+    BlockSpec, BlockStore, CacheSalt, ImmutableBlock, PolicyKind, SequenceHash, StoreConfig, Tier,
+};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Tier size, as in `compare.sh`.
+const CAPACITY: usize = 6000;
+/// Blocks per batch call in the micro benches (about the trace's mean
+/// request length).
+const CHAIN: usize = 32;
+
+fn lru_store(capacity: usize) -> BlockStore {
+    BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(PolicyKind::Lru)).unwrap()
+}
+
+/// A chain of `CHAIN` hashes, distinct for each `n`.
+fn chain(n: u64) -> Vec<SequenceHash> {
+    let ids: Vec<u64> = (0..CHAIN as u64).map(|i| n * 1_000_003 + i).collect();
+    hash_trace_ids(CacheSalt(7), &ids)
+}
+
+fn specs(hashes: &[SequenceHash]) -> impl Iterator<Item = BlockSpec> + '_ {
+    hashes.iter().enumerate().map(move |(i, &hash)| BlockSpec {
+        hash,
+        parent: if i == 0 {
+            SequenceHash::ROOT
+        } else {
+            hashes[i - 1]
+        },
+        position: i as u32,
+    })
+}
+
+/// Allocate, complete and register a chain; returns the guards.
+fn put(store: &BlockStore, hashes: &[SequenceHash], out: &mut Vec<ImmutableBlock>) {
+    let mut fresh = Vec::with_capacity(hashes.len());
+    store.allocate_into(hashes.len(), &mut fresh, None).unwrap();
+    store.register_into(
+        fresh
+            .drain(..)
+            .zip(specs(hashes))
+            .map(|(b, s)| b.complete(s)),
+        out,
+    );
+}
+
+/// A store whose every slot holds an inactive block (so allocation evicts),
+/// and the chains it holds.
+fn full_store() -> (BlockStore, u64) {
+    let store = lru_store(CAPACITY);
+    let mut held = Vec::new();
+    let mut n = 0;
+    while store.metrics().free as usize >= CHAIN {
+        put(&store, &chain(n), &mut held);
+        store.release(held.drain(..).rev());
+        n += 1;
+    }
+    (store, n)
+}
+
+fn config<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g
+}
+
+fn bench_match(c: &mut Criterion) {
+    let mut g = config(c, "match");
+    g.throughput(Throughput::Elements(CHAIN as u64));
+
+    // Active hits: the chain stays held by another guard the whole time.
+    let store = lru_store(CAPACITY);
+    let hashes = chain(1);
+    let mut keep = Vec::new();
+    put(&store, &hashes, &mut keep);
+    let mut out = Vec::with_capacity(CHAIN);
+    g.bench_function("active_hits", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let k = store.match_prefix_into(black_box(&hashes), &mut out);
+                t += start.elapsed();
+                assert_eq!(k, CHAIN);
+                store.release(out.drain(..).rev());
+            }
+            t
+        })
+    });
+    drop(keep);
+
+    // Inactive hits: every match resurrects the chain from the LRU.
+    let (store, n) = full_store();
+    let hashes = chain(n - 1);
+    g.bench_function("inactive_hits", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let k = store.match_prefix_into(black_box(&hashes), &mut out);
+                t += start.elapsed();
+                assert_eq!(k, CHAIN);
+                store.release(out.drain(..).rev());
+            }
+            t
+        })
+    });
+    g.finish();
+}
+
+fn bench_allocate(c: &mut Criterion) {
+    let mut g = config(c, "allocate");
+    g.throughput(Throughput::Elements(CHAIN as u64));
+    let (store, mut n) = full_store();
+    let mut fresh = Vec::with_capacity(CHAIN);
+    let mut held = Vec::with_capacity(CHAIN);
+    g.bench_function("with_eviction", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                store.allocate_into(CHAIN, &mut fresh, None).unwrap();
+                t += start.elapsed();
+                // Refill (untimed) so the next allocation evicts again.
+                let hashes = chain(n);
+                n += 1;
+                store.register_into(
+                    fresh
+                        .drain(..)
+                        .zip(specs(&hashes))
+                        .map(|(b, s)| b.complete(s)),
+                    &mut held,
+                );
+                store.release(held.drain(..).rev());
+            }
+            t
+        })
+    });
+    g.finish();
+}
+
+fn bench_register(c: &mut Criterion) {
+    let mut g = config(c, "register");
+    g.throughput(Throughput::Elements(CHAIN as u64));
+    let (store, mut n) = full_store();
+    let mut fresh = Vec::with_capacity(CHAIN);
+    let mut held = Vec::with_capacity(CHAIN);
+    g.bench_function("chain", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let hashes = chain(n);
+                n += 1;
+                store.allocate_into(CHAIN, &mut fresh, None).unwrap();
+                let complete: Vec<_> = fresh
+                    .drain(..)
+                    .zip(specs(&hashes))
+                    .map(|(b, s)| b.complete(s))
+                    .collect();
+                let start = Instant::now();
+                store.register_into(complete, &mut held);
+                t += start.elapsed();
+                store.release(held.drain(..).rev());
+            }
+            t
+        })
+    });
+    g.finish();
+}
+
+fn bench_release(c: &mut Criterion) {
+    let mut g = config(c, "release");
+    g.throughput(Throughput::Elements(CHAIN as u64));
+    let (store, n) = full_store();
+    let hashes = chain(n - 1);
+    let mut held = Vec::with_capacity(CHAIN);
+    g.bench_function("batch_tail_first", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                store.match_prefix_into(&hashes, &mut held);
+                let start = Instant::now();
+                store.release(held.drain(..).rev());
+                t += start.elapsed();
+            }
+            t
+        })
+    });
+    g.finish();
+}
+
+fn trace_requests() -> Vec<Vec<SequenceHash>> {
+    let hashed = Trace::embedded().hashed(CacheSalt(0));
+    hashed.iter().map(|r| r.to_vec()).collect()
+}
+
+fn looked_up(requests: &[Vec<SequenceHash>]) -> u64 {
+    requests.iter().map(|r| r.len().min(CAPACITY) as u64).sum()
+}
+
+fn bench_replay(c: &mut Criterion) {
+    let requests = trace_requests();
+    let mut g = config(c, "replay");
+    g.throughput(Throughput::Elements(looked_up(&requests)));
+    g.bench_function("trace_lru_6000", |b| {
+        b.iter_batched(
+            || lru_store(CAPACITY),
+            |store| {
+                let stats = replay(&store, &requests).unwrap();
+                assert_eq!(stats.hits, 38_027);
+                store
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+/// Two threads each replay the whole trace against one shared store, vs one
+/// thread replaying it once; throughput counts every thread's blocks.
+fn bench_contention(c: &mut Criterion) {
+    let requests = trace_requests();
+    let blocks = looked_up(&requests);
+    let mut g = config(c, "contention");
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(blocks * threads as u64));
+        g.bench_function(format!("replay_{threads}_thread"), |b| {
+            b.iter_custom(|iters| {
+                let mut t = Duration::ZERO;
+                for _ in 0..iters {
+                    let store = lru_store(CAPACITY);
+                    let barrier = std::sync::Barrier::new(threads + 1);
+                    let requests = &requests;
+                    t += std::thread::scope(|s| {
+                        for _ in 0..threads {
+                            let store = store.clone();
+                            let barrier = &barrier;
+                            s.spawn(move || {
+                                let mut r = SingleTierReplay::new(store);
+                                barrier.wait();
+                                for req in requests {
+                                    r.request(req).unwrap();
+                                }
+                                black_box(r.stats());
+                            });
+                        }
+                        barrier.wait();
+                        let start = Instant::now();
+                        // Leaving the scope joins every thread.
+                        start
+                    })
+                    .elapsed();
+                }
+                t
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_match,
+    bench_allocate,
+    bench_register,
+    bench_release,
+    bench_replay,
+    bench_contention
+);
+criterion_main!(benches);
