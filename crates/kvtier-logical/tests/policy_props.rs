@@ -242,7 +242,7 @@ proptest! {
 
     #[test]
     fn every_policy_keeps_invariants(
-        capacity in 3usize..14,
+        capacity in 1usize..14,
         ops in proptest::collection::vec(op(), 1..80),
     ) {
         for &p in PolicyKind::ALL {
