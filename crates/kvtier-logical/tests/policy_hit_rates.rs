@@ -91,7 +91,7 @@ const PINNED: &[(PolicyKind, u64, u64)] = &[
     (PolicyKind::PrefixLru, 17_839, 38_027),
     (PolicyKind::S3Fifo, 18_852, 40_186),
     (PolicyKind::TinyLfu, 13_194, 31_387),
-    (PolicyKind::PrefixFreq, 18_934, 41_910),
+    (PolicyKind::PrefixFreq, 18_912, 41_910),
 ];
 
 #[test]

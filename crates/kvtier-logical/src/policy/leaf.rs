@@ -135,6 +135,23 @@ impl LeafFirst {
         None
     }
 
+    /// One step of [`pop_leaf`](Self::pop_leaf): `Some(Some(slot))` if the
+    /// front of segment `s` was a leaf (removed), `Some(None)` if it was a
+    /// non-leaf (parked), `None` if the segment is empty.
+    #[inline]
+    pub(crate) fn pop_step(&mut self, s: usize) -> Option<Option<SlotId>> {
+        let slot = self.lists[s].pop_front()?;
+        if self.meta[slot as usize].leaf {
+            self.meta[slot as usize].seg = NONE;
+            self.len -= 1;
+            return Some(Some(slot));
+        }
+        self.parked.push_back(slot);
+        self.meta[slot as usize].seg = PARKED;
+        self.meta[slot as usize].home = s as u8;
+        Some(None)
+    }
+
     /// Remove and return the oldest parked slot (last resort).
     #[inline]
     pub(crate) fn pop_parked(&mut self) -> Option<SlotId> {

@@ -34,6 +34,10 @@ pub const CONT_WINDOW: u32 = 1024;
 /// `TAIL_WASTE_RATIO + 1` of them is reused before eviction.
 pub const TAIL_WASTE_RATIO: u32 = 8;
 
+/// Extra passes a proven block can earn through hits (S3-FIFO's 2-bit
+/// counter): frequently hit proven blocks are re-queued instead of evicted.
+pub const MAX_PASSES: u8 = 3;
+
 /// Head start of a proven block over a new one, in cache turnovers (units of
 /// `capacity` releases). A proven block that has sat unused while 8 cache's
 /// worth of blocks were released is evicted before newer one-timers: by then
@@ -53,6 +57,8 @@ struct Meta {
     cont: bool,
     /// A request's tail block not yet reused.
     tail: bool,
+    /// Extra passes through the proven segment earned by hits.
+    passes: u8,
 }
 
 /// Frequency-gated segmented LRU with leaf-first eviction (`prefix-freq`).
@@ -76,6 +82,10 @@ struct Meta {
 ///   reused before being evicted ([`CONT_WINDOW`] outcomes). On
 ///   document-QA traces continuations are one-off questions and stay new; on
 ///   multi-turn chat they are the next turn's prefix and get protected.
+/// - A proven block at the eviction end that was hit since it was last
+///   registered is re-queued instead, once per hit up to [`MAX_PASSES`]
+///   (S3-FIFO's lazy promotion): among proven blocks, the often-hit outlive
+///   the rarely-hit.
 /// - Within a segment, a block with a cached child is skipped (parked) until
 ///   it becomes a leaf: a prefix is cut from its tail, and a block whose
 ///   descendants are cached outlives them.
@@ -127,6 +137,29 @@ impl PrefixFreq {
             clock: 0,
             meta: vec![Meta::default(); capacity],
             credit: capacity as u64 * PROVEN_CREDIT_TURNOVERS,
+        }
+    }
+
+    /// Pop the next victim of segment `seg`: proven blocks with passes left
+    /// are re-queued (one pass used) instead.
+    #[inline]
+    fn pop(&mut self, seg: usize) -> Option<SlotId> {
+        if seg == NEW {
+            return self.q.pop_leaf(NEW);
+        }
+        loop {
+            let f = self.q.front(PROVEN)?;
+            let m = &mut self.meta[f as usize];
+            if m.passes > 0 {
+                m.passes -= 1;
+                self.clock += 1;
+                m.stamp = self.clock;
+                self.q.move_front_to_back(PROVEN, PROVEN);
+                continue;
+            }
+            if let Some(v) = self.q.pop_step(PROVEN)? {
+                return Some(v);
+            }
         }
     }
 
@@ -206,9 +239,8 @@ impl EvictionPolicy for PrefixFreq {
             (None, Some(_)) => PROVEN,
             _ => NEW,
         };
-        self.q
-            .pop_leaf(first)
-            .or_else(|| self.q.pop_leaf(1 - first))
+        self.pop(first)
+            .or_else(|| self.pop(1 - first))
             .or_else(|| self.q.pop_parked())
     }
 
@@ -219,6 +251,8 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
+        let m = &mut self.meta[slot as usize];
+        m.passes = (m.passes + 1).min(MAX_PASSES);
         self.meta[slot as usize].freq = self.sketch.increment(info.hash);
         if std::mem::take(&mut self.meta[slot as usize].cont) {
             self.cont_reused += 1;
@@ -235,6 +269,7 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
+        self.meta[slot as usize].passes = 0;
         self.meta[slot as usize].freq = self.sketch.increment(info.hash);
         // A continuation: registered right after its parent was matched (or
         // registered as a continuation) in the same request.
@@ -379,6 +414,22 @@ mod tests {
         assert!(p.continuations_pay());
         assert!(p.cont_reused >= 38 && p.cont_wasted == 0);
         assert!(p.q.seg_len(PROVEN) > 0);
+    }
+
+    #[test]
+    fn hit_proven_blocks_get_extra_passes() {
+        let mut p = PrefixFreq::new(64);
+        for (slot, h, hits) in [(0u32, 10u128, 3usize), (1, 20, 1)] {
+            p.on_register(slot, &info(h, true));
+            for _ in 0..hits {
+                p.on_hit(slot, &info(h, true));
+            }
+            p.insert(slot, &info(h, true));
+        }
+        // Both proven; slot 0 is older but was hit 3 times, slot 1 once:
+        // slot 0 is re-queued behind slot 1, which is re-queued once too.
+        assert_eq!(p.evict(), Some(1));
+        assert_eq!(p.evict(), Some(0));
     }
 
     #[test]
