@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 mod counted;
 mod index;
 mod invalidate;
-mod snapshot;
 
 use counted::Counted;
 use index::Index;
@@ -169,6 +168,9 @@ struct Slot {
     /// Bumped every time the slot returns to the free list; `WeakBlock`s
     /// compare it to detect reuse.
     generation: u32,
+    /// The parent block's slot while it is cached here (its `children`
+    /// counts this block). Only kept for policies with hooks: `children`
+    /// only feeds `BlockInfo::is_leaf`, so an LRU store leaves it `NO_SLOT`.
     parent_slot: u32,
     /// Where the index entry of this slot is (meaningful while `indexed`).
     index_pos: u32,
@@ -747,11 +749,30 @@ impl BlockStore {
         blocks: I,
         out: &mut Vec<ImmutableBlock>,
     ) {
-        let blocks = blocks.into_iter();
+        // Declared before the lock guard: if a panic unwinds through here,
+        // the guard is released before the remaining blocks drop (their
+        // `Drop` takes the lock).
+        let mut blocks = blocks.into_iter();
         out.reserve(blocks.size_hint().0);
         let mut g = self.shared.inner.lock();
-        let g = &mut *g;
-        let emit = g.events.active();
+        // Monomorphised with and without event emission: the common
+        // (no subscriber) loop carries no chain-building state.
+        if g.events.active() {
+            self.register_locked::<true, _>(&mut g, &mut blocks, out);
+        } else {
+            self.register_locked::<false, _>(&mut g, &mut blocks, out);
+        }
+    }
+
+    #[inline(always)]
+    fn register_locked<const EMIT: bool, I: Iterator<Item = CompleteBlock>>(
+        &self,
+        g: &mut Inner,
+        blocks: &mut I,
+        out: &mut Vec<ImmutableBlock>,
+    ) {
+        let emit = EMIT;
+        let tree = g.policy.hooks().is_some();
         let mut chain: Vec<SequenceHash> = Vec::new();
         let mut chain_parent = SequenceHash::ROOT;
         // Slot of the previous block registered in this batch, to find the
@@ -764,7 +785,10 @@ impl BlockStore {
                 "register: a CompleteBlock of another store was passed"
             );
             // Find the parent's slot: the previous block of the batch, or the index.
-            let parent_slot = if spec.parent == SequenceHash::ROOT {
+            // Parent links only feed the children counts behind
+            // `BlockInfo::is_leaf`, which only policy hooks see: a store whose
+            // policy has no hooks (LRU) keeps no links.
+            let parent_slot = if spec.parent == SequenceHash::ROOT || !tree {
                 NO_SLOT
             } else {
                 match prev {
