@@ -303,7 +303,7 @@ fn prefetch<T>(p: *const T) {
 const PREFETCH_AHEAD: usize = 4;
 /// How many index buckets after a prefix miss `match_prefix_into` prefetches
 /// (the misses are usually registered next).
-const PREFETCH_MISSES: usize = 64;
+const PREFETCH_MISSES: usize = 16;
 
 impl Inner {
     /// The indexed slot holding exactly `hash`, if any.
@@ -312,16 +312,6 @@ impl Inner {
         let slots = &self.slots;
         self.index
             .get(self.index.probe(hash), hash, |s| slots[s as usize].hash)
-    }
-
-    /// Prefetch what evicting the block in `slot` will touch: its index
-    /// bucket and its parent's slot.
-    #[inline]
-    fn index_prefetch_evict(&self, slot: &Slot) {
-        self.prefetch_bucket(slot.hash);
-        if slot.parent_slot != NO_SLOT {
-            prefetch(self.slots[slot.parent_slot as usize..].as_ptr());
-        }
     }
 
     #[inline]
@@ -604,14 +594,8 @@ impl BlockStore {
                     slot: s,
                 });
             }
-            let victims = &out[start + from_free..];
-            for b in victims {
-                g.index_prefetch_evict(&g.slots[b.slot as usize]);
-            }
-            for b in victims {
-                g.evict_slot(b.slot, &mut evicted);
-            }
-            for b in &out[start..] {
+            let victims = start + from_free..out.len();
+            for b in &out[start..victims.start] {
                 let slot = &mut g.slots[b.slot as usize];
                 slot.state = State::Mutable;
                 slot.indexed = false;
@@ -619,6 +603,41 @@ impl BlockStore {
                 slot.children = 0;
                 slot.parent_slot = NO_SLOT;
             }
+            // `evict_slot` specialised for a policy without hooks, fused
+            // with the slot's reinitialisation.
+            let emit = g.events.active();
+            for b in &out[victims.clone()] {
+                let s = b.slot;
+                let slot = &mut g.slots[s as usize];
+                debug_assert!(
+                    slot.state == State::Registered && slot.refcount == 0 && slot.indexed
+                );
+                let (hash, pos) = (slot.hash, slot.index_pos);
+                g.index.remove_at(g.index.probe(hash), pos);
+                if slot.parent_slot != NO_SLOT {
+                    slot.indexed = false;
+                    g.detach_from_parent(s);
+                }
+                let slot = &mut g.slots[s as usize];
+                // A reused slot must not upgrade old `WeakBlock`s.
+                slot.generation = slot.generation.wrapping_add(1);
+                slot.state = State::Mutable;
+                slot.indexed = false;
+                slot.refcount = 0;
+                slot.children = 0;
+                if emit {
+                    g.removed.push(hash);
+                }
+                if let Some(v) = evicted.as_mut() {
+                    v.push(Evicted {
+                        slot: s,
+                        hash,
+                        parent: slot.parent,
+                        position: slot.position,
+                    });
+                }
+            }
+            g.counters.evictions += victims.len() as u64;
         } else {
             for _ in 0..n {
                 let s = g.take_slot(&mut evicted);
