@@ -17,6 +17,7 @@ pub use kvtier_offload as offload;
 
 pub mod ceiling;
 pub mod config;
+pub mod durable;
 pub mod pattern;
 pub mod plot;
 pub mod replay;

@@ -118,6 +118,29 @@ struct ReplayArgs {
     /// Print the cache's Prometheus metrics after the run (stderr).
     #[arg(long)]
     metrics: bool,
+    /// Persistent G3 in DIR: reopened (and recovered) if it exists, flushed
+    /// and kept at exit, so a later replay starts with its blocks.
+    #[arg(long, value_name = "DIR")]
+    g3_dir: Option<PathBuf>,
+    /// Start-up check of a persistent G3: `fast` (journal record checksums;
+    /// every block is still verified when onboarded) or `full` (re-read and
+    /// checksum every block).
+    #[arg(long, value_name = "MODE", default_value = "fast", value_parser = ["fast", "full"])]
+    verify: String,
+    /// Discard a G3 directory written with another layout, salt or format
+    /// (it is refused otherwise).
+    #[arg(long)]
+    g3_reset: bool,
+    /// Append the acknowledged G3 record count to FILE after every journal
+    /// commit (for crash tests).
+    #[arg(long, value_name = "FILE", hide = true)]
+    ack_log: Option<PathBuf>,
+    /// Skip the first N requests of the trace.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    skip: usize,
+    /// Replay at most N requests (after --skip).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
 }
 
 fn replay(args: ReplayArgs) -> Result<()> {
@@ -160,7 +183,28 @@ fn replay(args: ReplayArgs) -> Result<()> {
         Some(p) => Trace::from_file(p)?,
         None => Trace::embedded(),
     };
-    let hashed = trace.hashed(config.cache_salt());
+    if let Some(d) = &args.g3_dir {
+        if args.no_data {
+            anyhow::bail!(
+                "--g3-dir keeps block bytes on disk: it cannot be combined with --no-data"
+            );
+        }
+        if config.g3.blocks == 0 {
+            anyhow::bail!("--g3-dir needs a G3 tier (--g3-blocks N or g3.blocks in the config)");
+        }
+        config.g3.path = Some(d.clone());
+    }
+    let mut hashed = trace.hashed(config.cache_salt());
+    if args.skip > 0 || args.limit.is_some() {
+        hashed = hashed.slice(args.skip, args.limit.unwrap_or(usize::MAX));
+        if hashed.is_empty() {
+            anyhow::bail!(
+                "--skip {} leaves no request of the trace's {}",
+                args.skip,
+                trace.requests.len()
+            );
+        }
+    }
     let name = args
         .trace
         .as_ref()
@@ -176,6 +220,11 @@ fn replay(args: ReplayArgs) -> Result<()> {
         progress: !args.json,
         timeline: args.plot.is_some(),
         floor: args.floor,
+        persist: kvtier::setup::PersistOptions {
+            verify_full: args.verify == "full",
+            reset_on_mismatch: args.g3_reset,
+            ack_log: args.ack_log.clone(),
+        },
     };
     let outcome = kvtier::replay::run(&config, &name, &hashed, &opts).context("replay failed")?;
     if let Some(p) = &args.plot {

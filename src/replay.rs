@@ -94,6 +94,12 @@ pub struct ReplayReport {
     pub tiers: Vec<TierReport>,
     /// The speed floor, when data is on (see [`Floor`]).
     pub floor: Option<Floor>,
+    /// What start-up recovered from a persistent G3 directory.
+    pub g3: Option<setup::RecoveryReport>,
+    /// Blocks copied down at the end so a persistent G3 holds everything.
+    pub flushed_blocks: u64,
+    /// Blocks recorded in the persistent G3 journal at the end.
+    pub g3_live: Option<u64>,
 }
 
 /// The fastest a data replay could be on this machine, measured in the same
@@ -149,6 +155,8 @@ pub struct ReplayOptions {
     pub timeline: bool,
     /// Measure the speed floor (data replays).
     pub floor: bool,
+    /// How a persistent G3 directory is opened.
+    pub persist: setup::PersistOptions,
 }
 
 impl Default for ReplayOptions {
@@ -160,6 +168,7 @@ impl Default for ReplayOptions {
             progress: false,
             timeline: false,
             floor: false,
+            persist: Default::default(),
         }
     }
 }
@@ -272,6 +281,9 @@ fn run_single_tier(
         offload_errors: 0,
         tiers: tier_reports(config, &[]),
         floor: None,
+        g3: None,
+        flushed_blocks: 0,
+        g3_live: None,
     };
     Ok(ReplayOutcome {
         report,
@@ -363,7 +375,7 @@ async fn run_tiered(
     trace: &HashedTrace,
     opts: &ReplayOptions,
 ) -> Result<ReplayOutcome, ReplayError> {
-    let built = setup::build(config, trace_name, opts.data)?;
+    let built = setup::build(config, trace_name, opts.data, &opts.persist)?;
     let cache = built.cache.clone();
     let memories: Vec<(Tier, String)> = built
         .memories
@@ -431,7 +443,16 @@ async fn run_tiered(
             }
         }
     }
+    // A persistent G3 gets everything the cache holds before a clean stop.
+    let flushed = match &built.journal {
+        Some(_) => cache.flush_down().await,
+        None => 0,
+    };
     cache.shutdown().await;
+    if let Some(j) = &built.journal {
+        j.close()
+            .map_err(|e| ReplayError::Runtime(std::io::Error::other(format!("G3 journal: {e}"))))?;
+    }
     let seconds = start.elapsed().as_secs_f64();
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -473,6 +494,9 @@ async fn run_tiered(
         offload_errors: m.offload_errors,
         tiers: tier_reports(config, &memories),
         floor: None,
+        g3: built.recovery.clone(),
+        flushed_blocks: flushed,
+        g3_live: built.journal.as_ref().map(|j| j.live()),
     };
     if opts.data && opts.floor {
         report.floor = Some(measure_floor(
@@ -664,6 +688,27 @@ impl ReplayReport {
                 s,
                 "dropped          {} blocks ({} offload errors)",
                 self.dropped_blocks, self.offload_errors
+            );
+        }
+        if let Some(g) = &self.g3 {
+            let _ = writeln!(
+                s,
+                "g3 directory     {}: {} recovered, {} restored ({} torn, {} corrupt, {} failed verify, {} without data) in {:.3} s{}",
+                g.dir,
+                g.recovered,
+                g.restored,
+                g.dropped_torn,
+                g.dropped_corrupt,
+                g.dropped_verify,
+                g.dropped_missing_data,
+                g.seconds,
+                if g.created { " (new)" } else { "" }
+            );
+            let _ = writeln!(
+                s,
+                "g3 at exit       {} blocks recorded ({} flushed down at the end)",
+                self.g3_live.unwrap_or(0),
+                self.flushed_blocks
             );
         }
         let _ = writeln!(s, "replay time      {:.6} s", self.seconds);

@@ -31,6 +31,47 @@ pub enum SetupError {
     Engine(String),
 }
 
+/// How a persistent G3 directory is opened.
+#[derive(Clone, Debug, Default)]
+pub struct PersistOptions {
+    /// Re-read every recovered block and check its checksum (`--verify full`);
+    /// otherwise only the journal's record checksums are checked at start-up
+    /// and each block is verified when it is onboarded.
+    pub verify_full: bool,
+    /// Discard a G3 directory written for another layout, salt or format
+    /// instead of refusing it.
+    pub reset_on_mismatch: bool,
+    /// File receiving the acknowledged live-record count after every commit.
+    pub ack_log: Option<PathBuf>,
+}
+
+/// What opening a persistent G3 directory found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RecoveryReport {
+    /// The directory.
+    pub dir: String,
+    /// True if the directory held no journal yet.
+    pub created: bool,
+    /// Live records found in the journal.
+    pub recovered: u64,
+    /// Blocks registered in G3 at start-up.
+    pub restored: u64,
+    /// Records lost to a torn tail.
+    pub dropped_torn: u64,
+    /// Records lost to corruption in the journal.
+    pub dropped_corrupt: u64,
+    /// Records whose block failed `--verify full`.
+    pub dropped_verify: u64,
+    /// Records dropped because the data file was missing.
+    pub dropped_missing_data: u64,
+    /// Why the directory was reset (`--g3-reset`), if it was.
+    pub reset: Option<String>,
+    /// `fast` (record checksums) or `full` (every block re-read).
+    pub verify: String,
+    /// Time to open, recover and verify.
+    pub seconds: f64,
+}
+
 /// A built cache and what must live as long as it.
 pub struct Built {
     /// The cache.
@@ -41,6 +82,10 @@ pub struct Built {
     pub g3_dir: Option<PathBuf>,
     /// Memory kind per present tier.
     pub memories: Vec<(Tier, MemoryChoice)>,
+    /// The persistent G3 journal, when G3 has a configured directory.
+    pub journal: Option<Arc<crate::durable::DiskJournal>>,
+    /// What start-up recovered from it.
+    pub recovery: Option<RecoveryReport>,
 }
 
 fn default_memory(tier: Tier) -> MemoryChoice {
@@ -53,8 +98,16 @@ fn default_memory(tier: Tier) -> MemoryChoice {
 
 /// Build the cache `config` describes. With `data` false no memory is made
 /// (logical-only replay). Must run inside a tokio runtime.
-pub fn build(config: &Config, name: &str, data: bool) -> Result<Built, SetupError> {
+pub fn build(
+    config: &Config,
+    name: &str,
+    data: bool,
+    persist: &PersistOptions,
+) -> Result<Built, SetupError> {
     let (shape, kind) = config.block_shape(name)?;
+    let mut journal = None;
+    let mut recovery = None;
+    let mut g3_restored = Vec::new();
     let mut cuda_dev = None;
     let mut temp_dir = None;
     let mut g3_dir = None;
@@ -113,10 +166,21 @@ pub fn build(config: &Config, name: &str, data: bool) -> Result<Built, SetupErro
                         }
                     };
                     let file = dir.join("g3.blocks");
-                    let m = DiskMemory::open(&file, layout, OpenMode::OpenOrCreate)
-                        .map_err(|e| mem_err(e.to_string()))?;
+                    let existed = file.exists();
+                    let m = Arc::new(
+                        DiskMemory::open(&file, layout, OpenMode::OpenOrCreate)
+                            .map_err(|e| mem_err(e.to_string()))?,
+                    );
+                    if tc.path.is_some() {
+                        let (j, rep, entries) =
+                            open_persistent(&dir, config, shape, kind, tc.blocks, &m, existed, persist)
+                                .map_err(mem_err)?;
+                        journal = Some(j);
+                        recovery = Some(rep);
+                        g3_restored = entries;
+                    }
                     g3_dir = Some(dir);
-                    TierMemory::Host(Arc::new(m))
+                    TierMemory::Host(m)
                 }
                 (t, c) => {
                     return Err(mem_err(format!(
@@ -166,13 +230,114 @@ pub fn build(config: &Config, name: &str, data: bool) -> Result<Built, SetupErro
         g2_to_g3: config.offload.g2_to_g3,
         queue_depth: config.offload.queue_depth,
         staging_blocks: 512.min(config.g1.blocks.max(1)),
-        g3_journal: None,
-        g3_restored: Vec::new(),
+        g3_journal: journal
+            .clone()
+            .map(|j| j as Arc<dyn kvtier_offload::G3Journal>),
+        g3_restored,
     })?;
+    if let (Some(r), Some(j)) = (&mut recovery, &journal) {
+        r.restored = cache.restored().restored;
+        let kept: Vec<_> = cache
+            .store(Tier::G3)
+            .map(|s| s.registered().into_iter().map(|(slot, _)| slot).collect())
+            .unwrap_or_default();
+        j.retain_slots(&kept);
+    }
+    if journal.is_some() && !data {
+        unreachable!("persistent G3 is only opened with data on");
+    }
     Ok(Built {
         cache,
         temp_dir,
         g3_dir,
         memories,
+        journal,
+        recovery,
     })
+}
+
+/// Open the journal of a persistent G3 directory and recover its blocks.
+#[allow(clippy::too_many_arguments)]
+fn open_persistent(
+    dir: &std::path::Path,
+    config: &Config,
+    shape: kvtier_memory::BlockShape,
+    kind: kvtier_memory::LayoutKind,
+    blocks: usize,
+    data: &Arc<DiskMemory>,
+    data_existed: bool,
+    persist: &PersistOptions,
+) -> Result<
+    (
+        Arc<crate::durable::DiskJournal>,
+        RecoveryReport,
+        Vec<kvtier_offload::DurableEntry>,
+    ),
+    String,
+> {
+    use kvtier_disk::journal::{verify_full, G3Header, OnMismatch};
+    let start = std::time::Instant::now();
+    let header = G3Header::new(
+        crate::durable::layout_fingerprint(&shape, kind),
+        config.cache_salt().0,
+        blocks as u64,
+    );
+    let on_mismatch = if persist.reset_on_mismatch {
+        OnMismatch::Reset
+    } else {
+        OnMismatch::Refuse
+    };
+    let (j, rec) = crate::durable::DiskJournal::open(
+        dir,
+        &header,
+        on_mismatch,
+        data.clone(),
+        persist.ack_log.as_deref(),
+    )
+    .map_err(|e| match e {
+        kvtier_disk::journal::JournalError::Mismatch { .. }
+        | kvtier_disk::journal::JournalError::BadHeader { .. } => {
+            format!("{e}; use another --g3-dir, or --g3-reset to discard it")
+        }
+        e => e.to_string(),
+    })?;
+    let recovered = rec.records.len() as u64;
+    let mut records = rec.records.clone();
+    let mut dropped_missing_data = 0;
+    if !data_existed && !records.is_empty() {
+        tracing::warn!(
+            "G3 data file {} was missing: dropping {} journal records",
+            dir.join("g3.blocks").display(),
+            records.len()
+        );
+        dropped_missing_data = records.len() as u64;
+        records.clear();
+    }
+    let mut dropped_verify = 0;
+    if persist.verify_full && !records.is_empty() {
+        let (ok, bad) = verify_full(&records, &**data);
+        dropped_verify = bad.len() as u64;
+        if !bad.is_empty() {
+            tracing::warn!(
+                "--verify full: {} G3 blocks failed their checksum and were dropped",
+                bad.len()
+            );
+        }
+        records = ok;
+    }
+    let entries = crate::durable::to_entries(&records);
+    let report = RecoveryReport {
+        dir: dir.display().to_string(),
+        created: rec.created,
+        recovered,
+        restored: 0,
+        dropped_torn: rec.dropped_torn,
+        dropped_corrupt: rec.dropped_corrupt,
+        dropped_verify,
+        dropped_missing_data,
+        reset: rec.reset.clone(),
+        verify: if persist.verify_full { "full" } else { "fast" }.into(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((j, report, entries))
 }

@@ -206,6 +206,18 @@ impl HashedTrace {
         (0..self.len()).map(move |i| self.request(i))
     }
 
+    /// Requests `start..start + len` (clamped to the trace) as a new trace.
+    pub fn slice(&self, start: usize, len: usize) -> HashedTrace {
+        let start = start.min(self.len());
+        let end = start.saturating_add(len).min(self.len());
+        let mut out = HashedTrace::default();
+        for i in start..end {
+            out.hashes.extend_from_slice(self.request(i));
+            out.ends.push(out.hashes.len());
+        }
+        out
+    }
+
     /// Number of distinct block hashes in the trace.
     pub fn distinct_blocks(&self) -> usize {
         let set: std::collections::HashSet<_> = self.hashes.iter().collect();

@@ -570,6 +570,53 @@ impl TieredCache {
         Ok(())
     }
 
+    /// Copy every block of G1 and G2 that the tier below lacks down to it
+    /// (G1 -> G2, then G2 -> G3), so that a persistent G3 holds everything the
+    /// cache holds: a clean stop loses nothing. Returns the blocks copied.
+    pub async fn flush_down(&self) -> u64 {
+        let before = self.inner.metrics.snapshot().offloaded_blocks;
+        for tier in [Tier::G1, Tier::G2] {
+            let Some(lower) = self
+                .inner
+                .tiers
+                .get(tier.index() + 1)
+                .and_then(|t| t.as_ref())
+            else {
+                break;
+            };
+            let store = &self.inner.tier(tier).store;
+            let listed = store.registered();
+            let hashes: Vec<SequenceHash> = listed.iter().map(|(_, s)| s.hash).collect();
+            let below = lower.store.contains_all(&hashes);
+            let todo: Vec<BlockSpec> = listed
+                .into_iter()
+                .zip(below)
+                .filter(|(_, b)| !b)
+                .map(|((_, spec), _)| spec)
+                .collect();
+            // Pin the sources, in batches that fit the tier below.
+            for chunk in todo.chunks(256) {
+                let hashes: Vec<SequenceHash> = chunk.iter().map(|s| s.hash).collect();
+                let mut pinned = Vec::with_capacity(chunk.len());
+                let mut evicted = Vec::with_capacity(chunk.len());
+                for (spec, b) in chunk.iter().zip(store.scan(&hashes)) {
+                    if let Some(b) = b {
+                        evicted.push(Evicted {
+                            slot: b.slot(),
+                            hash: spec.hash,
+                            parent: spec.parent,
+                            position: spec.position,
+                        });
+                        pinned.push(b);
+                    }
+                }
+                let held = self.inner.clone().demote(tier, evicted, pinned, true).await;
+                store.release(held);
+            }
+        }
+        self.inner.metrics.snapshot().offloaded_blocks - before
+    }
+
     /// Stop accepting write-through work, finish what is queued, and wait for
     /// the workers. In-flight transfers complete before their slots are freed.
     /// Boundaries drain top-down: G1->G2 first, whose last copies may still
@@ -614,19 +661,29 @@ impl Inner {
             if evicted.is_empty() {
                 return Ok(blocks);
             }
-            Ok(self.demote(tier, evicted, blocks).await)
+            if tier == Tier::G3 {
+                // The victims' slots are about to be rewritten: a persistent
+                // G3 must forget them durably first.
+                if let Some(j) = &self.journal {
+                    let gone: Vec<_> = evicted.iter().map(|e| (e.slot, e.hash)).collect();
+                    j.removed(&gone);
+                }
+            }
+            Ok(self.demote(tier, evicted, blocks, false).await)
         })
     }
 
-    /// Copy `evicted` blocks of `tier` (whose slots now belong to `holders`)
-    /// down one tier, unless it already holds them or the policy drops them.
-    /// Returns `holders` once their old bytes are no longer needed.
-    async fn demote(
+    /// Copy `evicted` blocks of `tier` (whose slots `holders` keep from being
+    /// rewritten) down one tier, unless it already holds them or the policy
+    /// drops them (`force` copies whatever the policy). Returns `holders` once
+    /// their bytes are no longer needed.
+    async fn demote<H: Send + Unpin + 'static>(
         self: Arc<Self>,
         tier: Tier,
         evicted: Vec<Evicted>,
-        holders: Vec<MutableBlock>,
-    ) -> Vec<MutableBlock> {
+        holders: H,
+        force: bool,
+    ) -> H {
         let m = &self.metrics;
         let lower_idx = tier.index() + 1;
         let Some(lower) = self.tiers.get(lower_idx).and_then(|t| t.as_ref()) else {
@@ -644,7 +701,7 @@ impl Inner {
         if todo.is_empty() {
             return holders;
         }
-        if !matches!(self.write[tier.index()], WritePolicy::WriteBack) {
+        if !force && !matches!(self.write[tier.index()], WritePolicy::WriteBack) {
             // Write-through: what is not below by now was not selected (or
             // its copy is still queued, which pins it, so it was not evicted).
             m.dropped_blocks.fetch_add(todo.len() as u64, Relaxed);

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 mod counted;
 mod index;
 mod invalidate;
+mod snapshot;
 
 use counted::Counted;
 use index::Index;

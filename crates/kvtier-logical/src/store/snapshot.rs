@@ -1,0 +1,57 @@
+//! A listing of what a tier holds, for shutdown flushes and persistence.
+
+use super::{BlockSpec, BlockStore, SlotId, State};
+
+impl BlockStore {
+    /// Every matchable block (active or inactive) with its slot and identity,
+    /// in slot order. A full scan, O(capacity), under the lock: for shutdown
+    /// flushes and diagnostics, not for the hot path.
+    pub fn registered(&self) -> Vec<(SlotId, BlockSpec)> {
+        let g = self.shared.inner.lock();
+        g.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == State::Registered && s.indexed)
+            .map(|(i, s)| {
+                (
+                    i as SlotId,
+                    BlockSpec {
+                        hash: s.hash,
+                        parent: s.parent,
+                        position: s.position,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::hash::{hash_trace_ids, CacheSalt};
+    use crate::{BlockSpec, BlockStore, SequenceHash, StoreConfig, Tier};
+
+    #[test]
+    fn lists_matchable_blocks_only() {
+        let s = BlockStore::new(StoreConfig::new(Tier::G1, 4)).unwrap();
+        let h = hash_trace_ids(CacheSalt(0), &[1, 2]);
+        let held = s.register(
+            s.allocate(2)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    b.complete(BlockSpec {
+                        hash: h[i],
+                        parent: if i == 0 { SequenceHash::ROOT } else { h[0] },
+                        position: i as u32,
+                    })
+                }),
+        );
+        let _m = s.allocate(1).unwrap(); // held, not registered
+        drop(held); // both inactive: still matchable, still listed
+        let r = s.registered();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].1.parent, h[0]);
+    }
+}
