@@ -173,6 +173,10 @@ struct Slot {
     /// counts this block). Only kept for policies with hooks: `children`
     /// only feeds `BlockInfo::is_leaf`, so an LRU store leaves it `NO_SLOT`.
     parent_slot: u32,
+    /// The parent slot's `generation` when the link was made: a parent
+    /// evicted and recomputed into the same slot is a new block that does not
+    /// count this one among its children.
+    parent_gen: u32,
     /// Where the index entry of this slot is (meaningful while `indexed`).
     index_pos: u32,
     hash: SequenceHash,
@@ -188,6 +192,7 @@ impl Slot {
         position: 0,
         generation: 0,
         parent_slot: NO_SLOT,
+        parent_gen: 0,
         index_pos: 0,
         hash: SequenceHash::ROOT,
         parent: SequenceHash::ROOT,
@@ -376,9 +381,15 @@ impl Inner {
         }
         slot.parent_slot = NO_SLOT;
         let want = slot.parent;
+        let slot_parent_gen = slot.parent_gen;
         let parent = &mut self.slots[p as usize];
-        // The parent may have been evicted and its slot reused since.
-        if parent.state == State::Registered && parent.indexed && parent.hash == want {
+        // The parent may have been evicted and its slot reused since (even by
+        // the same hash: then its generation differs).
+        if parent.state == State::Registered
+            && parent.indexed
+            && parent.hash == want
+            && parent.generation == slot_parent_gen
+        {
             parent.children -= 1;
             if parent.children == 0 {
                 if let Some(h) = self.policy.hooks() {
@@ -855,8 +866,10 @@ impl BlockStore {
             // Count the new block as its parent's child (if the parent is
             // still the indexed block it names).
             let mut parent_slot = parent_slot;
+            let mut parent_gen = 0;
             if parent_slot != NO_SLOT {
                 let p = &mut g.slots[parent_slot as usize];
+                parent_gen = p.generation;
                 if p.indexed && p.hash == spec.parent {
                     p.children += 1;
                     if p.children == 1 {
@@ -879,6 +892,7 @@ impl BlockStore {
                     position: spec.position,
                     generation: slot.generation,
                     parent_slot,
+                    parent_gen,
                     index_pos,
                     hash: spec.hash,
                     parent: spec.parent,
@@ -927,15 +941,44 @@ impl BlockStore {
     pub fn release<I: IntoIterator<Item = ImmutableBlock>>(&self, blocks: I) {
         let mut g = self.shared.inner.lock();
         let mut forgotten = 0;
-        for b in blocks {
-            if !Counted::ptr_eq(&b.store, &self.shared) {
-                // Another store: its own Drop takes its own lock.
-                drop(b);
-                continue;
+        let inner = &mut *g;
+        if let Policy::Lru(lru) = &mut inner.policy {
+            // `release_one` with LRU's `insert` inlined.
+            for b in blocks {
+                if !Counted::ptr_eq(&b.store, &self.shared) {
+                    // Another store: its own Drop takes its own lock.
+                    drop(b);
+                    continue;
+                }
+                let s = b.slot;
+                std::mem::forget(b);
+                forgotten += 1;
+                let slot = &mut inner.slots[s as usize];
+                debug_assert!(slot.state == State::Registered && slot.refcount > 0);
+                slot.refcount -= 1;
+                if slot.refcount == 0 {
+                    if slot.indexed {
+                        lru.insert(s, &LRU_INFO);
+                    } else {
+                        // `free_slot`.
+                        slot.state = State::Free;
+                        slot.children = 0;
+                        slot.generation = slot.generation.wrapping_add(1);
+                        inner.free.push(s);
+                    }
+                }
             }
-            g.release_one(b.slot);
-            std::mem::forget(b);
-            forgotten += 1;
+        } else {
+            for b in blocks {
+                if !Counted::ptr_eq(&b.store, &self.shared) {
+                    // Another store: its own Drop takes its own lock.
+                    drop(b);
+                    continue;
+                }
+                inner.release_one(b.slot);
+                std::mem::forget(b);
+                forgotten += 1;
+            }
         }
         drop(g);
         // The forgotten guards' references, given back in one operation.
@@ -1056,6 +1099,30 @@ impl BlockStore {
                 "free {} + inactive {inactive} + in use {in_use} != capacity {cap}",
                 g.free.len()
             ));
+        }
+        // Child counts: each registered, indexed block counts the live links
+        // of blocks naming it (same slot, hash and generation) as parent.
+        let mut children = vec![0u32; cap];
+        for slot in g.slots.iter() {
+            let p = slot.parent_slot;
+            if slot.state == State::Registered && p != NO_SLOT {
+                let ps = &g.slots[p as usize];
+                if ps.state == State::Registered
+                    && ps.indexed
+                    && ps.hash == slot.parent
+                    && ps.generation == slot.parent_gen
+                {
+                    children[p as usize] += 1;
+                }
+            }
+        }
+        for (i, slot) in g.slots.iter().enumerate() {
+            if slot.state == State::Registered && slot.indexed && slot.children != children[i] {
+                return Err(format!(
+                    "slot {i} counts {} children but {} blocks link to it",
+                    slot.children, children[i]
+                ));
+            }
         }
         Ok(())
     }
@@ -1475,6 +1542,31 @@ mod tests {
         let found = s.scan(&[h[0], SequenceHash(5), h[2]]);
         assert!(found[0].is_some() && found[1].is_none() && found[2].is_some());
         assert_eq!(s.contains_all(&[h[1], SequenceHash(5)]), vec![true, false]);
+    }
+
+    /// A parent evicted before its child and recomputed into the same slot
+    /// is a new block: evicting the old child must not decrement its count
+    /// (found by the policy property tests: it underflowed).
+    #[test]
+    fn recomputed_parent_does_not_inherit_stale_children() {
+        use crate::PolicyKind;
+        let s = BlockStore::new(StoreConfig::new(Tier::G1, 2).with_policy(PolicyKind::PrefixLru))
+            .unwrap();
+        let h = hash_trace_ids(CacheSalt(1), &[1, 2]);
+        let mut b = put(&s, &h);
+        let child = b.pop().unwrap(); // held: the parent is the only victim
+        s.release(b);
+        let again = s.allocate(1).unwrap(); // evicts the parent
+        let p = s.register(again.into_iter().map(|m| m.complete(spec(&h, 0))));
+        s.check_invariants().unwrap();
+        drop(child); // released first: evicted first
+        drop(p);
+        s.check_invariants().unwrap();
+        // Evict the child: its stale link must not touch the new parent.
+        let _x = s.allocate(1).unwrap();
+        s.check_invariants().unwrap();
+        let _y = s.allocate(1).unwrap();
+        s.check_invariants().unwrap();
     }
 
     #[test]
