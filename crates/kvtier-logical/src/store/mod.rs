@@ -795,6 +795,77 @@ impl BlockStore {
         }
     }
 
+    /// `register_locked` for a store with no events to emit and no parent
+    /// links to keep (LRU), in two passes with the same outcome: first every
+    /// block takes its identity (registered, not yet indexed, so a panic
+    /// midway leaves blocks that free themselves when released) and its index
+    /// bucket is prefetched; then the blocks are indexed in order, so
+    /// duplicates resolve exactly as one pass would.
+    #[inline(always)]
+    fn register_flat<I: Iterator<Item = CompleteBlock>>(
+        &self,
+        g: &mut Inner,
+        blocks: &mut I,
+        out: &mut Vec<ImmutableBlock>,
+    ) {
+        let start = out.len();
+        for b in blocks {
+            let (store, s, spec) = b.into_parts();
+            assert!(
+                Counted::ptr_eq(&store, &self.shared),
+                "register: a CompleteBlock of another store was passed"
+            );
+            g.prefetch_bucket(spec.hash);
+            let slot = &mut g.slots[s as usize];
+            *slot = Slot {
+                state: State::Registered,
+                indexed: false,
+                refcount: 1,
+                children: 0,
+                position: spec.position,
+                generation: slot.generation,
+                parent_slot: NO_SLOT,
+                parent_gen: 0,
+                index_pos: 0,
+                hash: spec.hash,
+                parent: spec.parent,
+            };
+            out.push(ImmutableBlock {
+                store,
+                slot: s,
+                hash: spec.hash,
+            });
+        }
+        let reject = self.shared.duplicates == DuplicatePolicy::Reject;
+        let mut registered = 0;
+        for b in &mut out[start..] {
+            let (s, hash) = (b.slot, b.hash);
+            let slots = &g.slots;
+            let probe = g.index.probe(hash);
+            match g
+                .index
+                .get_or_insert(probe, hash, s, |x| slots[x as usize].hash)
+            {
+                Ok(pos) => {
+                    let slot = &mut g.slots[s as usize];
+                    slot.indexed = true;
+                    slot.index_pos = pos;
+                    registered += 1;
+                }
+                Err(existing) => {
+                    g.counters.duplicates += 1;
+                    if reject {
+                        g.free_slot(s);
+                        g.acquire(existing);
+                        b.slot = existing;
+                    }
+                    // Allowed duplicate: stays registered, unindexed.
+                }
+            }
+        }
+        g.counters.registrations += registered;
+    }
+
     #[inline(always)]
     fn register_locked<const EMIT: bool, I: Iterator<Item = CompleteBlock>>(
         &self,
@@ -804,6 +875,10 @@ impl BlockStore {
     ) {
         let emit = EMIT;
         let tree = g.policy.hooks().is_some();
+        if !emit && !tree {
+            self.register_flat(g, blocks, out);
+            return;
+        }
         let mut chain: Vec<SequenceHash> = Vec::new();
         let mut chain_parent = SequenceHash::ROOT;
         // Slot of the previous block registered in this batch, to find the
