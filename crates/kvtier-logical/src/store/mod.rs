@@ -702,9 +702,19 @@ impl BlockStore {
             }
             match g.lookup(h) {
                 Some(s) => {
-                    g.acquire(s);
-                    if let Some(p) = g.policy.hooks() {
-                        p.on_hit(s, &g.slots[s as usize].info());
+                    if let Policy::Lru(lru) = &mut g.policy {
+                        // `acquire` with LRU's `remove` inlined; no hooks.
+                        let slot = &mut g.slots[s as usize];
+                        if slot.refcount == 0 {
+                            lru.remove(s);
+                            g.counters.resurrections += 1;
+                        }
+                        slot.refcount += 1;
+                    } else {
+                        g.acquire(s);
+                        if let Some(p) = g.policy.hooks() {
+                            p.on_hit(s, &g.slots[s as usize].info());
+                        }
                     }
                     out.push(ImmutableBlock {
                         // SAFETY: one of the references added above.
