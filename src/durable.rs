@@ -249,19 +249,18 @@ impl DiskJournal {
                 *k = true;
             }
         }
-        let mut removed = 0;
-        for slot in 0..st.live.len() {
-            if !kept[slot] {
-                if let Some(r) = st.live[slot].take() {
-                    st.live_count -= 1;
-                    st.pending.push(Entry::Removed {
-                        slot: slot as u32,
-                        hash: r.hash,
-                    });
-                    removed += 1;
-                }
-            }
-        }
+        let gone: Vec<(u32, u128)> = st
+            .live
+            .iter_mut()
+            .zip(&kept)
+            .enumerate()
+            .filter(|(_, (r, k))| r.is_some() && !**k)
+            .map(|(slot, (r, _))| (slot as u32, r.take().expect("filtered on is_some").hash))
+            .collect();
+        let removed = gone.len() as u64;
+        st.live_count -= removed;
+        st.pending
+            .extend(gone.into_iter().map(|(slot, hash)| Entry::Removed { slot, hash }));
         if removed > 0 {
             self.flush_locked(&mut st);
         }
