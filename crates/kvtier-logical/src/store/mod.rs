@@ -307,9 +307,6 @@ fn prefetch<T>(p: *const T) {
 
 /// How far ahead batch loops prefetch index buckets.
 const PREFETCH_AHEAD: usize = 4;
-/// How many index buckets after a prefix miss `match_prefix_into` prefetches
-/// (the misses are usually registered next).
-const PREFETCH_MISSES: usize = 16;
 
 impl Inner {
     /// The indexed slot holding exactly `hash`, if any.
@@ -729,11 +726,6 @@ impl BlockStore {
                         p.on_miss(h);
                     }
                     g.counters.lookups += 1;
-                    // The misses are usually allocated and registered next.
-                    let rest = &hashes[(i + 1 + PREFETCH_AHEAD).min(hashes.len())..];
-                    for &m in rest.iter().take(PREFETCH_MISSES) {
-                        g.prefetch_bucket(m);
-                    }
                     break;
                 }
             }
