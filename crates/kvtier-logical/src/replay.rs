@@ -57,20 +57,24 @@ impl SingleTierReplay {
         let hashes = &hashes[..hashes.len().min(self.store.capacity())];
         self.held.clear();
         let k = self.store.match_prefix_into(hashes, &mut self.held);
-        self.store
-            .allocate_into(hashes.len() - k, &mut self.fresh, None)?;
-        let complete = self.fresh.drain(..).zip(k..).map(|(b, i)| {
-            b.complete(BlockSpec {
-                hash: hashes[i],
-                parent: if i == 0 {
-                    SequenceHash::ROOT
-                } else {
-                    hashes[i - 1]
-                },
-                position: i as u32,
-            })
-        });
-        self.store.register_into(complete, &mut self.held);
+        // A full hit has nothing to allocate or register (and skips two
+        // lock round-trips).
+        if k < hashes.len() {
+            self.store
+                .allocate_into(hashes.len() - k, &mut self.fresh, None)?;
+            let complete = self.fresh.drain(..).zip(k..).map(|(b, i)| {
+                b.complete(BlockSpec {
+                    hash: hashes[i],
+                    parent: if i == 0 {
+                        SequenceHash::ROOT
+                    } else {
+                        hashes[i - 1]
+                    },
+                    position: i as u32,
+                })
+            });
+            self.store.register_into(complete, &mut self.held);
+        }
         self.store.release(self.held.drain(..).rev());
         self.stats.requests += 1;
         self.stats.blocks += hashes.len() as u64;
