@@ -259,8 +259,10 @@ impl DiskJournal {
             .collect();
         let removed = gone.len() as u64;
         st.live_count -= removed;
-        st.pending
-            .extend(gone.into_iter().map(|(slot, hash)| Entry::Removed { slot, hash }));
+        st.pending.extend(
+            gone.into_iter()
+                .map(|(slot, hash)| Entry::Removed { slot, hash }),
+        );
         if removed > 0 {
             self.flush_locked(&mut st);
         }
