@@ -13,47 +13,118 @@
 //! Cost: each park is paid for by the insert that listed the block, and each
 //! return by the child eviction that made it a leaf: amortised O(1).
 
-use super::{SlotId, SlotList};
+use super::lru::NIL;
+use super::SlotId;
 
+/// `Node::list` of a slot in no list.
 const NONE: u8 = u8::MAX;
 
+/// Per-slot state: links and list membership in one 12-byte entry, so a call
+/// touches one cache line per slot.
 #[derive(Clone, Copy, Debug)]
-struct SlotMeta {
-    /// Segment the slot is listed in, `PARKED` or `NONE`.
-    seg: u8,
+struct Node {
+    prev: u32,
+    next: u32,
+    /// List the slot is in (a segment, the parking list, or `NONE`).
+    list: u8,
     /// Segment a parked slot returns to.
     home: u8,
     /// Whether the slot has no cached child (as last told by the store).
     leaf: bool,
 }
-const PARKED: u8 = u8::MAX - 1;
 
 /// `N` ordered segments (each an intrusive LRU list) plus a parking list for
-/// non-leaf blocks skipped at eviction.
+/// non-leaf blocks skipped at eviction. All lists share one array of nodes:
+/// a slot is in at most one of them. Entries `capacity..capacity + N + 1`
+/// are the lists' sentinels (the lists are circular through them); the
+/// parking list is list `N`.
 #[derive(Debug)]
 pub(crate) struct LeafFirst {
-    lists: Vec<SlotList>,
-    parked: SlotList,
-    /// Per-slot state, packed: one cache line per call.
-    meta: Vec<SlotMeta>,
+    nodes: Vec<Node>,
+    /// Index of list 0's sentinel (= capacity).
+    base: u32,
+    /// Index of the parking list (= number of segments).
+    parked: u8,
+    lens: Vec<usize>,
     len: usize,
 }
 
 impl LeafFirst {
     pub(crate) fn new(capacity: usize, segments: usize) -> Self {
+        assert!(segments < NONE as usize && capacity + segments < NIL as usize);
+        let mut nodes = vec![
+            Node {
+                prev: NIL,
+                next: NIL,
+                list: NONE,
+                home: 0,
+                leaf: true,
+            };
+            capacity + segments + 1
+        ];
+        for (i, n) in nodes[capacity..].iter_mut().enumerate() {
+            let s = (capacity + i) as u32;
+            n.prev = s;
+            n.next = s;
+        }
         LeafFirst {
-            lists: (0..segments).map(|_| SlotList::new(capacity)).collect(),
-            parked: SlotList::new(capacity),
-            meta: vec![
-                SlotMeta {
-                    seg: NONE,
-                    home: 0,
-                    leaf: true,
-                };
-                capacity
-            ],
+            nodes,
+            base: capacity as u32,
+            parked: segments as u8,
+            lens: vec![0; segments + 1],
             len: 0,
         }
+    }
+
+    #[inline(always)]
+    fn sentinel(&self, list: u8) -> u32 {
+        self.base + list as u32
+    }
+
+    /// Link `slot` between adjacent entries `prev` and `next` of `list`.
+    #[inline(always)]
+    fn link(&mut self, list: u8, slot: SlotId, prev: u32, next: u32) {
+        let n = &mut self.nodes[slot as usize];
+        debug_assert!(n.list == NONE, "slot {slot} already listed");
+        n.prev = prev;
+        n.next = next;
+        n.list = list;
+        self.nodes[prev as usize].next = slot;
+        self.nodes[next as usize].prev = slot;
+        self.lens[list as usize] += 1;
+    }
+
+    #[inline(always)]
+    fn link_back(&mut self, list: u8, slot: SlotId) {
+        let s = self.sentinel(list);
+        let tail = self.nodes[s as usize].prev;
+        self.link(list, slot, tail, s);
+    }
+
+    #[inline(always)]
+    fn link_front(&mut self, list: u8, slot: SlotId) {
+        let s = self.sentinel(list);
+        let head = self.nodes[s as usize].next;
+        self.link(list, slot, s, head);
+    }
+
+    /// Unlink a listed slot; returns the list it was in.
+    #[inline(always)]
+    fn unlink(&mut self, slot: SlotId) -> u8 {
+        let n = &mut self.nodes[slot as usize];
+        let (prev, next, list) = (n.prev, n.next, n.list);
+        n.list = NONE;
+        self.nodes[prev as usize].next = next;
+        self.nodes[next as usize].prev = prev;
+        self.lens[list as usize] -= 1;
+        list
+    }
+
+    #[inline(always)]
+    fn head(&self, list: u8) -> Option<SlotId> {
+        let s = self.sentinel(list);
+        let h = self.nodes[s as usize].next;
+        (h != s).then_some(h)
     }
 
     #[inline]
@@ -64,57 +135,50 @@ impl LeafFirst {
     /// Inactive blocks listed in segment `s` (parked ones not counted).
     #[inline]
     pub(crate) fn seg_len(&self, s: usize) -> usize {
-        self.lists[s].len()
+        self.lens[s]
     }
 
     /// Append at the most-recent end of segment `s`.
     #[inline]
     pub(crate) fn push_back(&mut self, s: usize, slot: SlotId, is_leaf: bool) {
-        self.meta[slot as usize].seg = s as u8;
-        self.meta[slot as usize].leaf = is_leaf;
-        self.lists[s].push_back(slot);
+        self.nodes[slot as usize].leaf = is_leaf;
+        self.link_back(s as u8, slot);
         self.len += 1;
     }
 
     /// Insert at the least-recent end of segment `s` (evicted next).
     #[inline]
     pub(crate) fn push_front(&mut self, s: usize, slot: SlotId, is_leaf: bool) {
-        self.meta[slot as usize].seg = s as u8;
-        self.meta[slot as usize].leaf = is_leaf;
-        self.lists[s].push_front(slot);
+        self.nodes[slot as usize].leaf = is_leaf;
+        self.link_front(s as u8, slot);
         self.len += 1;
     }
 
     /// Unlink an inactive slot wherever it is.
     #[inline]
     pub(crate) fn remove(&mut self, slot: SlotId) -> bool {
-        let s = self.meta[slot as usize].seg;
-        let found = match s {
-            NONE => false,
-            PARKED => self.parked.remove(slot),
-            s => self.lists[s as usize].remove(slot),
-        };
-        if found {
-            self.len -= 1;
+        if self.nodes[slot as usize].list == NONE {
+            return false;
         }
-        self.meta[slot as usize].seg = NONE;
-        found
+        self.unlink(slot);
+        self.len -= 1;
+        true
     }
 
     /// The least-recent slot of segment `s` (maybe a non-leaf), without
     /// removing it.
     #[inline]
     pub(crate) fn front(&self, s: usize) -> Option<SlotId> {
-        self.lists[s].front()
+        self.head(s as u8)
     }
 
     /// Move the least-recent slot of segment `from` to the most-recent end of
     /// segment `to`.
     #[inline]
     pub(crate) fn move_front_to_back(&mut self, from: usize, to: usize) -> Option<SlotId> {
-        let slot = self.lists[from].pop_front()?;
-        self.lists[to].push_back(slot);
-        self.meta[slot as usize].seg = to as u8;
+        let slot = self.head(from as u8)?;
+        self.unlink(slot);
+        self.link_back(to as u8, slot);
         Some(slot)
     }
 
@@ -122,17 +186,11 @@ impl LeafFirst {
     /// non-leaves met on the way. `None` if the segment has no leaf.
     #[inline]
     pub(crate) fn pop_leaf(&mut self, s: usize) -> Option<SlotId> {
-        while let Some(slot) = self.lists[s].pop_front() {
-            if self.meta[slot as usize].leaf {
-                self.meta[slot as usize].seg = NONE;
-                self.len -= 1;
-                return Some(slot);
+        loop {
+            if let Some(v) = self.pop_step(s)? {
+                return Some(v);
             }
-            self.parked.push_back(slot);
-            self.meta[slot as usize].seg = PARKED;
-            self.meta[slot as usize].home = s as u8;
         }
-        None
     }
 
     /// One step of [`pop_leaf`](Self::pop_leaf): `Some(Some(slot))` if the
@@ -140,23 +198,22 @@ impl LeafFirst {
     /// non-leaf (parked), `None` if the segment is empty.
     #[inline]
     pub(crate) fn pop_step(&mut self, s: usize) -> Option<Option<SlotId>> {
-        let slot = self.lists[s].pop_front()?;
-        if self.meta[slot as usize].leaf {
-            self.meta[slot as usize].seg = NONE;
+        let slot = self.head(s as u8)?;
+        self.unlink(slot);
+        if self.nodes[slot as usize].leaf {
             self.len -= 1;
             return Some(Some(slot));
         }
-        self.parked.push_back(slot);
-        self.meta[slot as usize].seg = PARKED;
-        self.meta[slot as usize].home = s as u8;
+        self.nodes[slot as usize].home = s as u8;
+        self.link_back(self.parked, slot);
         Some(None)
     }
 
     /// Remove and return the oldest parked slot (last resort).
     #[inline]
     pub(crate) fn pop_parked(&mut self) -> Option<SlotId> {
-        let slot = self.parked.pop_front()?;
-        self.meta[slot as usize].seg = NONE;
+        let slot = self.head(self.parked)?;
+        self.unlink(slot);
         self.len -= 1;
         Some(slot)
     }
@@ -165,12 +222,12 @@ impl LeafFirst {
     /// back to the eviction end of its segment.
     #[inline]
     pub(crate) fn on_leaf_changed(&mut self, slot: SlotId, is_leaf: bool) {
-        self.meta[slot as usize].leaf = is_leaf;
-        if is_leaf && self.meta[slot as usize].seg == PARKED {
-            self.parked.remove(slot);
-            let h = self.meta[slot as usize].home;
-            self.lists[h as usize].push_front(slot);
-            self.meta[slot as usize].seg = h;
+        let n = &mut self.nodes[slot as usize];
+        n.leaf = is_leaf;
+        if is_leaf && n.list == self.parked {
+            let h = n.home;
+            self.unlink(slot);
+            self.link_front(h, slot);
         }
     }
 }

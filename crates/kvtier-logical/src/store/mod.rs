@@ -21,7 +21,9 @@
 use crate::events::{EventBus, EventKind};
 use crate::hash::SequenceHash;
 use crate::metrics::{Counters, TierMetrics};
-use crate::policy::{BlockInfo, EvictionPolicy, Lru, PolicyKind, SlotId};
+use crate::policy::{
+    BlockInfo, EvictionPolicy, Lru, PolicyKind, PrefixFreq, PrefixLru, S3Fifo, SlotId, TinyLfu,
+};
 use crate::tier::Tier;
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
@@ -208,66 +210,123 @@ impl Slot {
     }
 }
 
-/// The tier's eviction policy. LRU, the reference policy, is held by value
-/// so its calls are static and inlined; its `EvictionPolicy` hooks
-/// (`on_hit`, `on_miss`, `on_register`, `on_evicted`, `on_leaf_changed`) are
-/// the trait's no-op defaults and its `insert` ignores the `BlockInfo`, so the
-/// store skips building `BlockInfo`s and calling those hooks for it. Every
-/// other policy is called through the trait object exactly as before.
+/// The tier's eviction policy, held by value with one variant per concrete
+/// policy: every call is a `match` on a well-predicted tag followed by a
+/// static, inlinable call (no trait object, no virtual call per hook).
+/// LRU's `EvictionPolicy` hooks (`on_hit`, `on_miss`, `on_register`,
+/// `on_evicted`, `on_leaf_changed`) are the trait's no-op defaults and its
+/// `insert` ignores the `BlockInfo`, so the store also skips building
+/// `BlockInfo`s and keeping parent links for it ([`Policy::has_hooks`]), and
+/// has LRU-only fast paths in `allocate_into`, `match_prefix_into` and
+/// `release`.
 enum Policy {
     Lru(Lru),
-    Dyn(Box<dyn EvictionPolicy>),
+    PrefixLru(PrefixLru),
+    S3Fifo(S3Fifo),
+    TinyLfu(TinyLfu),
+    PrefixFreq(PrefixFreq),
+}
+
+/// `$body` with `$p` bound to the concrete policy inside `$policy`.
+macro_rules! dispatch {
+    ($policy:expr, $p:ident => $body:expr) => {
+        match $policy {
+            Policy::Lru($p) => $body,
+            Policy::PrefixLru($p) => $body,
+            Policy::S3Fifo($p) => $body,
+            Policy::TinyLfu($p) => $body,
+            Policy::PrefixFreq($p) => $body,
+        }
+    };
+}
+
+/// `$body` with `$p` bound to the concrete policy, for policies with hooks
+/// (nothing for LRU).
+macro_rules! hooks {
+    ($policy:expr, $p:ident => $body:expr) => {
+        match $policy {
+            Policy::Lru(_) => {}
+            Policy::PrefixLru($p) => $body,
+            Policy::S3Fifo($p) => $body,
+            Policy::TinyLfu($p) => $body,
+            Policy::PrefixFreq($p) => $body,
+        }
+    };
 }
 
 impl Policy {
     fn build(kind: PolicyKind, capacity: usize) -> Self {
-        // `PolicyKind::Lru.build(capacity)` is `Lru::new(capacity)` boxed.
-        if kind == PolicyKind::Lru {
-            Policy::Lru(Lru::new(capacity))
-        } else {
-            Policy::Dyn(kind.build(capacity))
+        // The same policies `PolicyKind::build` boxes.
+        match kind {
+            PolicyKind::Lru => Policy::Lru(Lru::new(capacity)),
+            PolicyKind::PrefixLru => Policy::PrefixLru(PrefixLru::new(capacity)),
+            PolicyKind::S3Fifo => Policy::S3Fifo(S3Fifo::new(capacity)),
+            PolicyKind::TinyLfu => Policy::TinyLfu(TinyLfu::new(capacity)),
+            PolicyKind::PrefixFreq => Policy::PrefixFreq(PrefixFreq::new(capacity)),
         }
     }
 
     #[inline]
     fn name(&self) -> &'static str {
-        match self {
-            Policy::Lru(l) => l.name(),
-            Policy::Dyn(d) => d.name(),
-        }
+        dispatch!(self, p => p.name())
     }
 
     #[inline]
     fn len(&self) -> usize {
-        match self {
-            Policy::Lru(l) => l.len(),
-            Policy::Dyn(d) => d.len(),
-        }
+        dispatch!(self, p => p.len())
     }
 
     #[inline]
     fn evict(&mut self) -> Option<SlotId> {
-        match self {
-            Policy::Lru(l) => l.evict(),
-            Policy::Dyn(d) => d.evict(),
-        }
+        dispatch!(self, p => p.evict())
     }
 
     #[inline]
     fn remove(&mut self, s: SlotId) {
+        dispatch!(self, p => p.remove(s))
+    }
+
+    /// Whether the policy has hooks (all but LRU): only then does the store
+    /// build `BlockInfo`s and keep parent links and children counts.
+    #[inline]
+    fn has_hooks(&self) -> bool {
+        !matches!(self, Policy::Lru(_))
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, s: SlotId, slot: &Slot) {
         match self {
-            Policy::Lru(l) => l.remove(s),
-            Policy::Dyn(d) => d.remove(s),
+            Policy::Lru(l) => l.insert(s, &LRU_INFO),
+            Policy::PrefixLru(p) => p.insert(s, &slot.info()),
+            Policy::S3Fifo(p) => p.insert(s, &slot.info()),
+            Policy::TinyLfu(p) => p.insert(s, &slot.info()),
+            Policy::PrefixFreq(p) => p.insert(s, &slot.info()),
         }
     }
 
-    /// The hooks, for policies that have them (`None` for LRU).
-    #[inline]
-    fn hooks(&mut self) -> Option<&mut dyn EvictionPolicy> {
-        match self {
-            Policy::Lru(_) => None,
-            Policy::Dyn(d) => Some(d.as_mut()),
-        }
+    #[inline(always)]
+    fn on_hit(&mut self, s: SlotId, slot: &Slot) {
+        hooks!(self, p => p.on_hit(s, &slot.info()))
+    }
+
+    #[inline(always)]
+    fn on_miss(&mut self, h: SequenceHash) {
+        hooks!(self, p => p.on_miss(h))
+    }
+
+    #[inline(always)]
+    fn on_register(&mut self, s: SlotId, slot: &Slot) {
+        hooks!(self, p => p.on_register(s, &slot.info()))
+    }
+
+    #[inline(always)]
+    fn on_evicted(&mut self, s: SlotId, slot: &Slot) {
+        hooks!(self, p => p.on_evicted(s, &slot.info()))
+    }
+
+    #[inline(always)]
+    fn on_leaf_changed(&mut self, s: SlotId, is_leaf: bool) {
+        hooks!(self, p => p.on_leaf_changed(s, is_leaf))
     }
 }
 
@@ -332,9 +391,7 @@ impl Inner {
         self.index
             .remove_at(self.index.probe(slot.hash), slot.index_pos);
         self.slots[s as usize].indexed = false;
-        if let Some(h) = self.policy.hooks() {
-            h.on_evicted(s, &slot.info());
-        }
+        self.policy.on_evicted(s, &slot);
         self.detach_from_parent(s);
         // A reused slot must not upgrade old `WeakBlock`s.
         let g = &mut self.slots[s as usize].generation;
@@ -389,9 +446,7 @@ impl Inner {
         {
             parent.children -= 1;
             if parent.children == 0 {
-                if let Some(h) = self.policy.hooks() {
-                    h.on_leaf_changed(p, true);
-                }
+                self.policy.on_leaf_changed(p, true);
             }
         }
     }
@@ -416,10 +471,7 @@ impl Inner {
         slot.refcount -= 1;
         if slot.refcount == 0 {
             if slot.indexed {
-                match &mut self.policy {
-                    Policy::Lru(l) => l.insert(s, &LRU_INFO),
-                    Policy::Dyn(d) => d.insert(s, &slot.info()),
-                }
+                self.policy.insert(s, &self.slots[s as usize]);
             } else {
                 self.free_slot(s);
             }
@@ -709,9 +761,7 @@ impl BlockStore {
                         slot.refcount += 1;
                     } else {
                         g.acquire(s);
-                        if let Some(p) = g.policy.hooks() {
-                            p.on_hit(s, &g.slots[s as usize].info());
-                        }
+                        g.policy.on_hit(s, &g.slots[s as usize]);
                     }
                     out.push(ImmutableBlock {
                         // SAFETY: one of the references added above.
@@ -722,9 +772,7 @@ impl BlockStore {
                     matched += 1;
                 }
                 None => {
-                    if let Some(p) = g.policy.hooks() {
-                        p.on_miss(h);
-                    }
+                    g.policy.on_miss(h);
                     g.counters.lookups += 1;
                     break;
                 }
@@ -876,7 +924,7 @@ impl BlockStore {
         out: &mut Vec<ImmutableBlock>,
     ) {
         let emit = EMIT;
-        let tree = g.policy.hooks().is_some();
+        let tree = g.policy.has_hooks();
         if !emit && !tree {
             self.register_flat(g, blocks, out);
             return;
@@ -950,9 +998,7 @@ impl BlockStore {
                 if p.indexed && p.hash == spec.parent {
                     p.children += 1;
                     if p.children == 1 {
-                        if let Some(h) = g.policy.hooks() {
-                            h.on_leaf_changed(parent_slot, false);
-                        }
+                        g.policy.on_leaf_changed(parent_slot, false);
                     }
                 } else {
                     parent_slot = NO_SLOT;
@@ -975,9 +1021,7 @@ impl BlockStore {
                     parent: spec.parent,
                 };
             }
-            if let Some(h) = g.policy.hooks() {
-                h.on_register(s, &g.slots[s as usize].info());
-            }
+            g.policy.on_register(s, &g.slots[s as usize]);
             g.counters.registrations += 1;
             if emit {
                 if chain.last() != Some(&spec.parent) && !chain.is_empty() {
@@ -1069,9 +1113,7 @@ impl BlockStore {
         let mut g = self.shared.inner.lock();
         let g = &mut *g;
         while let Some(s) = g.policy.evict() {
-            if let Some(h) = g.policy.hooks() {
-                h.on_evicted(s, &g.slots[s as usize].info());
-            }
+            g.policy.on_evicted(s, &g.slots[s as usize]);
             g.counters.evictions += 1;
             g.free_slot(s);
         }
