@@ -173,6 +173,28 @@ pub struct OffloadConfig {
     /// Copy-engine worker threads per engine.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Disk I/O mode of G3: `direct` (O_DIRECT positioned I/O, errors typed)
+    /// or `mmap` (through the page cache via the mapping).
+    #[serde(default)]
+    pub disk_io: DiskIoChoice,
+    /// Disk engine worker threads (I/Os in flight at once).
+    #[serde(default = "default_disk_threads")]
+    pub disk_threads: usize,
+}
+
+/// How G3 moves bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskIoChoice {
+    /// O_DIRECT `pread`/`pwrite` (buffered when the file system refuses it).
+    #[default]
+    Direct,
+    /// `memcpy` through the shared mapping.
+    Mmap,
+}
+
+fn default_disk_threads() -> usize {
+    4
 }
 
 fn default_queue_depth() -> usize {
@@ -190,6 +212,8 @@ impl Default for OffloadConfig {
             g2_to_g3: Default::default(),
             queue_depth: default_queue_depth(),
             threads: default_threads(),
+            disk_io: DiskIoChoice::default(),
+            disk_threads: default_disk_threads(),
         }
     }
 }

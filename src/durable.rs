@@ -2,8 +2,8 @@
 //! engine's [`G3Journal`] hooks, with group commit.
 //!
 //! - `stored` buffers records (cheap, called on the cache's tasks);
-//! - a committer thread flushes every [`COMMIT_INTERVAL`]: `fdatasync` of the
-//!   data file first, then the records are appended and the journal
+//! - a committer thread flushes every [`COMMIT_INTERVAL`]: `msync` +
+//!   `fdatasync` of the data file first (covering both disk I/O modes), then the records are appended and the journal
 //!   `fdatasync`ed (the durability contract of `kvtier_disk::journal`);
 //! - `removed` (a G3 eviction, just before the slot is rewritten) flushes
 //!   synchronously, pending stores included, so a slot whose record was
@@ -179,7 +179,7 @@ impl DiskJournal {
         let entries = std::mem::take(&mut st.pending);
         let r = self
             .data
-            .sync_data()
+            .flush()
             .map_err(|e| e.to_string())
             .and_then(|_| st.journal.append(&entries).map_err(|e| e.to_string()))
             .and_then(|_| st.journal.commit().map_err(|e| e.to_string()));

@@ -208,10 +208,16 @@ pub fn build(
         } else {
             Arc::new(MemcpyEngine::new(threads).map_err(|e| SetupError::Engine(e.to_string()))?)
         };
-        let disk: Arc<dyn CopyEngine> = Arc::new(
-            DiskCopyEngine::new(DiskIo::default(), threads)
-                .map_err(|e| SetupError::Engine(e.to_string()))?,
-        );
+        let io = match config.offload.disk_io {
+            crate::config::DiskIoChoice::Direct => DiskIo::Direct,
+            crate::config::DiskIoChoice::Mmap => DiskIo::Mmap,
+        };
+        let mut disk = DiskCopyEngine::new(io, config.offload.disk_threads.max(1))
+            .map_err(|e| SetupError::Engine(e.to_string()))?;
+        // Spread even small batches over the workers: several I/Os in flight
+        // beat one thread's sequence of small positioned writes.
+        disk.set_min_part(64 << 10);
+        let disk: Arc<dyn CopyEngine> = Arc::new(disk);
         (Some(device), Some(disk))
     } else {
         (None, None)

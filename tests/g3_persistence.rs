@@ -112,9 +112,14 @@ fn crash_at_random_points_recovers_what_was_acknowledged() {
     let t = tempfile::tempdir().unwrap();
     // A G3 smaller than the trace's 43,924 blocks, so G3 also evicts
     // (exercising the removal-before-overwrite path).
+    // The built-in config's disk mode (mmap: the sync before each commit
+    // must cover writes through the mapping).
     let cfg = write_config(
         t.path(),
-        &CONFIG.replace("blocks = 50000", "blocks = 20000"),
+        &format!(
+            "{}\n[offload]\ndisk_io = \"mmap\"\n",
+            CONFIG.replace("blocks = 50000", "blocks = 20000")
+        ),
     );
     let g3 = t.path().join("g3");
     let g3s = g3.to_str().unwrap().to_string();

@@ -500,8 +500,8 @@ impl TieredCache {
         let inner = &*self.inner;
         let g1 = inner.tiers[0].as_ref().expect("G1 exists");
         let Some(_) = &g1.mem else { return Ok(()) };
-        let mut scratch = vec![0u8; inner.block_bytes as usize];
         if let Some(host) = &g1.host {
+            let mut scratch = vec![0u8; inner.block_bytes as usize];
             for (i, b) in blocks.iter().enumerate() {
                 fill(i, &mut scratch);
                 host.write_block(b.slot() as usize, &scratch)?;
@@ -519,8 +519,10 @@ impl TieredCache {
         for (c, chunk) in blocks.chunks(per).enumerate() {
             let mut pairs = Vec::with_capacity(chunk.len());
             for (j, b) in chunk.iter().enumerate() {
-                fill(c * per + j, &mut scratch);
-                staging.write_block(j, &scratch)?;
+                // Staging is contiguous: one region per block, filled in place.
+                let mut view = staging.block_mut(j)?;
+                fill(c * per + j, view.region_mut(0));
+                drop(view);
                 pairs.push((j, b.slot() as usize));
             }
             let src: Arc<dyn BlockMemory> = staging.clone();
@@ -564,7 +566,8 @@ impl TieredCache {
             let dst: Arc<dyn BlockMemory> = staging.clone();
             engine.copy_blocks(&src, &dst, &pairs)?.await?;
             for j in 0..chunk.len() {
-                check(c * per + j, &staging.read_block(j)?);
+                // Contiguous staging: the block's canonical bytes in place.
+                check(c * per + j, staging.block(j)?.region(0));
             }
         }
         Ok(())
