@@ -19,10 +19,15 @@ use super::SlotId;
 /// `Node::list` of a slot in no list.
 const NONE: u8 = u8::MAX;
 
-/// Per-slot state: links and list membership in one 12-byte entry, so a call
-/// touches one cache line per slot.
+/// Per-slot state: links, list membership and the owning policy's own
+/// per-slot data `T` in one entry (12 bytes plus `T`), so a call touches one
+/// cache line per slot.
 #[derive(Clone, Copy, Debug)]
-struct Node {
+#[repr(C)]
+struct Node<T> {
+    /// The policy's per-slot data (first, so that its alignment pads the
+    /// entry to a size that does not straddle cache lines).
+    data: T,
     prev: u32,
     next: u32,
     /// List the slot is in (a segment, the parking list, or `NONE`).
@@ -39,8 +44,8 @@ struct Node {
 /// are the lists' sentinels (the lists are circular through them); the
 /// parking list is list `N`.
 #[derive(Debug)]
-pub(crate) struct LeafFirst {
-    nodes: Vec<Node>,
+pub(crate) struct LeafFirst<T = ()> {
+    nodes: Vec<Node<T>>,
     /// Index of list 0's sentinel (= capacity).
     base: u32,
     /// Index of the parking list (= number of segments).
@@ -49,11 +54,12 @@ pub(crate) struct LeafFirst {
     len: usize,
 }
 
-impl LeafFirst {
+impl<T: Copy + Default> LeafFirst<T> {
     pub(crate) fn new(capacity: usize, segments: usize) -> Self {
         assert!(segments < NONE as usize && capacity + segments < NIL as usize);
         let mut nodes = vec![
             Node {
+                data: T::default(),
                 prev: NIL,
                 next: NIL,
                 list: NONE,
@@ -125,6 +131,18 @@ impl LeafFirst {
         let s = self.sentinel(list);
         let h = self.nodes[s as usize].next;
         (h != s).then_some(h)
+    }
+
+    /// The policy's data of `slot` (kept whether or not the slot is listed).
+    #[inline(always)]
+    pub(crate) fn data(&self, slot: SlotId) -> &T {
+        &self.nodes[slot as usize].data
+    }
+
+    /// The policy's data of `slot`, mutable.
+    #[inline(always)]
+    pub(crate) fn data_mut(&mut self, slot: SlotId) -> &mut T {
+        &mut self.nodes[slot as usize].data
     }
 
     #[inline]
@@ -238,7 +256,7 @@ mod tests {
 
     #[test]
     fn parks_non_leaves_and_returns_them() {
-        let mut l = LeafFirst::new(8, 1);
+        let mut l: LeafFirst = LeafFirst::new(8, 1);
         // chain 0 <- 1 <- 2 released tail first, but say the tail 2 is in use:
         l.push_back(0, 1, false);
         l.push_back(0, 0, false);
@@ -254,7 +272,7 @@ mod tests {
 
     #[test]
     fn remove_from_parking() {
-        let mut l = LeafFirst::new(4, 2);
+        let mut l: LeafFirst = LeafFirst::new(4, 2);
         l.push_back(1, 3, false);
         assert_eq!(l.pop_leaf(1), None);
         assert!(l.remove(3));

@@ -82,6 +82,10 @@ pub trait EvictionPolicy: Send + 'static {
     /// ghost lists or admission sketches use it; the default ignores it.
     fn on_miss(&mut self, _hash: SequenceHash) {}
 
+    /// `hash` is about to be counted (`on_hit` or `on_register`): policies
+    /// with large tables may prefetch its entry. The default ignores it.
+    fn prefetch(&self, _hash: SequenceHash) {}
+
     /// A new block was registered in `slot` (it is in use, not yet inactive).
     fn on_register(&mut self, _slot: SlotId, _info: &BlockInfo) {}
 

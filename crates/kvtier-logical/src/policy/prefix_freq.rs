@@ -3,6 +3,7 @@
 use super::leaf::LeafFirst;
 use super::sketch::FrequencySketch;
 use super::{BlockInfo, EvictionPolicy, SlotId};
+use crate::hash::SequenceHash;
 
 /// Segment of blocks seen once in the sketch's memory (probation).
 const NEW: usize = 0;
@@ -46,7 +47,11 @@ pub const MAX_PASSES: u8 = 3;
 /// documents) gets its cache back.
 pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
 
+/// Per-slot state, stored in the leaf layer's node of the slot (one cache
+/// line per call). 16 bytes aligned to 16: with the node's 12 bytes of
+/// links, a 32-byte entry that never straddles a cache line.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(16))]
 struct Meta {
     /// Release clock value at the slot's last insert.
     stamp: u64,
@@ -97,13 +102,11 @@ struct Meta {
 /// at construction.
 #[derive(Debug)]
 pub struct PrefixFreq {
-    q: LeafFirst,
+    q: LeafFirst<Meta>,
     sketch: FrequencySketch,
     protected_cap: usize,
     /// Release clock: number of inserts so far.
     clock: u64,
-    /// Per-slot state, packed so that one call touches one cache line.
-    meta: Vec<Meta>,
     /// Head start of a proven block over a new one, in release ticks.
     credit: u64,
     /// Continuation blocks reused / evicted unused (decayed).
@@ -135,7 +138,6 @@ impl PrefixFreq {
             prev_pos: u32::MAX,
             prev_chain: false,
             clock: 0,
-            meta: vec![Meta::default(); capacity],
             credit: capacity as u64 * PROVEN_CREDIT_TURNOVERS,
         }
     }
@@ -149,7 +151,7 @@ impl PrefixFreq {
         }
         loop {
             let f = self.q.front(PROVEN)?;
-            let m = &mut self.meta[f as usize];
+            let m = self.q.data_mut(f);
             if m.passes > 0 {
                 m.passes -= 1;
                 self.clock += 1;
@@ -201,13 +203,13 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
-        let s = slot as usize;
-        let proven =
-            self.meta[s].freq >= PROVEN_MIN || (self.meta[s].cont && self.continuations_pay());
+        let proven = self.q.data(slot).freq >= PROVEN_MIN
+            || (self.q.data(slot).cont && self.continuations_pay());
         self.clock += 1;
-        self.meta[slot as usize].stamp = self.clock;
-        let is_tail = std::mem::take(&mut self.after_register) && self.meta[s].freq < PROVEN_MIN;
-        self.meta[s].tail = is_tail;
+        self.q.data_mut(slot).stamp = self.clock;
+        let is_tail =
+            std::mem::take(&mut self.after_register) && self.q.data(slot).freq < PROVEN_MIN;
+        self.q.data_mut(slot).tail = is_tail;
         if is_tail && !proven && self.tails_wasted() {
             self.q.push_front(NEW, slot, info.is_leaf);
             return;
@@ -231,9 +233,7 @@ impl EvictionPolicy for PrefixFreq {
         // The proven head goes first once it has sat unused for longer than
         // its credit beyond the new head.
         let first = match (self.q.front(NEW), self.q.front(PROVEN)) {
-            (Some(n), Some(p))
-                if self.meta[p as usize].stamp + self.credit < self.meta[n as usize].stamp =>
-            {
+            (Some(n), Some(p)) if self.q.data(p).stamp + self.credit < self.q.data(n).stamp => {
                 PROVEN
             }
             (None, Some(_)) => PROVEN,
@@ -250,15 +250,20 @@ impl EvictionPolicy for PrefixFreq {
     }
 
     #[inline]
+    fn prefetch(&self, hash: SequenceHash) {
+        self.sketch.prefetch(hash);
+    }
+
+    #[inline]
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
-        let m = &mut self.meta[slot as usize];
+        let m = self.q.data_mut(slot);
         m.passes = (m.passes + 1).min(MAX_PASSES);
-        self.meta[slot as usize].freq = self.sketch.increment(info.hash);
-        if std::mem::take(&mut self.meta[slot as usize].cont) {
+        self.q.data_mut(slot).freq = self.sketch.increment(info.hash);
+        if std::mem::take(&mut self.q.data_mut(slot).cont) {
             self.cont_reused += 1;
             self.decay_cont();
         }
-        if std::mem::take(&mut self.meta[slot as usize].tail) {
+        if std::mem::take(&mut self.q.data_mut(slot).tail) {
             self.tail_reused += 1;
             self.decay_tail();
         }
@@ -269,13 +274,13 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.meta[slot as usize].passes = 0;
-        self.meta[slot as usize].freq = self.sketch.increment(info.hash);
+        self.q.data_mut(slot).passes = 0;
+        self.q.data_mut(slot).freq = self.sketch.increment(info.hash);
         // A continuation: registered right after its parent was matched (or
         // registered as a continuation) in the same request.
         let c =
             info.position > 0 && self.prev_chain && self.prev_pos.wrapping_add(1) == info.position;
-        self.meta[slot as usize].cont = c;
+        self.q.data_mut(slot).cont = c;
         self.after_register = true;
         self.prev_pos = info.position;
         self.prev_chain = c;
@@ -283,11 +288,11 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
-        if std::mem::take(&mut self.meta[slot as usize].cont) {
+        if std::mem::take(&mut self.q.data_mut(slot).cont) {
             self.cont_wasted += 1;
             self.decay_cont();
         }
-        if std::mem::take(&mut self.meta[slot as usize].tail) {
+        if std::mem::take(&mut self.q.data_mut(slot).tail) {
             self.tail_wasted += 1;
             self.decay_tail();
         }

@@ -2,6 +2,7 @@
 
 use super::sketch::FrequencySketch;
 use super::{BlockInfo, EvictionPolicy, SlotId, SlotList};
+use crate::hash::SequenceHash;
 
 const NONE: u8 = 0;
 const SMALL: u8 = 1;
@@ -107,6 +108,11 @@ impl EvictionPolicy for S3Fifo {
 
     fn len(&self) -> usize {
         self.small.len() + self.main.len()
+    }
+
+    #[inline]
+    fn prefetch(&self, hash: SequenceHash) {
+        self.sketch.prefetch(hash);
     }
 
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {

@@ -159,6 +159,11 @@ impl EvictionPolicy for TinyLfu {
         self.window.len() + self.probation.len() + self.protected.len()
     }
 
+    #[inline]
+    fn prefetch(&self, hash: SequenceHash) {
+        self.sketch.prefetch(hash);
+    }
+
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
         self.hit[slot as usize] = true;
         self.sketch.increment(info.hash);

@@ -310,6 +310,11 @@ impl Policy {
     }
 
     #[inline(always)]
+    fn prefetch(&self, h: SequenceHash) {
+        hooks!(self, p => p.prefetch(h))
+    }
+
+    #[inline(always)]
     fn on_miss(&mut self, h: SequenceHash) {
         hooks!(self, p => p.on_miss(h))
     }
@@ -744,10 +749,12 @@ impl BlockStore {
         let mut matched = 0;
         for &h in hashes.iter().take(PREFETCH_AHEAD) {
             g.prefetch_bucket(h);
+            g.policy.prefetch(h);
         }
         for (i, &h) in hashes.iter().enumerate() {
             if let Some(&next) = hashes.get(i + PREFETCH_AHEAD) {
                 g.prefetch_bucket(next);
+                g.policy.prefetch(next);
             }
             match g.lookup(h) {
                 Some(s) => {
@@ -773,6 +780,14 @@ impl BlockStore {
                 }
                 None => {
                     g.policy.on_miss(h);
+                    // The rest of the request is usually computed and
+                    // registered next: let the policy prefetch what it will
+                    // count then (the first `PREFETCH_AHEAD` are on their way).
+                    if g.policy.has_hooks() {
+                        for &r in hashes.iter().skip(i + 1 + PREFETCH_AHEAD) {
+                            g.policy.prefetch(r);
+                        }
+                    }
                     g.counters.lookups += 1;
                     break;
                 }
@@ -916,6 +931,111 @@ impl BlockStore {
         g.counters.registrations += registered;
     }
 
+    /// `register_locked` for a store with no events to emit whose policy has
+    /// hooks (parent links, children counts, `on_register`), in two passes
+    /// like [`register_flat`](Self::register_flat): first every block takes
+    /// its identity (registered, not indexed) and its index bucket is
+    /// prefetched; then, in order, each block finds its parent, is indexed,
+    /// counted as its parent's child and reported to the policy. Same outcome
+    /// as one pass: a block's parent is looked up after the earlier blocks of
+    /// the batch are indexed.
+    #[inline(always)]
+    fn register_tree<I: Iterator<Item = CompleteBlock>>(
+        &self,
+        g: &mut Inner,
+        blocks: &mut I,
+        out: &mut Vec<ImmutableBlock>,
+    ) {
+        let start = out.len();
+        for b in blocks {
+            let (store, s, spec) = b.into_parts();
+            assert!(
+                Counted::ptr_eq(&store, &self.shared),
+                "register: a CompleteBlock of another store was passed"
+            );
+            g.prefetch_bucket(spec.hash);
+            let slot = &mut g.slots[s as usize];
+            *slot = Slot {
+                state: State::Registered,
+                indexed: false,
+                refcount: 1,
+                children: 0,
+                position: spec.position,
+                generation: slot.generation,
+                parent_slot: NO_SLOT,
+                parent_gen: 0,
+                index_pos: 0,
+                hash: spec.hash,
+                parent: spec.parent,
+            };
+            out.push(ImmutableBlock {
+                store,
+                slot: s,
+                hash: spec.hash,
+            });
+        }
+        let reject = self.shared.duplicates == DuplicatePolicy::Reject;
+        let mut registered = 0;
+        // Slot of the previous block registered in this batch, to find the
+        // parent of a chain without an index lookup.
+        let mut prev: Option<(SequenceHash, SlotId)> = None;
+        for b in &mut out[start..] {
+            let (s, hash) = (b.slot, b.hash);
+            let parent = g.slots[s as usize].parent;
+            let found = if parent == SequenceHash::ROOT {
+                NO_SLOT
+            } else {
+                match prev {
+                    Some((h, ps)) if h == parent => ps,
+                    _ => g.lookup(parent).unwrap_or(NO_SLOT),
+                }
+            };
+            let probe = g.index.probe(hash);
+            let slots = &g.slots;
+            match g
+                .index
+                .get_or_insert(probe, hash, s, |x| slots[x as usize].hash)
+            {
+                Ok(index_pos) => {
+                    // Count the new block as its parent's child (if the
+                    // parent is still the indexed block it names).
+                    let mut parent_slot = NO_SLOT;
+                    let mut parent_gen = 0;
+                    if found != NO_SLOT {
+                        let p = &mut g.slots[found as usize];
+                        if p.indexed && p.hash == parent {
+                            parent_slot = found;
+                            parent_gen = p.generation;
+                            p.children += 1;
+                            if p.children == 1 {
+                                g.policy.on_leaf_changed(found, false);
+                            }
+                        }
+                    }
+                    let slot = &mut g.slots[s as usize];
+                    slot.indexed = true;
+                    slot.index_pos = index_pos;
+                    slot.parent_slot = parent_slot;
+                    slot.parent_gen = parent_gen;
+                    g.policy.on_register(s, &g.slots[s as usize]);
+                    registered += 1;
+                    prev = Some((hash, s));
+                }
+                Err(existing) => {
+                    g.counters.duplicates += 1;
+                    if reject {
+                        g.free_slot(s);
+                        g.acquire(existing);
+                        b.slot = existing;
+                        prev = Some((hash, existing));
+                    }
+                    // Allowed duplicate: stays registered, unindexed.
+                }
+            }
+        }
+        g.counters.registrations += registered;
+    }
+
     #[inline(always)]
     fn register_locked<const EMIT: bool, I: Iterator<Item = CompleteBlock>>(
         &self,
@@ -925,8 +1045,12 @@ impl BlockStore {
     ) {
         let emit = EMIT;
         let tree = g.policy.has_hooks();
-        if !emit && !tree {
-            self.register_flat(g, blocks, out);
+        if !emit {
+            if tree {
+                self.register_tree(g, blocks, out);
+            } else {
+                self.register_flat(g, blocks, out);
+            }
             return;
         }
         let mut chain: Vec<SequenceHash> = Vec::new();
