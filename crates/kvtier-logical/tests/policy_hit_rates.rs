@@ -136,3 +136,32 @@ fn default_beats_lru() {
         }
     }
 }
+
+/// The default against LRU only, at the sizes of the thresholds and of the
+/// workload tables (quick check while changing the default):
+/// `cargo test --release -p kvtier-logical --test policy_hit_rates default_vs_lru -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn default_vs_lru() {
+    let d = PolicyKind::default();
+    let mut sets = vec![("trace", trace().to_vec())];
+    sets.extend(workloads());
+    for (name, reqs) in &sets {
+        let caps: &[usize] = if *name == "trace" {
+            &[1000, 2000, 4000, 6000, 10_000, 20_000]
+        } else {
+            &[500, 1000, 2000, 4000, 8000]
+        };
+        print!("{name}:");
+        for &c in caps {
+            let (hd, b) = hits(d, c, reqs);
+            let (hl, _) = hits(PolicyKind::Lru, c, reqs);
+            print!(
+                " {c}: {:.4} ({:+.2})",
+                hd as f64 / b as f64,
+                (hd as f64 - hl as f64) / b as f64 * 100.0
+            );
+        }
+        println!();
+    }
+}

@@ -159,6 +159,9 @@ impl EvictionPolicy for Lru {
     fn name(&self) -> &'static str {
         "lru"
     }
+    fn uses_leaves(&self) -> bool {
+        false
+    }
     #[inline]
     fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
         self.list.push_back(slot);

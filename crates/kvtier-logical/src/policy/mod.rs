@@ -93,6 +93,15 @@ pub trait EvictionPolicy: Send + 'static {
     /// its last metadata. Ghost-list policies remember the hash.
     fn on_evicted(&mut self, _slot: SlotId, _info: &BlockInfo) {}
 
+    /// Whether the policy reads `BlockInfo::is_leaf` or `on_leaf_changed`.
+    /// Only then does the store keep the parent links and children counts
+    /// behind them (a lookup and a parent update per registration, a parent
+    /// update per eviction); otherwise `is_leaf` is always `true` and
+    /// `on_leaf_changed` is never called. The default is `true`.
+    fn uses_leaves(&self) -> bool {
+        true
+    }
+
     /// The block in `slot` gained its first cached child (`is_leaf == false`)
     /// or lost its last one (`is_leaf == true`). Called whether the block is
     /// active or inactive.

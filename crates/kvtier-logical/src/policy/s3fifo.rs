@@ -61,6 +61,9 @@ impl EvictionPolicy for S3Fifo {
     fn name(&self) -> &'static str {
         "s3fifo"
     }
+    fn uses_leaves(&self) -> bool {
+        false
+    }
 
     fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
         let s = slot as usize;

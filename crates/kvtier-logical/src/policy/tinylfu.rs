@@ -91,6 +91,9 @@ impl EvictionPolicy for TinyLfu {
     fn name(&self) -> &'static str {
         "tinylfu"
     }
+    fn uses_leaves(&self) -> bool {
+        false
+    }
 
     fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
         let s = slot as usize;

@@ -172,8 +172,10 @@ struct Slot {
     /// compare it to detect reuse.
     generation: u32,
     /// The parent block's slot while it is cached here (its `children`
-    /// counts this block). Only kept for policies with hooks: `children`
-    /// only feeds `BlockInfo::is_leaf`, so an LRU store leaves it `NO_SLOT`.
+    /// counts this block). Only kept for policies that use leaves
+    /// (`EvictionPolicy::uses_leaves`): `children` only feeds
+    /// `BlockInfo::is_leaf` and `on_leaf_changed`, so other stores leave it
+    /// `NO_SLOT`.
     parent_slot: u32,
     /// The parent slot's `generation` when the link was made: a parent
     /// evicted and recomputed into the same slot is a new block that does not
@@ -291,6 +293,14 @@ impl Policy {
     #[inline]
     fn has_hooks(&self) -> bool {
         !matches!(self, Policy::Lru(_))
+    }
+
+    /// Whether the store keeps parent links and children counts for
+    /// `BlockInfo::is_leaf` and `on_leaf_changed`
+    /// ([`EvictionPolicy::uses_leaves`]).
+    #[inline]
+    fn uses_leaves(&self) -> bool {
+        dispatch!(self, p => p.uses_leaves())
     }
 
     #[inline(always)]
@@ -932,7 +942,8 @@ impl BlockStore {
     }
 
     /// `register_locked` for a store with no events to emit whose policy has
-    /// hooks (parent links, children counts, `on_register`), in two passes
+    /// hooks (`on_register`, and with `TREE` parent links and children
+    /// counts), in two passes
     /// like [`register_flat`](Self::register_flat): first every block takes
     /// its identity (registered, not indexed) and its index bucket is
     /// prefetched; then, in order, each block finds its parent, is indexed,
@@ -940,7 +951,7 @@ impl BlockStore {
     /// as one pass: a block's parent is looked up after the earlier blocks of
     /// the batch are indexed.
     #[inline(always)]
-    fn register_tree<I: Iterator<Item = CompleteBlock>>(
+    fn register_tree<const TREE: bool, I: Iterator<Item = CompleteBlock>>(
         &self,
         g: &mut Inner,
         blocks: &mut I,
@@ -982,7 +993,7 @@ impl BlockStore {
         for b in &mut out[start..] {
             let (s, hash) = (b.slot, b.hash);
             let parent = g.slots[s as usize].parent;
-            let found = if parent == SequenceHash::ROOT {
+            let found = if !TREE || parent == SequenceHash::ROOT {
                 NO_SLOT
             } else {
                 match prev {
@@ -1044,10 +1055,12 @@ impl BlockStore {
         out: &mut Vec<ImmutableBlock>,
     ) {
         let emit = EMIT;
-        let tree = g.policy.has_hooks();
+        let tree = g.policy.uses_leaves();
         if !emit {
             if tree {
-                self.register_tree(g, blocks, out);
+                self.register_tree::<true, _>(g, blocks, out);
+            } else if g.policy.has_hooks() {
+                self.register_tree::<false, _>(g, blocks, out);
             } else {
                 self.register_flat(g, blocks, out);
             }
@@ -1066,8 +1079,8 @@ impl BlockStore {
             );
             // Find the parent's slot: the previous block of the batch, or the index.
             // Parent links only feed the children counts behind
-            // `BlockInfo::is_leaf`, which only policy hooks see: a store whose
-            // policy has no hooks (LRU) keeps no links.
+            // `BlockInfo::is_leaf`, which only policies that use leaves see:
+            // other stores (LRU, S3-FIFO, TinyLFU) keep no links.
             let parent_slot = if spec.parent == SequenceHash::ROOT || !tree {
                 NO_SLOT
             } else {
