@@ -180,6 +180,10 @@ pub struct OffloadConfig {
     /// Disk engine worker threads (I/Os in flight at once).
     #[serde(default = "default_disk_threads")]
     pub disk_threads: usize,
+    /// Proactive cleaning (write-back at G1/G2): G1 blocks kept copied to G2
+    /// ahead of their eviction. 0 turns it off.
+    #[serde(default)]
+    pub clean_ahead: usize,
 }
 
 /// How G3 moves bytes.
@@ -214,6 +218,7 @@ impl Default for OffloadConfig {
             threads: default_threads(),
             disk_io: DiskIoChoice::default(),
             disk_threads: default_disk_threads(),
+            clean_ahead: 0,
         }
     }
 }

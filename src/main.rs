@@ -135,6 +135,10 @@ struct ReplayArgs {
     /// commit (for crash tests).
     #[arg(long, value_name = "FILE", hide = true)]
     ack_log: Option<PathBuf>,
+    /// Proactive cleaning: keep N of G1's next-to-evict blocks already copied
+    /// to G2 (write-back); 0 turns it off. Overrides the config.
+    #[arg(long, value_name = "N")]
+    clean_ahead: Option<usize>,
     /// Skip the first N requests of the trace.
     #[arg(long, value_name = "N", default_value_t = 0)]
     skip: usize,
@@ -166,6 +170,9 @@ fn replay(args: ReplayArgs) -> Result<()> {
         if let Some(n) = n {
             config.tier_mut(tier).blocks = n;
         }
+    }
+    if let Some(n) = args.clean_ahead {
+        config.offload.clean_ahead = n;
     }
     if let Some(p) = args.policy {
         for tier in Tier::ALL {

@@ -90,6 +90,10 @@ pub struct ReplayReport {
     pub dropped_blocks: u64,
     /// Offload copies that failed (their blocks dropped).
     pub offload_errors: u64,
+    /// Blocks copied down while their eviction waited (write-back).
+    pub eviction_copies: u64,
+    /// Blocks copied down ahead of eviction (proactive cleaning).
+    pub cleaned_blocks: u64,
     /// The tiers present.
     pub tiers: Vec<TierReport>,
     /// The speed floor, when data is on (see [`Floor`]).
@@ -279,6 +283,8 @@ fn run_single_tier(
         data_mismatches: 0,
         dropped_blocks: 0,
         offload_errors: 0,
+        eviction_copies: 0,
+        cleaned_blocks: 0,
         tiers: tier_reports(config, &[]),
         floor: None,
         g3: None,
@@ -327,7 +333,7 @@ async fn request(
         blocks: hashes.len() as u64,
         ..Default::default()
     };
-    let plan = cache.lookup(hashes);
+    let plan = cache.lookup(hashes).await;
     let on = cache.onboard(plan).await?;
     st.hits = on.hits_by_tier;
     let k = on.blocks.len();
@@ -492,6 +498,8 @@ async fn run_tiered(
         data_mismatches: total.mismatches,
         dropped_blocks: m.dropped_blocks,
         offload_errors: m.offload_errors,
+        eviction_copies: m.eviction_copies,
+        cleaned_blocks: m.cleaned_blocks,
         tiers: tier_reports(config, &memories),
         floor: None,
         g3: built.recovery.clone(),
@@ -688,6 +696,11 @@ impl ReplayReport {
                 s,
                 "dropped          {} blocks ({} offload errors)",
                 self.dropped_blocks, self.offload_errors
+            );
+            let _ = writeln!(
+                s,
+                "write-back       {} blocks copied while their eviction waited, {} cleaned ahead",
+                self.eviction_copies, self.cleaned_blocks
             );
         }
         if let Some(g) = &self.g3 {

@@ -236,6 +236,7 @@ pub fn build(
         g2_to_g3: config.offload.g2_to_g3,
         queue_depth: config.offload.queue_depth,
         staging_blocks: 512.min(config.g1.blocks.max(1)),
+        clean_ahead: config.offload.clean_ahead,
         g3_journal: journal
             .clone()
             .map(|j| j as Arc<dyn kvtier_offload::G3Journal>),

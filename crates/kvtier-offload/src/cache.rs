@@ -116,6 +116,10 @@ pub struct CacheSetup {
     pub queue_depth: usize,
     /// Blocks of host staging used to fill and read back device-only G1.
     pub staging_blocks: usize,
+    /// Proactive cleaning under write-back at the G1/G2 boundary: keep up to
+    /// this many of G1's oldest released blocks already copied to G2, so
+    /// their eviction does not wait for a copy. 0 turns it off.
+    pub clean_ahead: usize,
     /// Persistence of G3 (optional): told what is stored in and removed from G3.
     pub g3_journal: Option<Arc<dyn G3Journal>>,
     /// G3 blocks recovered from a previous run (oldest first), registered at
@@ -169,6 +173,72 @@ struct Inner {
     staging: Option<tokio::sync::Mutex<Arc<HostMemory>>>,
     journal: Option<Arc<dyn G3Journal>>,
     restored: RestoreStats,
+    cleaner: Option<Cleaner>,
+    /// Blocks evicted from a tier whose copy to the tier below has not
+    /// landed: a lookup waits for the lock instead of missing them.
+    transit: Mutex<std::collections::HashMap<SequenceHash, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Marks blocks as in transit for as long as it lives.
+struct Transit {
+    inner: Arc<Inner>,
+    hashes: Vec<SequenceHash>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Transit {
+    fn enter(inner: &Arc<Inner>, hashes: Vec<SequenceHash>) -> Transit {
+        let m = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = m.clone().try_lock_owned().expect("fresh lock");
+        {
+            let mut t = inner.transit.lock();
+            for h in &hashes {
+                t.insert(*h, m.clone());
+            }
+        }
+        Transit {
+            inner: inner.clone(),
+            hashes,
+            _guard: guard,
+        }
+    }
+}
+
+impl Drop for Transit {
+    fn drop(&mut self) {
+        let mut t = self.inner.transit.lock();
+        for h in &self.hashes {
+            t.remove(h);
+        }
+        // The guard drops after this: waiters retry and find the block below.
+    }
+}
+
+/// State shared between the proactive cleaner and evictions.
+struct Cleaner {
+    /// Watermark: blocks to keep copied ahead of eviction.
+    ahead: usize,
+    /// G1 hashes in release order (oldest first): LRU's next victims, and a
+    /// close approximation for the other policies.
+    released: Mutex<std::collections::VecDeque<SequenceHash>>,
+    /// G1 slots whose bytes the cleaner is copying: an eviction of such a
+    /// slot waits for the copy before the slot's new owner may write it.
+    busy: Mutex<std::collections::HashMap<kvtier_logical::SlotId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cleaned blocks not yet evicted (approximate watermark accounting).
+    clean: AtomicU64,
+    wake: tokio::sync::Notify,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// Why blocks are moved down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Demote {
+    /// Evicted by an allocation: copy per the write policy.
+    Eviction,
+    /// Copied ahead of eviction by the cleaner (sources locked by it).
+    Clean,
+    /// Copied at a clean stop (sources pinned by guards).
+    Flush,
 }
 
 /// G1..G3 block stores and memories plus the engine moving blocks between
@@ -178,6 +248,8 @@ pub struct TieredCache {
     inner: Arc<Inner>,
     /// Write-through worker per boundary.
     workers: Arc<Mutex<[Option<tokio::task::JoinHandle<()>>; 2]>>,
+    /// The proactive cleaner task, if any.
+    cleaner: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 /// The result of [`TieredCache::lookup`]: the matched prefix, each position
@@ -362,10 +434,23 @@ impl TieredCache {
             staging,
             journal: setup.g3_journal,
             restored,
+            transit: Mutex::new(std::collections::HashMap::new()),
+            cleaner: (setup.clean_ahead > 0
+                && setup.g2.is_some()
+                && matches!(setup.g1_to_g2, WritePolicy::WriteBack))
+            .then(|| Cleaner {
+                ahead: setup.clean_ahead,
+                released: Mutex::new(std::collections::VecDeque::new()),
+                busy: Mutex::new(std::collections::HashMap::new()),
+                clean: AtomicU64::new(0),
+                wake: tokio::sync::Notify::new(),
+                stop: std::sync::atomic::AtomicBool::new(false),
+            }),
         });
         let cache = TieredCache {
             inner,
             workers: Arc::new(Mutex::new([None, None])),
+            cleaner: Arc::new(Mutex::new(None)),
         };
         for b in 0..2 {
             let wt = !matches!(cache.inner.write[b], WritePolicy::WriteBack);
@@ -378,6 +463,14 @@ impl TieredCache {
                     .spawn(write_through_worker(inner, Tier::ALL[b], rx));
                 cache.workers.lock()[b] = Some(h);
             }
+        }
+        if cache.inner.cleaner.is_some() {
+            let h = tokio::runtime::Handle::try_current()
+                .map_err(|_| {
+                    OffloadError::Setup("proactive cleaning needs a tokio runtime".into())
+                })?
+                .spawn(cleaner_task(cache.inner.clone()));
+            *cache.cleaner.lock() = Some(h);
         }
         Ok(cache)
     }
@@ -423,8 +516,9 @@ impl TieredCache {
 
     /// Walk `hashes` position by position, each served by the fastest tier
     /// holding it, until a position no tier holds. The plan pins every block
-    /// it names.
-    pub fn lookup(&self, hashes: &[SequenceHash]) -> OnboardPlan {
+    /// it names. A block in transit between two tiers (evicted from one, its
+    /// copy to the next not landed yet) is waited for, not missed.
+    pub async fn lookup(&self, hashes: &[SequenceHash]) -> OnboardPlan {
         let inner = &*self.inner;
         if matches!(inner.write[0], WritePolicy::WriteThroughSelective { .. })
             || matches!(inner.write[1], WritePolicy::WriteThroughSelective { .. })
@@ -443,6 +537,8 @@ impl TieredCache {
         let mut pos = entries.len();
         // G1 already answered for `pos`; later positions ask every tier.
         let mut skip_g1 = true;
+        // Waits at the current position (a block moves down at most twice).
+        let mut waited = 0;
         'walk: while pos < hashes.len() {
             for t in inner.tiers.iter().flatten() {
                 if skip_g1 && t.store.tier() == Tier::G1 {
@@ -452,8 +548,18 @@ impl TieredCache {
                     entries.push((t.store.tier(), buf.pop().expect("one match")));
                     pos += 1;
                     skip_g1 = false;
+                    waited = 0;
                     continue 'walk;
                 }
+            }
+            // In transit? Wait for its move to finish, then ask again (a
+            // bounded number of times: a block can only move down so often).
+            let moving = inner.transit.lock().get(&hashes[pos]).cloned();
+            if let (Some(m), true) = (moving, waited < 4) {
+                drop(m.lock().await);
+                waited += 1;
+                skip_g1 = false;
+                continue;
             }
             break;
         }
@@ -487,7 +593,23 @@ impl TieredCache {
     /// Release a request's G1 blocks (in the order given; tail first is the
     /// reference order).
     pub fn release<I: IntoIterator<Item = ImmutableBlock>>(&self, blocks: I) {
-        self.store(Tier::G1).expect("G1 exists").release(blocks)
+        let g1 = self.store(Tier::G1).expect("G1 exists");
+        match &self.inner.cleaner {
+            None => g1.release(blocks),
+            Some(c) => {
+                let blocks: Vec<ImmutableBlock> = blocks.into_iter().collect();
+                {
+                    let mut q = c.released.lock();
+                    q.extend(blocks.iter().map(|b| b.hash()));
+                    let cap = g1.capacity();
+                    while q.len() > cap {
+                        q.pop_front();
+                    }
+                }
+                g1.release(blocks);
+                c.wake.notify_one();
+            }
+        }
     }
 
     /// Write the bytes of freshly computed G1 blocks: `fill(i, buf)` fills the
@@ -613,7 +735,11 @@ impl TieredCache {
                         pinned.push(b);
                     }
                 }
-                let held = self.inner.clone().demote(tier, evicted, pinned, true).await;
+                let held = self
+                    .inner
+                    .clone()
+                    .demote(tier, evicted, pinned, Demote::Flush)
+                    .await;
                 store.release(held);
             }
         }
@@ -625,6 +751,14 @@ impl TieredCache {
     /// Boundaries drain top-down: G1->G2 first, whose last copies may still
     /// queue work for G2->G3.
     pub async fn shutdown(&self) {
+        if let Some(c) = &self.inner.cleaner {
+            c.stop.store(true, Relaxed);
+            c.wake.notify_one();
+            let h = self.cleaner.lock().take();
+            if let Some(h) = h {
+                let _ = h.await;
+            }
+        }
         for b in 0..2 {
             self.inner.wt_tx.lock()[b] = None;
             let h = self.workers.lock()[b].take();
@@ -672,7 +806,7 @@ impl Inner {
                     j.removed(&gone);
                 }
             }
-            Ok(self.demote(tier, evicted, blocks, false).await)
+            Ok(self.demote(tier, evicted, blocks, Demote::Eviction).await)
         })
     }
 
@@ -685,7 +819,7 @@ impl Inner {
         tier: Tier,
         evicted: Vec<Evicted>,
         holders: H,
-        force: bool,
+        reason: Demote,
     ) -> H {
         let m = &self.metrics;
         let lower_idx = tier.index() + 1;
@@ -693,6 +827,24 @@ impl Inner {
             m.dropped_blocks.fetch_add(evicted.len() as u64, Relaxed);
             return holders;
         };
+        // Evicted blocks are out of their tier's index already: until they
+        // are registered below (or dropped), lookups wait instead of missing.
+        let _transit = (reason == Demote::Eviction)
+            .then(|| Transit::enter(&self, evicted.iter().map(|e| e.hash).collect()));
+        if let (Tier::G1, Demote::Eviction, Some(c)) = (tier, reason, &self.cleaner) {
+            // A victim the cleaner is copying: wait for that copy (its slot
+            // must not be rewritten under it), then it is clean.
+            let waits: Vec<_> = {
+                let busy = c.busy.lock();
+                evicted
+                    .iter()
+                    .filter_map(|e| busy.get(&e.slot).cloned())
+                    .collect()
+            };
+            for w in waits {
+                drop(w.lock().await);
+            }
+        }
         let hashes: Vec<SequenceHash> = evicted.iter().map(|e| e.hash).collect();
         let present = lower.store.contains_all(&hashes);
         let todo: Vec<Evicted> = evicted
@@ -701,9 +853,19 @@ impl Inner {
             .filter(|(_, p)| !p)
             .map(|(e, _)| *e)
             .collect();
+        if let (Demote::Eviction, Some(c)) = (reason, &self.cleaner) {
+            if tier == Tier::G1 {
+                let clean = (evicted.len() - todo.len()) as u64;
+                let _ = c
+                    .clean
+                    .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(clean)));
+                c.wake.notify_one();
+            }
+        }
         if todo.is_empty() {
             return holders;
         }
+        let force = reason != Demote::Eviction;
         if !force && !matches!(self.write[tier.index()], WritePolicy::WriteBack) {
             // Write-through: what is not below by now was not selected (or
             // its copy is still queued, which pins it, so it was not evicted).
@@ -746,6 +908,21 @@ impl Inner {
                 Err(e) => (Err(e), (holders, dst)),
             };
             let ok = res.is_ok();
+            if ok {
+                let n = pairs.len() as u64;
+                match reason {
+                    Demote::Eviction => {
+                        m.eviction_copies.fetch_add(n, Relaxed);
+                    }
+                    Demote::Clean => {
+                        m.cleaned_blocks.fetch_add(n, Relaxed);
+                        if let Some(c) = &self.cleaner {
+                            c.clean.fetch_add(n, Relaxed);
+                        }
+                    }
+                    Demote::Flush => {}
+                }
+            }
             m.path(p).record(
                 pairs.len() as u64,
                 pairs.len() as u64 * self.block_bytes,
@@ -1169,5 +1346,92 @@ async fn write_through_worker(inner: Arc<Inner>, from: Tier, mut rx: mpsc::Recei
             .await;
         lower.store.release(registered.into_iter().rev());
         drop(todo);
+    }
+}
+
+/// Proactive cleaning (write-back, G1 -> G2): copies G1's oldest released
+/// blocks down before they are evicted, keeping about `ahead` of them clean,
+/// so evictions find their victims already in G2 and do not wait for a copy.
+///
+/// Safety against slot reuse without pinning (a guard would change the
+/// eviction order): the cleaner registers a lock for each source slot
+/// *before* re-checking that the slot still holds the block; an eviction of
+/// that slot waits for the lock before its new owner may write the slot.
+async fn cleaner_task(inner: Arc<Inner>) {
+    let c = inner.cleaner.as_ref().expect("spawned with a cleaner");
+    let g1 = &inner.tier(Tier::G1).store;
+    let g2 = &inner.tier(Tier::G2).store;
+    loop {
+        if c.stop.load(Relaxed) {
+            return;
+        }
+        let room = c
+            .ahead
+            .saturating_sub(c.clean.load(Relaxed) as usize)
+            .min(64);
+        let batch: Vec<SequenceHash> = if room == 0 {
+            Vec::new()
+        } else {
+            let mut q = c.released.lock();
+            let n = room.min(q.len());
+            q.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            c.wake.notified().await;
+            continue;
+        }
+        // Still in G1, not yet in G2.
+        let below = g2.contains_all(&batch);
+        let hashes: Vec<SequenceHash> = batch
+            .into_iter()
+            .zip(below)
+            .filter(|(_, b)| !b)
+            .map(|(h, _)| h)
+            .collect();
+        let found: Vec<(kvtier_logical::SlotId, BlockSpec)> =
+            g1.peek(&hashes).into_iter().flatten().collect();
+        if found.is_empty() {
+            continue;
+        }
+        // Lock the source slots, then re-check that each still holds its block.
+        let mut guards = Vec::with_capacity(found.len());
+        let mut locked = Vec::with_capacity(found.len());
+        {
+            let mut busy = c.busy.lock();
+            for &(slot, spec) in &found {
+                if busy.contains_key(&slot) {
+                    continue;
+                }
+                let m = Arc::new(tokio::sync::Mutex::new(()));
+                let g = m.clone().try_lock_owned().expect("fresh lock");
+                busy.insert(slot, m);
+                guards.push(g);
+                locked.push((slot, spec));
+            }
+        }
+        let now: Vec<SequenceHash> = locked.iter().map(|(_, s)| s.hash).collect();
+        let again = g1.peek(&now);
+        let victims: Vec<Evicted> = locked
+            .iter()
+            .zip(again)
+            .filter(|((slot, _), p)| p.is_some_and(|(s2, _)| s2 == *slot))
+            .map(|((slot, spec), _)| Evicted {
+                slot: *slot,
+                hash: spec.hash,
+                parent: spec.parent,
+                position: spec.position,
+            })
+            .collect();
+        let guards = inner
+            .clone()
+            .demote(Tier::G1, victims, guards, Demote::Clean)
+            .await;
+        {
+            let mut busy = c.busy.lock();
+            for (slot, _) in &locked {
+                busy.remove(slot);
+            }
+        }
+        drop(guards);
     }
 }

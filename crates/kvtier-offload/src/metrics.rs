@@ -95,6 +95,10 @@ pub struct CacheMetrics {
     pub offload_errors: AtomicU64,
     /// Write-through requests skipped because their queue was full.
     pub write_through_skipped: AtomicU64,
+    /// Blocks copied down at eviction time (write-back: the eviction waited).
+    pub eviction_copies: AtomicU64,
+    /// Blocks copied down ahead of eviction by the proactive cleaner.
+    pub cleaned_blocks: AtomicU64,
 }
 
 impl CacheMetrics {
@@ -123,6 +127,8 @@ impl CacheMetrics {
             dropped_blocks: self.dropped_blocks.load(Relaxed),
             offload_errors: self.offload_errors.load(Relaxed),
             write_through_skipped: self.write_through_skipped.load(Relaxed),
+            eviction_copies: self.eviction_copies.load(Relaxed),
+            cleaned_blocks: self.cleaned_blocks.load(Relaxed),
         }
     }
 
@@ -212,6 +218,16 @@ impl CacheMetrics {
                 "Write-through copies skipped (queue full).",
                 snap.write_through_skipped,
             ),
+            (
+                "kvtier_eviction_copies_total",
+                "Blocks copied down while their eviction waited.",
+                snap.eviction_copies,
+            ),
+            (
+                "kvtier_cleaned_blocks_total",
+                "Blocks copied down ahead of eviction.",
+                snap.cleaned_blocks,
+            ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
@@ -240,6 +256,10 @@ pub struct MetricsSnapshot {
     pub offload_errors: u64,
     /// Write-through copies skipped because the queue was full.
     pub write_through_skipped: u64,
+    /// Blocks copied down at eviction time (the eviction waited for them).
+    pub eviction_copies: u64,
+    /// Blocks copied down ahead of eviction by the proactive cleaner.
+    pub cleaned_blocks: u64,
 }
 
 #[cfg(test)]

@@ -106,6 +106,7 @@ fn rig(g1: usize, g2: usize, g3: usize, g1_mock: bool, write: WritePolicy) -> Ri
         g2_to_g3: write,
         queue_depth: 8,
         staging_blocks: 4,
+        clean_ahead: 0,
         g3_journal: None,
         g3_restored: Vec::new(),
     })
@@ -121,7 +122,7 @@ fn rig(g1: usize, g2: usize, g3: usize, g1_mock: bool, write: WritePolicy) -> Ri
 /// One request: returns (hits, served blocks whose bytes were wrong).
 async fn request(cache: &TieredCache, ids: &[u64]) -> (usize, usize) {
     let hashes = hash_trace_ids(CacheSalt(9), ids);
-    let plan = cache.lookup(&hashes);
+    let plan = cache.lookup(&hashes).await;
     let on = cache.onboard(plan).await.unwrap();
     let k = on.blocks.len();
     let bb = cache.block_bytes() as usize;

@@ -26,6 +26,32 @@ impl BlockStore {
     }
 }
 
+impl BlockStore {
+    /// Where each hash is matchable right now (slot and identity), without
+    /// taking a reference or touching the eviction order. The answer can be
+    /// stale as soon as the lock is released: callers that act on it must
+    /// re-check (the offload engine's cleaner does).
+    pub fn peek(&self, hashes: &[crate::SequenceHash]) -> Vec<Option<(SlotId, BlockSpec)>> {
+        let g = self.shared.inner.lock();
+        hashes
+            .iter()
+            .map(|&h| {
+                g.lookup(h).map(|s| {
+                    let slot = &g.slots[s as usize];
+                    (
+                        s,
+                        BlockSpec {
+                            hash: slot.hash,
+                            parent: slot.parent,
+                            position: slot.position,
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::hash::{hash_trace_ids, CacheSalt};
@@ -53,5 +79,12 @@ mod tests {
         let r = s.registered();
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].1.parent, h[0]);
+        let p = s.peek(&[h[1], SequenceHash(7)]);
+        assert_eq!(
+            p[0].map(|(slot, spec)| (slot, spec.position)),
+            Some((r[1].0, 1))
+        );
+        assert!(p[1].is_none());
+        assert_eq!(s.metrics().inactive, 2, "peek takes no reference");
     }
 }
