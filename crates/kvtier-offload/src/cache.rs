@@ -783,6 +783,37 @@ impl Inner {
         e.clone().expect("engines validated when data is on")
     }
 
+    /// Copy `pairs` (source slot, destination slot) from tier `from` to tier
+    /// `to`, pinning `guards` (the blocks both sides belong to) until the
+    /// bytes have landed, and record the path's metrics. Without data this
+    /// is a no-op that succeeds. Returns the result and the guards.
+    async fn copy_pinned<G: Send + Unpin + 'static>(
+        &self,
+        from: Tier,
+        to: Tier,
+        pairs: &[(usize, usize)],
+        guards: G,
+    ) -> (Result<(), CopyError>, G) {
+        if !self.data || pairs.is_empty() {
+            return (Ok(()), guards);
+        }
+        let start = Instant::now();
+        let src_mem = self.tier(from).mem.clone().expect("data on");
+        let dst_mem = self.tier(to).mem.clone().expect("data on");
+        let (res, guards) = match self.engine(from, to).copy_blocks(&src_mem, &dst_mem, pairs) {
+            Ok(t) => Pinned::new(t, guards).await,
+            Err(e) => (Err(e), guards),
+        };
+        let n = pairs.len() as u64;
+        self.metrics.path(path(from, to)).record(
+            n,
+            n * self.block_bytes,
+            start.elapsed(),
+            res.is_ok(),
+        );
+        (res, guards)
+    }
+
     /// Allocate in `tier`, first moving its evicted blocks down.
     fn allocate_in(
         self: Arc<Self>,
@@ -890,58 +921,38 @@ impl Inner {
                 .map(|e| up.sums[e.slot as usize].load(Relaxed))
                 .collect()
         };
-        let (holders, dst) = if self.data {
-            let pairs: Vec<(usize, usize)> = todo
-                .iter()
-                .zip(&dst)
-                .map(|(e, d)| (e.slot as usize, d.slot() as usize))
-                .collect();
-            let p = path(tier, lower_tier);
-            let start = Instant::now();
-            let src_mem = self.tier(tier).mem.clone().expect("data on");
-            let dst_mem = lower.mem.clone().expect("data on");
-            let res = self
-                .engine(tier, lower_tier)
-                .copy_blocks(&src_mem, &dst_mem, &pairs);
-            let (res, (holders, dst)) = match res {
-                Ok(t) => Pinned::new(t, (holders, dst)).await,
-                Err(e) => (Err(e), (holders, dst)),
-            };
-            let ok = res.is_ok();
-            if ok {
-                let n = pairs.len() as u64;
-                match reason {
-                    Demote::Eviction => {
-                        m.eviction_copies.fetch_add(n, Relaxed);
-                    }
-                    Demote::Clean => {
-                        m.cleaned_blocks.fetch_add(n, Relaxed);
-                        if let Some(c) = &self.cleaner {
-                            c.clean.fetch_add(n, Relaxed);
-                        }
-                    }
-                    Demote::Flush => {}
-                }
-            }
-            m.path(p).record(
-                pairs.len() as u64,
-                pairs.len() as u64 * self.block_bytes,
-                start.elapsed(),
-                ok,
+        let pairs: Vec<(usize, usize)> = todo
+            .iter()
+            .zip(&dst)
+            .map(|(e, d)| (e.slot as usize, d.slot() as usize))
+            .collect();
+        let (res, (holders, dst)) = self
+            .copy_pinned(tier, lower_tier, &pairs, (holders, dst))
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(
+                "offload {tier}->{lower_tier} of {} blocks failed, dropping them: {e}",
+                pairs.len()
             );
-            if let Err(e) = res {
-                tracing::warn!(
-                    "offload {tier}->{lower_tier} of {} blocks failed, dropping them: {e}",
-                    pairs.len()
-                );
-                m.offload_errors.fetch_add(1, Relaxed);
-                m.dropped_blocks.fetch_add(pairs.len() as u64, Relaxed);
-                return holders;
+            m.offload_errors.fetch_add(1, Relaxed);
+            m.dropped_blocks.fetch_add(pairs.len() as u64, Relaxed);
+            return holders;
+        }
+        if self.data {
+            let n = pairs.len() as u64;
+            match reason {
+                Demote::Eviction => {
+                    m.eviction_copies.fetch_add(n, Relaxed);
+                }
+                Demote::Clean => {
+                    m.cleaned_blocks.fetch_add(n, Relaxed);
+                    if let Some(c) = &self.cleaner {
+                        c.clean.fetch_add(n, Relaxed);
+                    }
+                }
+                Demote::Flush => {}
             }
-            (holders, dst)
-        } else {
-            (holders, dst)
-        };
+        }
         // Checksums: G1 has none (device bytes), so compute from what landed.
         let mut sums = Vec::with_capacity(dst.len());
         for (i, d) in dst.iter().enumerate() {
@@ -1069,44 +1080,26 @@ impl Inner {
             let g2 = self.tier(Tier::G2);
             let g3 = self.tier(Tier::G3);
             let dst = self.clone().allocate_in(Tier::G2, g3_pos.len()).await?;
-            let mut ok_copy = true;
-            let dst = if self.data {
-                let pairs: Vec<(usize, usize)> = g3_pos
-                    .iter()
-                    .zip(&dst)
-                    .map(|(&i, d)| {
-                        (
-                            guards[i].as_ref().expect("pinned").slot() as usize,
-                            d.slot() as usize,
-                        )
-                    })
-                    .collect();
-                let start = Instant::now();
-                let src_mem = g3.mem.clone().expect("data on");
-                let dst_mem = g2.mem.clone().expect("data on");
-                let (res, dst) = match self
-                    .engine(Tier::G3, Tier::G2)
-                    .copy_blocks(&src_mem, &dst_mem, &pairs)
-                {
-                    Ok(t) => Pinned::new(t, dst).await,
-                    Err(e) => (Err(e), dst),
-                };
-                m.path(Path::G3ToG2).record(
-                    pairs.len() as u64,
-                    pairs.len() as u64 * self.block_bytes,
-                    start.elapsed(),
-                    res.is_ok(),
-                );
-                if let Err(e) = res {
+            let pairs: Vec<(usize, usize)> = g3_pos
+                .iter()
+                .zip(&dst)
+                .map(|(&i, d)| {
+                    (
+                        guards[i].as_ref().expect("pinned").slot() as usize,
+                        d.slot() as usize,
+                    )
+                })
+                .collect();
+            let (res, dst) = self.copy_pinned(Tier::G3, Tier::G2, &pairs, dst).await;
+            let ok_copy = match res {
+                Ok(()) => true,
+                Err(e) => {
                     tracing::warn!(
                         "onboard G3->G2 failed, recomputing from position {}: {e}",
                         g3_pos[0]
                     );
-                    ok_copy = false;
+                    false
                 }
-                dst
-            } else {
-                dst
             };
             if !ok_copy {
                 cut = cut.min(g3_pos[0]);
@@ -1178,44 +1171,24 @@ impl Inner {
             if !g2_pos.is_empty() {
                 let g1 = self.tier(Tier::G1);
                 let dst = self.clone().allocate_in(Tier::G1, g2_pos.len()).await?;
-                let dst = if self.data {
-                    let pairs: Vec<(usize, usize)> = g2_pos
-                        .iter()
-                        .zip(&dst)
-                        .map(|(&i, d)| {
-                            (
-                                guards[i].as_ref().expect("pinned").slot() as usize,
-                                d.slot() as usize,
-                            )
-                        })
-                        .collect();
-                    let start = Instant::now();
-                    let src_mem = g2.mem.clone().expect("data on");
-                    let dst_mem = g1.mem.clone().expect("data on");
-                    let (res, dst) = match self
-                        .engine(Tier::G2, Tier::G1)
-                        .copy_blocks(&src_mem, &dst_mem, &pairs)
-                    {
-                        Ok(t) => Pinned::new(t, dst).await,
-                        Err(e) => (Err(e), dst),
-                    };
-                    m.path(Path::G2ToG1).record(
-                        pairs.len() as u64,
-                        pairs.len() as u64 * self.block_bytes,
-                        start.elapsed(),
-                        res.is_ok(),
+                let pairs: Vec<(usize, usize)> = g2_pos
+                    .iter()
+                    .zip(&dst)
+                    .map(|(&i, d)| {
+                        (
+                            guards[i].as_ref().expect("pinned").slot() as usize,
+                            d.slot() as usize,
+                        )
+                    })
+                    .collect();
+                let (res, dst) = self.copy_pinned(Tier::G2, Tier::G1, &pairs, dst).await;
+                if let Err(e) = res {
+                    tracing::warn!(
+                        "onboard G2->G1 failed, recomputing from position {}: {e}",
+                        g2_pos[0]
                     );
-                    if let Err(e) = res {
-                        tracing::warn!(
-                            "onboard G2->G1 failed, recomputing from position {}: {e}",
-                            g2_pos[0]
-                        );
-                        cut = cut.min(g2_pos[0]);
-                    }
-                    dst
-                } else {
-                    dst
-                };
+                    cut = cut.min(g2_pos[0]);
+                }
                 let take: Vec<(usize, MutableBlock)> = g2_pos
                     .into_iter()
                     .zip(dst)
@@ -1290,37 +1263,18 @@ async fn write_through_worker(inner: Arc<Inner>, from: Tier, mut rx: mpsc::Recei
             .iter()
             .map(|w| up.sums[w.block.slot() as usize].load(Relaxed))
             .collect();
-        let (todo, dst) = if inner.data {
-            let pairs: Vec<(usize, usize)> = todo
-                .iter()
-                .zip(&dst)
-                .map(|(w, d)| (w.block.slot() as usize, d.slot() as usize))
-                .collect();
-            let start = Instant::now();
-            let src_mem = up.mem.clone().expect("data on");
-            let dst_mem = lower.mem.clone().expect("data on");
-            let p = path(from, lower_tier);
-            let (res, (todo, dst)) = match inner
-                .engine(from, lower_tier)
-                .copy_blocks(&src_mem, &dst_mem, &pairs)
-            {
-                Ok(t) => Pinned::new(t, (todo, dst)).await,
-                Err(e) => (Err(e), (todo, dst)),
-            };
-            inner.metrics.path(p).record(
-                pairs.len() as u64,
-                pairs.len() as u64 * inner.block_bytes,
-                start.elapsed(),
-                res.is_ok(),
-            );
-            if res.is_err() {
-                inner.metrics.offload_errors.fetch_add(1, Relaxed);
-                continue;
-            }
-            (todo, dst)
-        } else {
-            (todo, dst)
-        };
+        let pairs: Vec<(usize, usize)> = todo
+            .iter()
+            .zip(&dst)
+            .map(|(w, d)| (w.block.slot() as usize, d.slot() as usize))
+            .collect();
+        let (res, (todo, dst)) = inner
+            .copy_pinned(from, lower_tier, &pairs, (todo, dst))
+            .await;
+        if res.is_err() {
+            inner.metrics.offload_errors.fetch_add(1, Relaxed);
+            continue;
+        }
         let mut sums = Vec::with_capacity(dst.len());
         for (i, d) in dst.iter().enumerate() {
             let s = match (&lower.host, from) {
