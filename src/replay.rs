@@ -308,18 +308,6 @@ struct RequestStats {
     mismatches: u64,
 }
 
-fn spec_at(hashes: &[SequenceHash], i: usize) -> BlockSpec {
-    BlockSpec {
-        hash: hashes[i],
-        parent: if i == 0 {
-            SequenceHash::ROOT
-        } else {
-            hashes[i - 1]
-        },
-        position: i as u32,
-    }
-}
-
 /// One request through the tiered cache: lookup, onboard (verified), compute
 /// the rest (allocate + write its bytes), register, release tail first.
 async fn request(
@@ -366,7 +354,7 @@ async fn request(
     let complete = fresh
         .into_iter()
         .zip(k..)
-        .map(|(b, i)| b.complete(spec_at(hashes, i)))
+        .map(|(b, i)| b.complete(BlockSpec::at(hashes, i)))
         .collect();
     let registered = cache.register(complete).await;
     let mut all = on.blocks;

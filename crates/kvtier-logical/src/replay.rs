@@ -62,17 +62,11 @@ impl SingleTierReplay {
         if k < hashes.len() {
             self.store
                 .allocate_into(hashes.len() - k, &mut self.fresh, None)?;
-            let complete = self.fresh.drain(..).zip(k..).map(|(b, i)| {
-                b.complete(BlockSpec {
-                    hash: hashes[i],
-                    parent: if i == 0 {
-                        SequenceHash::ROOT
-                    } else {
-                        hashes[i - 1]
-                    },
-                    position: i as u32,
-                })
-            });
+            let complete = self
+                .fresh
+                .drain(..)
+                .zip(k..)
+                .map(|(b, i)| b.complete(BlockSpec::at(hashes, i)));
             self.store.register_into(complete, &mut self.held);
         }
         self.store.release(self.held.drain(..).rev());

@@ -100,17 +100,7 @@ impl World {
         let complete: Vec<_> = blocks
             .into_iter()
             .zip(start..chain.len())
-            .map(|(b, i)| {
-                b.complete(BlockSpec {
-                    hash: chain[i],
-                    parent: if i == 0 {
-                        SequenceHash::ROOT
-                    } else {
-                        chain[i - 1]
-                    },
-                    position: i as u32,
-                })
-            })
+            .map(|(b, i)| b.complete(BlockSpec::at(chain, i)))
             .collect();
         let reg = self.store.register(complete);
         self.held.extend(reg);

@@ -2,9 +2,7 @@
 //! one store; afterwards every invariant holds and every block is back.
 
 use kvtier_logical::hash::hash_trace_ids;
-use kvtier_logical::{
-    BlockSpec, BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier,
-};
+use kvtier_logical::{BlockSpec, BlockStore, CacheSalt, PolicyKind, StoreConfig, Tier};
 use std::sync::Arc;
 use std::thread;
 
@@ -36,17 +34,10 @@ fn run(policy: PolicyKind) {
                         Ok(f) => f,
                         Err(e) => panic!("allocation failed under bounded load: {e}"),
                     };
-                    let complete = fresh.into_iter().zip(k..).map(|(b, i)| {
-                        b.complete(BlockSpec {
-                            hash: hashes[i],
-                            parent: if i == 0 {
-                                SequenceHash::ROOT
-                            } else {
-                                hashes[i - 1]
-                            },
-                            position: i as u32,
-                        })
-                    });
+                    let complete = fresh
+                        .into_iter()
+                        .zip(k..)
+                        .map(|(b, i)| b.complete(BlockSpec::at(&hashes, i)));
                     store.register_into(complete, &mut blocks);
                     // Every held block must stay matchable under its hash.
                     for b in &blocks {

@@ -294,18 +294,6 @@ pub struct Onboarded {
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-fn spec_at(hashes: &[SequenceHash], pos: usize) -> BlockSpec {
-    BlockSpec {
-        hash: hashes[pos],
-        parent: if pos == 0 {
-            SequenceHash::ROOT
-        } else {
-            hashes[pos - 1]
-        },
-        position: pos as u32,
-    }
-}
-
 /// xxh3-64 of a block's bytes (regions in layer order).
 pub fn block_checksum(mem: &dyn HostVisible, slot: usize) -> Result<u64, MemoryError> {
     let view = mem.block(slot)?;
@@ -1130,7 +1118,7 @@ impl Inner {
                         break;
                     }
                     g2.sums[d.slot() as usize].store(sum.unwrap_or(0), Relaxed);
-                    staged.push((i, d.complete(spec_at(&hashes, i))));
+                    staged.push((i, d.complete(BlockSpec::at(&hashes, i))));
                 }
                 let (pos, blocks): (Vec<usize>, Vec<CompleteBlock>) = staged.into_iter().unzip();
                 let specs: Vec<BlockSpec> = blocks.iter().map(|b| b.spec()).collect();
@@ -1199,7 +1187,7 @@ impl Inner {
                     blocks
                         .into_iter()
                         .zip(&pos)
-                        .map(|(b, &i)| b.complete(spec_at(&hashes, i))),
+                        .map(|(b, &i)| b.complete(BlockSpec::at(&hashes, i))),
                 );
                 for (i, b) in pos.into_iter().zip(registered) {
                     guards[i] = Some(b); // the G2 guard drops here

@@ -143,17 +143,7 @@ async fn request(cache: &TieredCache, ids: &[u64]) -> (usize, usize) {
     let complete = fresh
         .into_iter()
         .zip(k..)
-        .map(|(b, i)| {
-            b.complete(BlockSpec {
-                hash: hashes[i],
-                parent: if i == 0 {
-                    SequenceHash::ROOT
-                } else {
-                    hashes[i - 1]
-                },
-                position: i as u32,
-            })
-        })
+        .map(|(b, i)| b.complete(BlockSpec::at(&hashes, i)))
         .collect();
     let mut all = on.blocks;
     all.extend(cache.register(complete).await);

@@ -145,6 +145,26 @@ pub struct BlockSpec {
     pub position: u32,
 }
 
+impl BlockSpec {
+    /// The identity of block `pos` of a chain of hashes: its hash, the one
+    /// before it as parent (`ROOT` for the first), and its position.
+    ///
+    /// # Panics
+    /// If `pos` is out of range.
+    #[inline]
+    pub fn at(hashes: &[SequenceHash], pos: usize) -> BlockSpec {
+        BlockSpec {
+            hash: hashes[pos],
+            parent: if pos == 0 {
+                SequenceHash::ROOT
+            } else {
+                hashes[pos - 1]
+            },
+            position: pos as u32,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Internal state
 
