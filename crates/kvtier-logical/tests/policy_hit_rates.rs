@@ -4,37 +4,14 @@
 //! of `docs/policies.md`:
 //! `cargo test --release -p kvtier-logical --test policy_hit_rates -- --ignored --nocapture`
 
-use kvtier_logical::hash::hash_trace_ids;
+mod common;
+
+use common::trace;
 use kvtier_logical::replay::replay;
 use kvtier_logical::workload::{
     multi_turn, scan_mix, zipf_prefixes, MultiTurn, ScanMix, ZipfPrefixes,
 };
-use kvtier_logical::{BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
-use std::sync::OnceLock;
-
-fn trace() -> &'static [Vec<SequenceHash>] {
-    static T: OnceLock<Vec<Vec<SequenceHash>>> = OnceLock::new();
-    T.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/data/mooncake_synthetic_trace.jsonl"
-        );
-        let text = std::fs::read_to_string(path).expect("trace in tests/data");
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                let ids: Vec<u64> = v["hash_ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap())
-                    .collect();
-                hash_trace_ids(CacheSalt(0), &ids)
-            })
-            .collect()
-    })
-}
+use kvtier_logical::{BlockStore, PolicyKind, SequenceHash, StoreConfig, Tier};
 
 fn hits(policy: PolicyKind, capacity: usize, requests: &[Vec<SequenceHash>]) -> (u64, u64) {
     let store = BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(policy)).unwrap();

@@ -2,31 +2,12 @@
 //! one thread), for `docs/policies.md`. Prints, asserts nothing about time:
 //! `cargo test --release -p kvtier-logical --test policy_speed -- --ignored --nocapture`
 
-use kvtier_logical::hash::hash_trace_ids;
-use kvtier_logical::replay::replay;
-use kvtier_logical::{BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
-use std::time::Instant;
+mod common;
 
-fn trace() -> Vec<Vec<SequenceHash>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/mooncake_synthetic_trace.jsonl"
-    );
-    let text = std::fs::read_to_string(path).expect("trace in tests/data");
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let ids: Vec<u64> = v["hash_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap())
-                .collect();
-            hash_trace_ids(CacheSalt(0), &ids)
-        })
-        .collect()
-}
+use common::trace;
+use kvtier_logical::replay::replay;
+use kvtier_logical::{BlockStore, PolicyKind, SequenceHash, StoreConfig, Tier};
+use std::time::Instant;
 
 /// Best of `reps` replays (a fresh store each time), in blocks per second.
 fn speed(policy: PolicyKind, capacity: usize, reqs: &[Vec<SequenceHash>], reps: usize) -> f64 {
@@ -53,7 +34,7 @@ fn print_policy_speed() {
         let mut rates = vec![0.0f64; PolicyKind::ALL.len()];
         for _ in 0..3 {
             for (i, &p) in PolicyKind::ALL.iter().enumerate() {
-                rates[i] = rates[i].max(speed(p, capacity, &reqs, reps));
+                rates[i] = rates[i].max(speed(p, capacity, reqs, reps));
             }
         }
         let lru = rates[0];

@@ -1,35 +1,16 @@
 //! Pins the reference LRU hit counts on the Mooncake synthetic trace
 //! (`tests/data/README.md`): LRU with tail-first release must match exactly.
 
-use kvtier_logical::hash::hash_trace_ids;
-use kvtier_logical::replay::replay;
-use kvtier_logical::{BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
+mod common;
 
-fn trace() -> Vec<Vec<SequenceHash>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/mooncake_synthetic_trace.jsonl"
-    );
-    let text = std::fs::read_to_string(path).expect("trace in tests/data");
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let ids: Vec<u64> = v["hash_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap())
-                .collect();
-            hash_trace_ids(CacheSalt(0), &ids)
-        })
-        .collect()
-}
+use common::trace;
+use kvtier_logical::replay::replay;
+use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, Tier};
 
 fn lru_hits(capacity: usize) -> (u64, u64) {
     let store =
         BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(PolicyKind::Lru)).unwrap();
-    let stats = replay(&store, &trace()).unwrap();
+    let stats = replay(&store, trace()).unwrap();
     store.check_invariants().unwrap();
     assert_eq!(stats.requests, 3993);
     (stats.hits, stats.blocks)

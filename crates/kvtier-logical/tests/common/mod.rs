@@ -1,0 +1,31 @@
+//! Shared by the integration tests of this crate: the Mooncake synthetic
+//! trace from the repository's `tests/data`, as chained hashes (salt 0).
+
+use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::{CacheSalt, SequenceHash};
+use std::sync::OnceLock;
+
+/// Every request of the trace, parsed and hashed once per test binary.
+pub fn trace() -> &'static [Vec<SequenceHash>] {
+    static T: OnceLock<Vec<Vec<SequenceHash>>> = OnceLock::new();
+    T.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/data/mooncake_synthetic_trace.jsonl"
+        );
+        let text = std::fs::read_to_string(path).expect("trace in tests/data");
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("trace line is JSON");
+                let ids: Vec<u64> = v["hash_ids"]
+                    .as_array()
+                    .expect("hash_ids array")
+                    .iter()
+                    .map(|x| x.as_u64().expect("id"))
+                    .collect();
+                hash_trace_ids(CacheSalt(0), &ids)
+            })
+            .collect()
+    })
+}
