@@ -390,3 +390,72 @@ fn two_processes_never_share_a_g3_directory() {
         "1",
     ]);
 }
+
+/// Start-up of a persistent G3 holding 1,000,000 blocks: journal recovery plus
+/// rebuilding the G3 block store. Prints the time (run with `--ignored
+/// --nocapture` in release mode; the figure is in docs/benchmarks.md).
+#[test]
+#[ignore]
+fn reopen_a_million_block_g3() {
+    use kvtier::config::Config;
+    use kvtier::disk::journal::{Entry, G3Header, Journal, OnMismatch, Record};
+    let t = tempfile::tempdir().unwrap();
+    let n = 1_000_000u64;
+    let text = CONFIG
+        .replace("blocks = 50000", &format!("blocks = {n}"))
+        .replace("blocks = 8000", "blocks = 16");
+    let cfg_path = write_config(t.path(), &text);
+    let mut config = Config::from_file(Path::new(&cfg_path)).unwrap();
+    let g3 = t.path().join("g3");
+    std::fs::create_dir_all(&g3).unwrap();
+    config.g1.blocks = 16;
+    config.g3.path = Some(g3.clone());
+    let (shape, kind) = config.block_shape("test").unwrap();
+    // A sparse data file of the right size, and a journal of n records.
+    let layout = kvtier::memory::Layout::new(shape, kind, n as usize).unwrap();
+    let f = std::fs::File::create(g3.join("g3.blocks")).unwrap();
+    f.set_len(layout.total_bytes() as u64).unwrap();
+    let header = G3Header::new(
+        kvtier::durable::layout_fingerprint(&shape, kind),
+        config.cache_salt().0,
+        n,
+    );
+    {
+        let (mut j, _) = Journal::open(&g3, &header, OnMismatch::Refuse).unwrap();
+        let mut batch = Vec::with_capacity(65_536);
+        let mut parent = 0u128;
+        for slot in 0..n as u32 {
+            let hash = (slot as u128 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+            batch.push(Entry::Stored(Record {
+                slot,
+                hash,
+                parent: if slot % 64 == 0 { 0 } else { parent },
+                position: slot % 64,
+                checksum: 0,
+            }));
+            parent = hash;
+            if batch.len() == batch.capacity() {
+                j.append(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        j.append(&batch).unwrap();
+        j.commit().unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let built = rt
+        .block_on(async { kvtier::setup::build(&config, "test", true, &Default::default()) })
+        .unwrap();
+    let took = start.elapsed().as_secs_f64();
+    let rec = built.recovery.clone().unwrap();
+    println!(
+        "reopened a G3 of {n} blocks: journal recovery {:.3} s, total start-up {took:.3} s, {} restored",
+        rec.seconds, rec.restored
+    );
+    assert_eq!(rec.restored, n);
+    assert!(took < 2.0, "start-up took {took:.3} s");
+}
