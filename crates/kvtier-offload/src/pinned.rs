@@ -50,16 +50,66 @@ impl<G: Send + 'static> Drop for Pinned<G> {
                 return;
             }
             // Cancelled mid-transfer: release the blocks only after the copy.
+            let slot = std::sync::Arc::new(parking_lot::Mutex::new(Some((t, g))));
+            let theirs = slot.clone();
             let spawned = std::thread::Builder::new()
                 .name("kvtier-unpin".into())
                 .spawn(move || {
-                    let _ = t.wait();
-                    drop(g);
+                    if let Some((t, g)) = theirs.lock().take() {
+                        let _ = t.wait();
+                        drop(g);
+                    }
                 });
             if let Err(e) = spawned {
                 // Cannot spawn: wait here rather than free a slot under a copy.
                 tracing::warn!("cannot spawn unpin thread ({e}); waiting inline");
+                if let Some((t, g)) = slot.lock().take() {
+                    let _ = t.wait();
+                    drop(g);
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn cancelled_transfer_keeps_its_guards_until_the_bytes_land() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let (t, part) = Transfer::new(0, Box::new(()));
+        let pinned = Pinned::new(t, Flag(dropped.clone()));
+        drop(pinned); // the request was cancelled mid-copy
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!dropped.load(Ordering::SeqCst), "guards freed under a copy");
+        part.finish(Ok(()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !dropped.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "guards released after the copy"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn completed_transfer_gives_the_guards_back() {
+        let (t, part) = Transfer::new(0, Box::new(()));
+        part.finish(Ok(()));
+        let (res, g) = Pinned::new(t, 7u32).await;
+        assert!(res.is_ok());
+        assert_eq!(g, 7);
     }
 }
