@@ -235,12 +235,12 @@ fn run_single_tier(
     let policy = config.g1.policy.unwrap_or_default();
     // Each repetition replays into a fresh store; the best time is reported
     // (the counts are identical by construction).
-    let mut best: Option<(f64, ReplayStats, Timeline)> = None;
+    let mut best: Option<(f64, ReplayStats, Timeline, String)> = None;
     let every = (trace.len() / 200).max(1);
     for _ in 0..opts.repeat.max(1) {
         let store =
             BlockStore::new(StoreConfig::new(Tier::G1, config.g1.blocks).with_policy(policy))?;
-        let mut replay = SingleTierReplay::new(store);
+        let mut replay = SingleTierReplay::new(store.clone());
         let mut timeline = Vec::new();
         let start = Instant::now();
         for (i, req) in trace.iter().enumerate() {
@@ -251,12 +251,12 @@ fn run_single_tier(
             }
         }
         let seconds = start.elapsed().as_secs_f64();
-        if best.as_ref().is_none_or(|(b, _, _)| seconds < *b) {
-            best = Some((seconds, replay.stats(), timeline));
+        if best.as_ref().is_none_or(|(b, _, _, _)| seconds < *b) {
+            let prom = kvtier_logical::to_prometheus(&[store.metrics()]);
+            best = Some((seconds, replay.stats(), timeline, prom));
         }
     }
-    let (seconds, stats, timeline) = best.expect("at least one repetition");
-    let prometheus = String::new();
+    let (seconds, stats, timeline, prometheus) = best.expect("at least one repetition");
     let report = ReplayReport {
         trace: trace_name.to_string(),
         requests: stats.requests,
