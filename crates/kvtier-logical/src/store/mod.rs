@@ -890,19 +890,17 @@ impl BlockStore {
         }
     }
 
-    /// `register_locked` for a store with no events to emit and no parent
-    /// links to keep (LRU), in two passes with the same outcome: first every
-    /// block takes its identity (registered, not yet indexed, so a panic
-    /// midway leaves blocks that free themselves when released) and its index
-    /// bucket is prefetched; then the blocks are indexed in order, so
-    /// duplicates resolve exactly as one pass would.
+    /// First pass of the two-pass registers: every block takes its identity
+    /// (registered, not yet indexed, so a panic midway leaves blocks that free
+    /// themselves when released), its index bucket is prefetched, and its
+    /// guard is appended to `out`. Returns where the batch starts in `out`.
     #[inline(always)]
-    fn register_flat<I: Iterator<Item = CompleteBlock>>(
+    fn register_identities<I: Iterator<Item = CompleteBlock>>(
         &self,
         g: &mut Inner,
         blocks: &mut I,
         out: &mut Vec<ImmutableBlock>,
-    ) {
+    ) -> usize {
         let start = out.len();
         for b in blocks {
             let (store, s, spec) = b.into_parts();
@@ -931,6 +929,23 @@ impl BlockStore {
                 hash: spec.hash,
             });
         }
+        start
+    }
+
+    /// `register_locked` for a store with no events to emit and no parent
+    /// links to keep (LRU), in two passes with the same outcome: first every
+    /// block takes its identity (registered, not yet indexed, so a panic
+    /// midway leaves blocks that free themselves when released) and its index
+    /// bucket is prefetched; then the blocks are indexed in order, so
+    /// duplicates resolve exactly as one pass would.
+    #[inline(always)]
+    fn register_flat<I: Iterator<Item = CompleteBlock>>(
+        &self,
+        g: &mut Inner,
+        blocks: &mut I,
+        out: &mut Vec<ImmutableBlock>,
+    ) {
+        let start = self.register_identities(g, blocks, out);
         let reject = self.shared.duplicates == DuplicatePolicy::Reject;
         let mut registered = 0;
         for b in &mut out[start..] {
@@ -977,34 +992,7 @@ impl BlockStore {
         blocks: &mut I,
         out: &mut Vec<ImmutableBlock>,
     ) {
-        let start = out.len();
-        for b in blocks {
-            let (store, s, spec) = b.into_parts();
-            assert!(
-                Counted::ptr_eq(&store, &self.shared),
-                "register: a CompleteBlock of another store was passed"
-            );
-            g.prefetch_bucket(spec.hash);
-            let slot = &mut g.slots[s as usize];
-            *slot = Slot {
-                state: State::Registered,
-                indexed: false,
-                refcount: 1,
-                children: 0,
-                position: spec.position,
-                generation: slot.generation,
-                parent_slot: NO_SLOT,
-                parent_gen: 0,
-                index_pos: 0,
-                hash: spec.hash,
-                parent: spec.parent,
-            };
-            out.push(ImmutableBlock {
-                store,
-                slot: s,
-                hash: spec.hash,
-            });
-        }
+        let start = self.register_identities(g, blocks, out);
         let reject = self.shared.duplicates == DuplicatePolicy::Reject;
         let mut registered = 0;
         // Slot of the previous block registered in this batch, to find the
