@@ -294,6 +294,25 @@ pub struct Onboarded {
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// `(source slot, destination slot)` for the plan positions `pos`: the source
+/// is the block the plan pins at that position, the destination the fresh
+/// block at the same index of `dst`.
+fn pinned_pairs(
+    pos: &[usize],
+    guards: &[Option<ImmutableBlock>],
+    dst: &[MutableBlock],
+) -> Vec<(usize, usize)> {
+    pos.iter()
+        .zip(dst)
+        .map(|(&i, d)| {
+            (
+                guards[i].as_ref().expect("pinned").slot() as usize,
+                d.slot() as usize,
+            )
+        })
+        .collect()
+}
+
 /// xxh3-64 of a block's bytes (regions in layer order).
 pub fn block_checksum(mem: &dyn HostVisible, slot: usize) -> Result<u64, MemoryError> {
     let view = mem.block(slot)?;
@@ -1068,16 +1087,7 @@ impl Inner {
             let g2 = self.tier(Tier::G2);
             let g3 = self.tier(Tier::G3);
             let dst = self.clone().allocate_in(Tier::G2, g3_pos.len()).await?;
-            let pairs: Vec<(usize, usize)> = g3_pos
-                .iter()
-                .zip(&dst)
-                .map(|(&i, d)| {
-                    (
-                        guards[i].as_ref().expect("pinned").slot() as usize,
-                        d.slot() as usize,
-                    )
-                })
-                .collect();
+            let pairs = pinned_pairs(&g3_pos, &guards, &dst);
             let (res, dst) = self.copy_pinned(Tier::G3, Tier::G2, &pairs, dst).await;
             let ok_copy = match res {
                 Ok(()) => true,
@@ -1159,16 +1169,7 @@ impl Inner {
             if !g2_pos.is_empty() {
                 let g1 = self.tier(Tier::G1);
                 let dst = self.clone().allocate_in(Tier::G1, g2_pos.len()).await?;
-                let pairs: Vec<(usize, usize)> = g2_pos
-                    .iter()
-                    .zip(&dst)
-                    .map(|(&i, d)| {
-                        (
-                            guards[i].as_ref().expect("pinned").slot() as usize,
-                            d.slot() as usize,
-                        )
-                    })
-                    .collect();
+                let pairs = pinned_pairs(&g2_pos, &guards, &dst);
                 let (res, dst) = self.copy_pinned(Tier::G2, Tier::G1, &pairs, dst).await;
                 if let Err(e) = res {
                     tracing::warn!(
