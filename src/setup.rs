@@ -250,9 +250,6 @@ pub fn build(
             .unwrap_or_default();
         j.retain_slots(&kept);
     }
-    if journal.is_some() && !data {
-        unreachable!("persistent G3 is only opened with data on");
-    }
     Ok(Built {
         cache,
         temp_dir,
