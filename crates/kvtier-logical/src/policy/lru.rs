@@ -5,7 +5,8 @@
 //! hash map, while slot ids are already dense array indices; an intrusive list
 //! over one array of `u32` link pairs gives O(1) insert/remove/evict with no allocation.
 
-use super::{BlockInfo, EvictionPolicy, SlotId};
+use super::{BlockInfo, EvictionPolicy, FlatPolicy, SlotId};
+use crate::hash::SequenceHash;
 
 /// Sentinel for "no slot".
 pub(crate) const NIL: u32 = u32::MAX;
@@ -180,10 +181,28 @@ impl EvictionPolicy for Lru {
     }
 }
 
+impl FlatPolicy for Lru {
+    #[inline(always)]
+    fn flat_insert(&mut self, slot: SlotId) {
+        self.list.push_back(slot);
+    }
+    #[inline(always)]
+    fn flat_remove(&mut self, slot: SlotId) {
+        self.list.remove(slot);
+    }
+    #[inline(always)]
+    fn flat_evict(&mut self) -> Option<SlotId> {
+        self.list.pop_front()
+    }
+    #[inline(always)]
+    fn flat_hit(&mut self, _slot: SlotId, _position: u32) {}
+    #[inline(always)]
+    fn flat_evicted(&mut self, _slot: SlotId, _hash: SequenceHash) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::SequenceHash;
 
     fn info() -> BlockInfo {
         BlockInfo {

@@ -12,20 +12,26 @@
 //!   matched again; `evict()` returns, and forgets, one inactive slot.
 //! - A policy never returns a slot that was not inserted, or that was removed.
 
+mod classes;
+mod gated;
 mod leaf;
 mod lru;
 mod prefix_freq;
 mod prefix_lru;
 mod s3fifo;
+pub mod seen;
 pub mod sketch;
 mod tinylfu;
 
+pub use classes::{CLASS_WINDOW, TAIL_WASTE_RATIO};
+pub use gated::GatedLru;
 pub use lru::{Lru, SlotList};
 pub use prefix_freq::{
     PrefixFreq, CONT_WINDOW, PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN,
 };
 pub use prefix_lru::PrefixLru;
 pub use s3fifo::{S3Fifo, MAX_FREQ as S3FIFO_MAX_FREQ, SMALL_PERCENT as S3FIFO_SMALL_PERCENT};
+pub use seen::SeenFilter;
 pub use sketch::FrequencySketch;
 pub use tinylfu::{
     TinyLfu, PROTECTED_PERCENT as TINYLFU_PROTECTED_PERCENT,
@@ -35,6 +41,21 @@ pub use tinylfu::{
 use crate::hash::SequenceHash;
 use std::fmt;
 use std::str::FromStr;
+
+/// Hint the CPU to bring the cache line at `p` into L1. Any address is
+/// allowed; nothing is read.
+#[inline(always)]
+pub(crate) fn prefetch_ptr<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect (it cannot fault and
+    // does not access memory in the language's sense), and SSE is part of the
+    // x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 /// Index of a slot within one tier's block store.
 pub type SlotId = u32;
@@ -108,6 +129,26 @@ pub trait EvictionPolicy: Send + 'static {
     fn on_leaf_changed(&mut self, _slot: SlotId, _is_leaf: bool) {}
 }
 
+/// A policy the store can drive through its batched fast paths: it keeps no
+/// leaf state (`uses_leaves() == false`), so its next victim never depends on
+/// a store callback made between two evictions, and its hooks take plain
+/// values instead of a [`BlockInfo`]. The store pops all the victims of an
+/// allocation first (prefetching their slots), then unindexes them and calls
+/// [`evicted`](Self::evicted); the outcome is the same as evicting one at a
+/// time. Implemented by [`Lru`] (hooks are no-ops) and [`GatedLru`].
+pub(crate) trait FlatPolicy {
+    /// As [`EvictionPolicy::insert`].
+    fn flat_insert(&mut self, slot: SlotId);
+    /// As [`EvictionPolicy::remove`] (only called for a listed slot).
+    fn flat_remove(&mut self, slot: SlotId);
+    /// As [`EvictionPolicy::evict`].
+    fn flat_evict(&mut self) -> Option<SlotId>;
+    /// As [`EvictionPolicy::on_hit`], after `remove` if the block was inactive.
+    fn flat_hit(&mut self, slot: SlotId, position: u32);
+    /// As [`EvictionPolicy::on_evicted`].
+    fn flat_evicted(&mut self, slot: SlotId, hash: SequenceHash);
+}
+
 /// The policies a tier can be configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -123,8 +164,10 @@ pub enum PolicyKind {
     #[serde(rename = "tinylfu")]
     TinyLfu,
     /// Frequency-gated segmented LRU with leaf-first eviction ([`PrefixFreq`]).
-    /// The default.
     PrefixFreq,
+    /// Frequency-gated segmented LRU with per-slot frequency and a seen
+    /// filter, on the store's fast paths ([`GatedLru`]). The default.
+    GatedLru,
 }
 
 impl PolicyKind {
@@ -135,6 +178,7 @@ impl PolicyKind {
         PolicyKind::S3Fifo,
         PolicyKind::TinyLfu,
         PolicyKind::PrefixFreq,
+        PolicyKind::GatedLru,
     ];
 
     /// The name accepted on the command line and in configs.
@@ -145,6 +189,7 @@ impl PolicyKind {
             PolicyKind::S3Fifo => "s3fifo",
             PolicyKind::TinyLfu => "tinylfu",
             PolicyKind::PrefixFreq => "prefix-freq",
+            PolicyKind::GatedLru => "gated-lru",
         }
     }
 
@@ -156,6 +201,7 @@ impl PolicyKind {
             PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
             PolicyKind::TinyLfu => Box::new(TinyLfu::new(capacity)),
             PolicyKind::PrefixFreq => Box::new(PrefixFreq::new(capacity)),
+            PolicyKind::GatedLru => Box::new(GatedLru::new(capacity)),
         }
     }
 }

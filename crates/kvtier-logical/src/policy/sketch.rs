@@ -89,16 +89,7 @@ impl FrequencySketch {
     #[inline]
     pub fn prefetch(&self, hash: SequenceHash) {
         let (base, _) = self.probes(hash);
-        let p = self.table[base..].as_ptr();
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch has no architectural effect (it cannot fault and
-        // does not access memory in the language's sense), and SSE is part of
-        // the x86_64 baseline.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
+        super::prefetch_ptr(&self.table[base]);
     }
 
     /// Estimated number of accesses of `hash` (0..=15) in the recent past.

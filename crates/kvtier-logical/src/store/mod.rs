@@ -22,7 +22,8 @@ use crate::events::{EventBus, EventKind};
 use crate::hash::SequenceHash;
 use crate::metrics::{Counters, TierMetrics};
 use crate::policy::{
-    BlockInfo, EvictionPolicy, Lru, PolicyKind, PrefixFreq, PrefixLru, S3Fifo, SlotId, TinyLfu,
+    prefetch_ptr as prefetch, BlockInfo, EvictionPolicy, FlatPolicy, GatedLru, Lru, PolicyKind,
+    PrefixFreq, PrefixLru, S3Fifo, SlotId, TinyLfu,
 };
 use crate::tier::Tier;
 use crossbeam_channel::Receiver;
@@ -247,6 +248,7 @@ enum Policy {
     S3Fifo(S3Fifo),
     TinyLfu(TinyLfu),
     PrefixFreq(PrefixFreq),
+    GatedLru(GatedLru),
 }
 
 /// `$body` with `$p` bound to the concrete policy inside `$policy`.
@@ -258,6 +260,7 @@ macro_rules! dispatch {
             Policy::S3Fifo($p) => $body,
             Policy::TinyLfu($p) => $body,
             Policy::PrefixFreq($p) => $body,
+            Policy::GatedLru($p) => $body,
         }
     };
 }
@@ -272,6 +275,7 @@ macro_rules! hooks {
             Policy::S3Fifo($p) => $body,
             Policy::TinyLfu($p) => $body,
             Policy::PrefixFreq($p) => $body,
+            Policy::GatedLru($p) => $body,
         }
     };
 }
@@ -285,6 +289,7 @@ impl Policy {
             PolicyKind::S3Fifo => Policy::S3Fifo(S3Fifo::new(capacity)),
             PolicyKind::TinyLfu => Policy::TinyLfu(TinyLfu::new(capacity)),
             PolicyKind::PrefixFreq => Policy::PrefixFreq(PrefixFreq::new(capacity)),
+            PolicyKind::GatedLru => Policy::GatedLru(GatedLru::new(capacity)),
         }
     }
 
@@ -331,6 +336,7 @@ impl Policy {
             Policy::S3Fifo(p) => p.insert(s, &slot.info()),
             Policy::TinyLfu(p) => p.insert(s, &slot.info()),
             Policy::PrefixFreq(p) => p.insert(s, &slot.info()),
+            Policy::GatedLru(p) => p.insert(s, &slot.info()),
         }
     }
 
@@ -342,6 +348,16 @@ impl Policy {
     #[inline(always)]
     fn prefetch(&self, h: SequenceHash) {
         hooks!(self, p => p.prefetch(h))
+    }
+
+    /// [`prefetch`](Self::prefetch) for a hash about to be looked up: only
+    /// for policies that count hits in a table (`gated-lru` counts them in
+    /// the slot and reads its table only at registration).
+    #[inline(always)]
+    fn prefetch_lookup(&self, h: SequenceHash) {
+        if !matches!(self, Policy::GatedLru(_)) {
+            self.prefetch(h)
+        }
     }
 
     #[inline(always)]
@@ -382,21 +398,6 @@ struct Shared {
     capacity: usize,
     duplicates: DuplicatePolicy,
     inner: Mutex<Inner>,
-}
-
-/// Hint the CPU to bring the cache line at `p` into L1. Any address is
-/// allowed; nothing is read.
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch has no architectural effect (it cannot fault and
-    // does not access memory in the language's sense), and SSE is part of the
-    // x86_64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// How far ahead batch loops prefetch index buckets.
@@ -668,72 +669,78 @@ impl BlockStore {
         }
         self.shared.add_refs(n);
         let g = &mut *g;
-        if let Policy::Lru(lru) = &mut g.policy {
-            // LRU has no hooks, so victims can be popped first and then
-            // unindexed in the same order as `take_slot` would: nothing the
-            // store does between two `evict`s changes what LRU returns. This
-            // lets the victims' slots and index buckets be prefetched ahead.
-            let from_free = n.min(g.free.len());
-            let start = out.len();
-            for _ in 0..n {
-                let s = match g.free.pop() {
-                    Some(s) => s,
-                    None => {
-                        let s = lru.evict().expect("availability checked");
-                        prefetch(&g.slots[s as usize]);
-                        s
-                    }
-                };
-                out.push(MutableBlock {
-                    // SAFETY: one of the `n` references added above.
-                    store: unsafe { self.shared.counted_clone() },
-                    slot: s,
-                });
-            }
-            let victims = start + from_free..out.len();
-            for b in &out[start..victims.start] {
-                let slot = &mut g.slots[b.slot as usize];
-                slot.state = State::Mutable;
-                slot.indexed = false;
-                slot.refcount = 0;
-                slot.children = 0;
-                slot.parent_slot = NO_SLOT;
-            }
-            // `evict_slot` specialised for a policy without hooks, fused
-            // with the slot's reinitialisation.
-            let emit = g.events.active();
-            for b in &out[victims.clone()] {
-                let s = b.slot;
-                let slot = &mut g.slots[s as usize];
-                debug_assert!(
-                    slot.state == State::Registered && slot.refcount == 0 && slot.indexed
-                );
-                let (hash, pos) = (slot.hash, slot.index_pos);
-                g.index.remove_at(g.index.probe(hash), pos);
-                if slot.parent_slot != NO_SLOT {
-                    slot.indexed = false;
-                    g.detach_from_parent(s);
-                }
-                let slot = &mut g.slots[s as usize];
-                // A reused slot must not upgrade old `WeakBlock`s.
-                slot.generation = slot.generation.wrapping_add(1);
-                slot.state = State::Mutable;
-                slot.indexed = false;
-                slot.refcount = 0;
-                slot.children = 0;
-                if emit {
-                    g.removed.push(hash);
-                }
-                if let Some(v) = evicted.as_mut() {
-                    v.push(Evicted {
+        // `$p`: a `FlatPolicy`. Its next victim does not depend on anything
+        // the store does between two evictions, so victims are popped first
+        // and then unindexed in the same order as `take_slot` would: this
+        // lets the victims' slots and index buckets be prefetched ahead.
+        macro_rules! allocate_flat {
+            ($p:ident) => {{
+                let from_free = n.min(g.free.len());
+                let start = out.len();
+                for _ in 0..n {
+                    let s = match g.free.pop() {
+                        Some(s) => s,
+                        None => {
+                            let s = FlatPolicy::flat_evict($p).expect("availability checked");
+                            prefetch(&g.slots[s as usize]);
+                            s
+                        }
+                    };
+                    out.push(MutableBlock {
+                        // SAFETY: one of the `n` references added above.
+                        store: unsafe { self.shared.counted_clone() },
                         slot: s,
-                        hash,
-                        parent: slot.parent,
-                        position: slot.position,
                     });
                 }
-            }
-            g.counters.evictions += victims.len() as u64;
+                let victims = start + from_free..out.len();
+                for b in &out[start..victims.start] {
+                    let slot = &mut g.slots[b.slot as usize];
+                    slot.state = State::Mutable;
+                    slot.indexed = false;
+                    slot.refcount = 0;
+                    slot.children = 0;
+                    slot.parent_slot = NO_SLOT;
+                }
+                // `evict_slot` specialised for a flat policy (no parent
+                // links), fused with the slot's reinitialisation.
+                let emit = g.events.active();
+                for b in &out[victims.clone()] {
+                    let s = b.slot;
+                    let slot = &mut g.slots[s as usize];
+                    debug_assert!(
+                        slot.state == State::Registered
+                            && slot.refcount == 0
+                            && slot.indexed
+                            && slot.parent_slot == NO_SLOT
+                    );
+                    let (hash, pos) = (slot.hash, slot.index_pos);
+                    g.index.remove_at(g.index.probe(hash), pos);
+                    // A reused slot must not upgrade old `WeakBlock`s.
+                    slot.generation = slot.generation.wrapping_add(1);
+                    slot.state = State::Mutable;
+                    slot.indexed = false;
+                    slot.refcount = 0;
+                    slot.children = 0;
+                    $p.flat_evicted(s, hash);
+                    if emit {
+                        g.removed.push(hash);
+                    }
+                    if let Some(v) = evicted.as_mut() {
+                        v.push(Evicted {
+                            slot: s,
+                            hash,
+                            parent: slot.parent,
+                            position: slot.position,
+                        });
+                    }
+                }
+                g.counters.evictions += victims.len() as u64;
+            }};
+        }
+        if let Policy::Lru(p) = &mut g.policy {
+            allocate_flat!(p);
+        } else if let Policy::GatedLru(p) = &mut g.policy {
+            allocate_flat!(p);
         } else {
             for _ in 0..n {
                 let s = g.take_slot(&mut evicted);
@@ -779,26 +786,35 @@ impl BlockStore {
         let mut matched = 0;
         for &h in hashes.iter().take(PREFETCH_AHEAD) {
             g.prefetch_bucket(h);
-            g.policy.prefetch(h);
+            g.policy.prefetch_lookup(h);
         }
         for (i, &h) in hashes.iter().enumerate() {
             if let Some(&next) = hashes.get(i + PREFETCH_AHEAD) {
                 g.prefetch_bucket(next);
-                g.policy.prefetch(next);
+                g.policy.prefetch_lookup(next);
             }
             match g.lookup(h) {
                 Some(s) => {
-                    if let Policy::Lru(lru) = &mut g.policy {
-                        // `acquire` with LRU's `remove` inlined; no hooks.
-                        let slot = &mut g.slots[s as usize];
-                        if slot.refcount == 0 {
-                            lru.remove(s);
-                            g.counters.resurrections += 1;
+                    // `acquire` and `on_hit` with a flat policy's calls
+                    // inlined.
+                    macro_rules! hit_flat {
+                        ($p:ident) => {{
+                            let slot = &mut g.slots[s as usize];
+                            if slot.refcount == 0 {
+                                FlatPolicy::flat_remove($p, s);
+                                g.counters.resurrections += 1;
+                            }
+                            slot.refcount += 1;
+                            $p.flat_hit(s, slot.position);
+                        }};
+                    }
+                    match &mut g.policy {
+                        Policy::Lru(p) => hit_flat!(p),
+                        Policy::GatedLru(p) => hit_flat!(p),
+                        _ => {
+                            g.acquire(s);
+                            g.policy.on_hit(s, &g.slots[s as usize]);
                         }
-                        slot.refcount += 1;
-                    } else {
-                        g.acquire(s);
-                        g.policy.on_hit(s, &g.slots[s as usize]);
                     }
                     out.push(ImmutableBlock {
                         // SAFETY: one of the references added above.
@@ -814,7 +830,11 @@ impl BlockStore {
                     // registered next: let the policy prefetch what it will
                     // count then (the first `PREFETCH_AHEAD` are on their way).
                     if g.policy.has_hooks() {
-                        for &r in hashes.iter().skip(i + 1 + PREFETCH_AHEAD) {
+                        let ahead = match g.policy {
+                            Policy::GatedLru(_) => 0,
+                            _ => PREFETCH_AHEAD,
+                        };
+                        for &r in hashes.iter().skip(i + 1 + ahead) {
                             g.policy.prefetch(r);
                         }
                     }
@@ -960,6 +980,10 @@ impl BlockStore {
                     let slot = &mut g.slots[s as usize];
                     slot.indexed = true;
                     slot.index_pos = pos;
+                    let position = slot.position;
+                    if let Policy::GatedLru(p) = &mut g.policy {
+                        p.register(s, hash, position);
+                    }
                     registered += 1;
                 }
                 Err(existing) => {
@@ -1067,7 +1091,7 @@ impl BlockStore {
         if !emit {
             if tree {
                 self.register_tree::<true, _>(g, blocks, out);
-            } else if g.policy.has_hooks() {
+            } else if g.policy.has_hooks() && !matches!(g.policy, Policy::GatedLru(_)) {
                 self.register_tree::<false, _>(g, blocks, out);
             } else {
                 self.register_flat(g, blocks, out);
@@ -1208,32 +1232,39 @@ impl BlockStore {
         let mut g = self.shared.inner.lock();
         let mut forgotten = 0;
         let inner = &mut *g;
-        if let Policy::Lru(lru) = &mut inner.policy {
-            // `release_one` with LRU's `insert` inlined.
-            for b in blocks {
-                if !Counted::ptr_eq(&b.store, &self.shared) {
-                    // Another store: its own Drop takes its own lock.
-                    drop(b);
-                    continue;
-                }
-                let s = b.slot;
-                std::mem::forget(b);
-                forgotten += 1;
-                let slot = &mut inner.slots[s as usize];
-                debug_assert!(slot.state == State::Registered && slot.refcount > 0);
-                slot.refcount -= 1;
-                if slot.refcount == 0 {
-                    if slot.indexed {
-                        lru.insert(s, &LRU_INFO);
-                    } else {
-                        // `free_slot`.
-                        slot.state = State::Free;
-                        slot.children = 0;
-                        slot.generation = slot.generation.wrapping_add(1);
-                        inner.free.push(s);
+        // `release_one` with a flat policy's `insert` inlined.
+        macro_rules! release_flat {
+            ($p:ident) => {{
+                for b in blocks {
+                    if !Counted::ptr_eq(&b.store, &self.shared) {
+                        // Another store: its own Drop takes its own lock.
+                        drop(b);
+                        continue;
+                    }
+                    let s = b.slot;
+                    std::mem::forget(b);
+                    forgotten += 1;
+                    let slot = &mut inner.slots[s as usize];
+                    debug_assert!(slot.state == State::Registered && slot.refcount > 0);
+                    slot.refcount -= 1;
+                    if slot.refcount == 0 {
+                        if slot.indexed {
+                            FlatPolicy::flat_insert($p, s);
+                        } else {
+                            // `free_slot`.
+                            slot.state = State::Free;
+                            slot.children = 0;
+                            slot.generation = slot.generation.wrapping_add(1);
+                            inner.free.push(s);
+                        }
                     }
                 }
-            }
+            }};
+        }
+        if let Policy::Lru(p) = &mut inner.policy {
+            release_flat!(p);
+        } else if let Policy::GatedLru(p) = &mut inner.policy {
+            release_flat!(p);
         } else {
             for b in blocks {
                 if !Counted::ptr_eq(&b.store, &self.shared) {

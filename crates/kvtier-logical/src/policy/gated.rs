@@ -1,0 +1,536 @@
+//! The default policy: a frequency-gated segmented LRU built to run at LRU's
+//! speed (`gated-lru`).
+
+use super::classes::Classes;
+use super::lru::NIL;
+use super::seen::SeenFilter;
+use super::{BlockInfo, EvictionPolicy, FlatPolicy, SlotId};
+use crate::hash::SequenceHash;
+
+/// Accesses (registrations and hits) that make a block "proven". Two is the
+/// one-hit-wonder cut: on LLM traces most computed blocks (a request's unique
+/// tail, one-off documents) are never read again, while a block read twice is
+/// several times more likely to be read again soon (on the Mooncake trace,
+/// 22% against 8% within 200 requests). Higher cuts starve recently proven
+/// blocks.
+pub const PROVEN_MIN: u8 = 2;
+
+/// Share of the capacity, in 1/64ths, that inactive proven blocks may occupy
+/// before the oldest is demoted to the probation segment (at its most-recent
+/// end). 56/64 = 87.5%, close to SLRU's usual 80%: proven blocks are
+/// protected from a flood of new ones, while a changing working set still
+/// gets an eighth of the cache to prove itself in.
+pub const PROTECTED_SHARE_64THS: usize = 56;
+
+/// Extra passes a proven block can earn through hits (S3-FIFO's 2-bit
+/// counter): frequently hit proven blocks are re-queued instead of evicted.
+pub const MAX_PASSES: u8 = 3;
+
+/// Head start of a proven block over a new one, in cache turnovers (units of
+/// `capacity` releases). A proven block that has sat unused while 8 cache's
+/// worth of blocks were released is evicted before newer one-timers: by then
+/// the seen filter (8 to 16 turnovers of memory) is about to forget it
+/// anyway, and a workload whose hot set moved on (finished sessions, retired
+/// documents) gets its cache back.
+pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
+
+/// Probation segment: blocks seen once.
+const NEW: u8 = 0;
+/// Protected segment: blocks seen at least [`PROVEN_MIN`] times.
+const PROVEN: u8 = 1;
+/// `Node::list` of a slot in no segment.
+const NONE: u8 = u8::MAX;
+
+/// `Node::flags`: a continuation block not yet reused.
+const CONT: u8 = 1;
+/// `Node::flags`: a request's tail block not yet reused.
+const TAIL: u8 = 2;
+/// `Node::flags`: hit since it was registered (its eviction refreshes the
+/// seen filter).
+const HIT: u8 = 4;
+
+/// Per-slot state: links and the policy's data in 16 bytes, so every call
+/// touches one cache line per slot.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+struct Node {
+    prev: u32,
+    next: u32,
+    /// Release clock at the slot's last insert (wrapping; only differences
+    /// are used).
+    stamp: u32,
+    /// Segment the slot is listed in, or `NONE`.
+    list: u8,
+    /// Accesses: 1 or 2 at registration (2 if the seen filter knew the
+    /// hash), plus one per hit, saturating.
+    freq: u8,
+    /// Extra passes through the proven segment earned by hits.
+    passes: u8,
+    flags: u8,
+}
+
+/// How many release ticks `later` is after `earlier`, on the wrapping clock
+/// (negative if it is before). Exact while the two are less than 2^31 ticks
+/// apart; beyond that a proven block may only lose its credit late.
+#[inline(always)]
+fn stamp_gap(earlier: u32, later: u32) -> i32 {
+    later.wrapping_sub(earlier) as i32
+}
+
+/// Frequency-gated segmented LRU (`gated-lru`, the default).
+///
+/// - When a block becomes inactive it joins the *proven* segment if it was
+///   accessed at least [`PROVEN_MIN`] times, counting a registration of a
+///   hash the [`SeenFilter`] remembers (computed or evicted in the last 8 to
+///   16 cache turnovers) as a second access; else the *new* segment.
+///   Frequency while cached is counted in the slot, so a hit touches no
+///   table.
+/// - Victims come from *new* first, least recently released first, unless
+///   the oldest proven block has been idle [`PROVEN_CREDIT_TURNOVERS`] cache
+///   turnovers longer than the oldest new one. Proven blocks above
+///   [`PROTECTED_SHARE_64THS`] of the capacity are demoted to the most-recent
+///   end of *new*. A proven block at the eviction end that was hit since it
+///   was registered is re-queued instead, once per hit up to [`MAX_PASSES`].
+/// - A request's *tail* goes to the eviction end of *new* while tails are
+///   rarely reused, and *continuations* are admitted as proven while most
+///   are reused (learned online, see `classes.rs`).
+/// - No leaf tracking: with tail-first release, a request's blocks enter a
+///   segment tail first, so a prefix is already cut from its tail. The store
+///   keeps no parent links for it, and victims can be popped in a batch.
+///
+/// Every call is O(1); all state is in arrays sized at construction.
+#[derive(Debug)]
+pub struct GatedLru {
+    /// `capacity` slot nodes, then the two segments' sentinels.
+    nodes: Vec<Node>,
+    base: u32,
+    /// Listed slots per segment (indexed by `list & 1`: no bounds check).
+    lens: [u32; 2],
+    seen: SeenFilter,
+    protected_cap: usize,
+    /// Release clock: number of inserts so far (wrapping).
+    clock: u32,
+    /// Head start of a proven block over a new one, in release ticks.
+    credit: u32,
+    classes: Classes,
+}
+
+impl GatedLru {
+    /// The policy for a tier of `capacity` slots.
+    pub fn new(capacity: usize) -> Self {
+        let base = capacity as u32;
+        assert!(
+            capacity + 2 < NIL as usize,
+            "capacity too large for u32 slot ids"
+        );
+        let empty = Node {
+            prev: NIL,
+            next: NIL,
+            stamp: 0,
+            list: NONE,
+            freq: 0,
+            passes: 0,
+            flags: 0,
+        };
+        let mut nodes = vec![empty; capacity + 2];
+        for s in [base, base + 1] {
+            nodes[s as usize].prev = s;
+            nodes[s as usize].next = s;
+        }
+        let credit = (capacity as u64 * PROVEN_CREDIT_TURNOVERS).min(i32::MAX as u64);
+        GatedLru {
+            nodes,
+            base,
+            lens: [0; 2],
+            seen: SeenFilter::new(capacity),
+            protected_cap: capacity * PROTECTED_SHARE_64THS / 64,
+            clock: 0,
+            credit: credit as u32,
+            classes: Classes::default(),
+        }
+    }
+
+    /// Node `i`, without a bounds check. Every index used is a slot id
+    /// checked against the capacity at the entry points ([`Self::check`]), a
+    /// sentinel (`base` or `base + 1`), or a link read from a node, which
+    /// `link` only ever sets to one of those.
+    #[inline(always)]
+    fn node(&self, i: u32) -> &Node {
+        debug_assert!((i as usize) < self.nodes.len());
+        // SAFETY: `i < self.nodes.len()` (see above).
+        unsafe { self.nodes.get_unchecked(i as usize) }
+    }
+
+    /// [`node`](Self::node), mutable.
+    #[inline(always)]
+    fn node_mut(&mut self, i: u32) -> &mut Node {
+        debug_assert!((i as usize) < self.nodes.len());
+        // SAFETY: `i < self.nodes.len()` (see `node`).
+        unsafe { self.nodes.get_unchecked_mut(i as usize) }
+    }
+
+    /// Refuse a slot id outside the tier (the store never passes one).
+    #[inline(always)]
+    fn check(&self, slot: SlotId) {
+        assert!(slot < self.base, "slot {slot} out of range");
+    }
+
+    #[inline(always)]
+    fn link_back(&mut self, list: u8, slot: SlotId) {
+        let s = self.base + list as u32;
+        let tail = self.node(s).prev;
+        self.link(list, slot, tail, s);
+    }
+
+    #[inline(always)]
+    fn link_front(&mut self, list: u8, slot: SlotId) {
+        let s = self.base + list as u32;
+        let head = self.node(s).next;
+        self.link(list, slot, s, head);
+    }
+
+    #[inline(always)]
+    fn link(&mut self, list: u8, slot: SlotId, prev: u32, next: u32) {
+        let n = self.node_mut(slot);
+        debug_assert!(n.list == NONE, "slot {slot} already listed");
+        n.prev = prev;
+        n.next = next;
+        n.list = list;
+        self.node_mut(prev).next = slot;
+        self.node_mut(next).prev = slot;
+        self.lens[(list & 1) as usize] += 1;
+    }
+
+    /// Unlink a listed slot.
+    #[inline(always)]
+    fn unlink(&mut self, slot: SlotId) {
+        let n = self.node_mut(slot);
+        let (prev, next, list) = (n.prev, n.next, n.list);
+        debug_assert!(list != NONE);
+        n.list = NONE;
+        self.node_mut(prev).next = next;
+        self.node_mut(next).prev = prev;
+        self.lens[(list & 1) as usize] -= 1;
+    }
+
+    /// Pop the next victim of the proven segment (not empty): blocks with
+    /// passes left are re-queued (one pass used) instead.
+    #[inline(always)]
+    fn pop_proven(&mut self) -> SlotId {
+        let s = self.base + PROVEN as u32;
+        loop {
+            let f = self.node(s).next;
+            debug_assert!(f != s, "the proven segment is not empty");
+            if self.node(f).passes == 0 {
+                self.unlink(f);
+                return f;
+            }
+            self.clock = self.clock.wrapping_add(1);
+            let clock = self.clock;
+            let n = self.node_mut(f);
+            n.passes -= 1;
+            n.stamp = clock;
+            self.unlink(f);
+            self.link_back(PROVEN, f);
+        }
+    }
+
+    /// Record the outcome of a block leaving the cache (`reused == false`)
+    /// or being hit (`reused == true`) for the classes it belongs to.
+    #[inline(always)]
+    fn outcome(&mut self, slot: SlotId, reused: bool) -> u8 {
+        let n = self.node_mut(slot);
+        let flags = n.flags;
+        n.flags &= !(CONT | TAIL);
+        if flags & CONT != 0 {
+            self.classes.cont.record(reused);
+        }
+        if flags & TAIL != 0 {
+            self.classes.tail.record(reused);
+        }
+        flags
+    }
+
+    /// Inactive blocks in the protected segment (for tests and metrics).
+    pub fn proven_len(&self) -> usize {
+        self.lens[PROVEN as usize] as usize
+    }
+}
+
+impl EvictionPolicy for GatedLru {
+    fn name(&self) -> &'static str {
+        "gated-lru"
+    }
+
+    #[inline]
+    fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
+        FlatPolicy::flat_insert(self, slot);
+    }
+
+    #[inline]
+    fn remove(&mut self, slot: SlotId) {
+        self.check(slot);
+        if self.node(slot).list != NONE {
+            self.unlink(slot);
+        }
+    }
+
+    #[inline]
+    fn evict(&mut self) -> Option<SlotId> {
+        FlatPolicy::flat_evict(self)
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        (self.lens[0] + self.lens[1]) as usize
+    }
+
+    #[inline]
+    fn prefetch(&self, hash: SequenceHash) {
+        self.seen.prefetch(hash);
+    }
+
+    #[inline]
+    fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
+        self.flat_hit(slot, info.position);
+    }
+
+    #[inline]
+    fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
+        self.register(slot, info.hash, info.position);
+    }
+
+    #[inline]
+    fn on_evicted(&mut self, slot: SlotId, info: &BlockInfo) {
+        self.flat_evicted(slot, info.hash);
+    }
+
+    fn uses_leaves(&self) -> bool {
+        false
+    }
+}
+
+impl FlatPolicy for GatedLru {
+    #[inline]
+    fn flat_insert(&mut self, slot: SlotId) {
+        self.check(slot);
+        let after_register = self.classes.take_after_register();
+        self.clock = self.clock.wrapping_add(1);
+        let clock = self.clock;
+        let n = self.node_mut(slot);
+        n.stamp = clock;
+        let (freq, flags) = (n.freq, n.flags);
+        let seen_twice = freq >= PROVEN_MIN;
+        let is_tail = after_register && !seen_twice;
+        n.flags = if is_tail { flags | TAIL } else { flags & !TAIL };
+        if seen_twice || (flags & CONT != 0 && self.classes.continuations_pay()) {
+            self.link_back(PROVEN, slot);
+            while self.lens[PROVEN as usize] as usize > self.protected_cap {
+                let f = self.node(self.base + PROVEN as u32).next;
+                self.unlink(f);
+                self.link_back(NEW, f);
+            }
+        } else if is_tail && self.classes.tails_wasted() {
+            self.link_front(NEW, slot);
+        } else {
+            self.link_back(NEW, slot);
+        }
+    }
+
+    #[inline(always)]
+    fn flat_remove(&mut self, slot: SlotId) {
+        self.check(slot);
+        self.unlink(slot);
+    }
+
+    #[inline]
+    fn flat_evict(&mut self) -> Option<SlotId> {
+        let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
+        let (n, p) = (self.node(sn).next, self.node(sp).next);
+        // The proven head goes first once it has sat unused for longer than
+        // its credit beyond the new head (or when no block is new).
+        let proven_first = p != sp
+            && (n == sn || stamp_gap(self.node(p).stamp, self.node(n).stamp) > self.credit as i32);
+        if proven_first {
+            return Some(self.pop_proven());
+        }
+        if n == sn {
+            return None;
+        }
+        self.unlink(n);
+        Some(n)
+    }
+
+    #[inline]
+    fn flat_hit(&mut self, slot: SlotId, position: u32) {
+        self.check(slot);
+        self.outcome(slot, true);
+        let n = self.node_mut(slot);
+        n.passes = (n.passes + 1).min(MAX_PASSES);
+        n.freq = n.freq.saturating_add(1);
+        n.flags |= HIT;
+        self.classes.hit(position);
+    }
+
+    #[inline]
+    fn flat_evicted(&mut self, slot: SlotId, hash: SequenceHash) {
+        self.check(slot);
+        if self.outcome(slot, false) & HIT != 0 {
+            // Its last access was a hit, after its registration was recorded:
+            // remember it from now on.
+            self.seen.check_and_insert(hash);
+        }
+    }
+}
+
+impl GatedLru {
+    /// A new block was registered in `slot`: it counts as seen twice if the
+    /// seen filter knows its hash.
+    #[inline]
+    pub(crate) fn register(&mut self, slot: SlotId, hash: SequenceHash, position: u32) {
+        self.check(slot);
+        let seen = self.seen.check_and_insert(hash);
+        let cont = self.classes.register(position);
+        let n = self.node_mut(slot);
+        n.passes = 0;
+        n.freq = 1 + seen as u8;
+        n.flags = if cont { CONT } else { 0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(h: u128) -> BlockInfo {
+        BlockInfo {
+            hash: SequenceHash(xxhash_rust::xxh3::xxh3_128(&h.to_le_bytes())),
+            position: 0,
+            is_leaf: true,
+        }
+    }
+
+    #[test]
+    fn one_hit_wonders_go_before_proven_blocks() {
+        let mut p = GatedLru::new(16);
+        p.on_register(1, &info(100));
+        p.on_hit(1, &info(100));
+        p.insert(1, &info(100));
+        p.on_register(2, &info(200));
+        p.insert(2, &info(200));
+        assert_eq!(p.evict(), Some(2), "seen once goes first although newer");
+        assert_eq!(p.evict(), Some(1));
+        assert_eq!(p.evict(), None);
+    }
+
+    #[test]
+    fn remembers_evicted_blocks() {
+        let mut p = GatedLru::new(16);
+        p.on_register(3, &info(7));
+        p.insert(3, &info(7));
+        assert_eq!(p.evict(), Some(3));
+        p.on_evicted(3, &info(7));
+        // Recomputed later into another slot: now proven.
+        p.on_register(4, &info(7));
+        p.on_register(5, &info(8));
+        p.insert(4, &info(7));
+        p.insert(5, &info(8));
+        assert_eq!(p.evict(), Some(5));
+        assert_eq!(p.evict(), Some(4));
+    }
+
+    #[test]
+    fn proven_overflow_is_demoted() {
+        let cap = 64;
+        let mut p = GatedLru::new(cap);
+        let limit = cap * PROTECTED_SHARE_64THS / 64;
+        for s in 0..cap as u32 {
+            let i = info(1000 + s as u128);
+            p.on_register(s, &i);
+            p.on_hit(s, &i);
+            p.insert(s, &i);
+        }
+        assert_eq!(p.proven_len(), limit);
+        assert_eq!(p.len(), cap);
+        // Demoted blocks are the oldest proven ones, evicted first.
+        assert_eq!(p.evict(), Some(0));
+    }
+
+    #[test]
+    fn wasted_tails_go_first() {
+        let mut p = GatedLru::new(64);
+        let mut h = 1000u128;
+        for _ in 0..20 {
+            p.on_register(0, &info(h));
+            p.on_register(1, &info(h + 1));
+            p.insert(1, &info(h + 1));
+            p.insert(0, &info(h));
+            assert_eq!(p.evict(), Some(1));
+            p.on_evicted(1, &info(h + 1));
+            assert_eq!(p.evict(), Some(0));
+            p.on_evicted(0, &info(h));
+            h += 2;
+        }
+        assert!(p.classes.tails_wasted());
+        // Now a tail released after an older head is still evicted first.
+        p.on_register(5, &info(1));
+        p.insert(5, &info(1));
+        p.on_register(6, &info(2));
+        p.insert(6, &info(2));
+        assert_eq!(p.evict(), Some(6));
+        assert_eq!(p.evict(), Some(5));
+    }
+
+    #[test]
+    fn reused_continuations_are_protected() {
+        let mut p = GatedLru::new(64);
+        p.on_register(0, &info(1));
+        p.insert(0, &info(1));
+        for t in 1..40u32 {
+            let prev = (t - 1) % 64;
+            let mut i = info(t as u128 + 1);
+            i.position = t;
+            let mut pi = info(t as u128);
+            pi.position = t - 1;
+            p.remove(prev);
+            p.on_hit(prev, &pi);
+            p.on_register(t % 64, &i);
+            p.insert(t % 64, &i);
+            p.insert(prev, &pi);
+        }
+        assert!(p.classes.continuations_pay());
+        assert!(p.proven_len() > 0);
+    }
+
+    #[test]
+    fn hit_proven_blocks_get_extra_passes() {
+        let mut p = GatedLru::new(64);
+        for (slot, h, hits) in [(0u32, 10u128, 3usize), (1, 20, 1)] {
+            p.on_register(slot, &info(h));
+            for _ in 0..hits {
+                p.on_hit(slot, &info(h));
+            }
+            p.insert(slot, &info(h));
+        }
+        assert_eq!(p.evict(), Some(1));
+        assert_eq!(p.evict(), Some(0));
+    }
+
+    #[test]
+    fn idle_proven_blocks_lose_their_credit() {
+        let cap = 4;
+        let mut p = GatedLru::new(cap);
+        p.on_register(0, &info(1));
+        p.on_hit(0, &info(1));
+        p.insert(0, &info(1)); // proven, then idle
+                               // Churn new blocks through slot 1 for more than the credit.
+        for k in 0..(cap as u64 * PROVEN_CREDIT_TURNOVERS + 2) {
+            p.on_register(1, &info(100 + k as u128));
+            p.insert(1, &info(100 + k as u128));
+            if k + 1 < cap as u64 * PROVEN_CREDIT_TURNOVERS + 2 {
+                p.remove(1);
+            }
+        }
+        assert_eq!(p.evict(), Some(0), "the idle proven block goes first");
+    }
+}
