@@ -311,7 +311,7 @@ impl EvictionPolicy for GatedLru {
 }
 
 impl FlatPolicy for GatedLru {
-    #[inline]
+    #[inline(always)]
     fn flat_insert(&mut self, slot: SlotId) {
         self.check(slot);
         let after_register = self.classes.take_after_register();
@@ -343,7 +343,7 @@ impl FlatPolicy for GatedLru {
         self.unlink(slot);
     }
 
-    #[inline]
+    #[inline(always)]
     fn flat_evict(&mut self) -> Option<SlotId> {
         let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
         let (n, p) = (self.node(sn).next, self.node(sp).next);
@@ -361,7 +361,7 @@ impl FlatPolicy for GatedLru {
         Some(n)
     }
 
-    #[inline]
+    #[inline(always)]
     fn flat_hit(&mut self, slot: SlotId, position: u32) {
         self.check(slot);
         self.outcome(slot, true);
@@ -372,7 +372,7 @@ impl FlatPolicy for GatedLru {
         self.classes.hit(position);
     }
 
-    #[inline]
+    #[inline(always)]
     fn flat_evicted(&mut self, slot: SlotId, hash: SequenceHash) {
         self.check(slot);
         if self.outcome(slot, false) & HIT != 0 {
@@ -386,7 +386,7 @@ impl FlatPolicy for GatedLru {
 impl GatedLru {
     /// A new block was registered in `slot`: it counts as seen twice if the
     /// seen filter knows its hash.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn register(&mut self, slot: SlotId, hash: SequenceHash, position: u32) {
         self.check(slot);
         let seen = self.seen.check_and_insert(hash);
