@@ -1,5 +1,12 @@
-//! The default policy: frequency-gated segmented LRU with leaf-first eviction.
+//! `prefix-freq`: frequency-gated segmented LRU with a count-min sketch and
+//! leaf-first eviction (the default before `gated-lru`, which keeps its hit
+//! rate on the Mooncake trace at about half the cost).
+//!
+//! The constants are `gated-lru`'s (same meaning, explained there); the class
+//! tallies are `classes.rs`'s.
 
+use super::classes::Classes;
+use super::gated::{MAX_PASSES, PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN};
 use super::leaf::LeafFirst;
 use super::sketch::FrequencySketch;
 use super::{BlockInfo, EvictionPolicy, SlotId};
@@ -10,42 +17,8 @@ const NEW: usize = 0;
 /// Segment of blocks seen at least [`PROVEN_MIN`] times (protected).
 const PROVEN: usize = 1;
 
-/// Accesses (hits or registrations, as counted by the frequency sketch) that
-/// make a block "proven". Two is the one-hit-wonder cut: on LLM traces most
-/// computed blocks (a request's unique tail, one-off documents) are never
-/// read again, while a block read twice is several times more likely to be
-/// read again soon. Higher cuts starve recently-proven blocks.
-pub const PROVEN_MIN: u8 = 2;
-
-/// Share of the capacity, in 1/64ths, that inactive proven blocks may occupy
-/// before the oldest is demoted to the probation segment (at its most-recent
-/// end). 56/64 = 87.5%, close to SLRU's usual 80%: proven blocks are
-/// protected from a flood of new ones, while a changing working set still
-/// gets an eighth of the cache to prove itself in.
-pub const PROTECTED_SHARE_64THS: usize = 56;
-
-/// Outcomes (reused or evicted unused) of continuation blocks remembered
-/// before the tallies are halved, so the verdict follows the workload within
-/// about a thousand continuations (a few hundred requests).
-pub const CONT_WINDOW: u32 = 1024;
-
-/// Request tails (a request's last block, computed and seen once: usually a
-/// partial block that the next request fills differently) are put at the
-/// eviction end of the probation segment while fewer than one in
-/// `TAIL_WASTE_RATIO + 1` of them is reused before eviction.
-pub const TAIL_WASTE_RATIO: u32 = 8;
-
-/// Extra passes a proven block can earn through hits (S3-FIFO's 2-bit
-/// counter): frequently hit proven blocks are re-queued instead of evicted.
-pub const MAX_PASSES: u8 = 3;
-
-/// Head start of a proven block over a new one, in cache turnovers (units of
-/// `capacity` releases). A proven block that has sat unused while 8 cache's
-/// worth of blocks were released is evicted before newer one-timers: by then
-/// the sketch (which halves every 16 turnovers) is about to forget it anyway,
-/// and a workload whose hot set moved on (finished sessions, retired
-/// documents) gets its cache back.
-pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
+#[cfg(doc)]
+use super::{CLASS_WINDOW, TAIL_WASTE_RATIO};
 
 /// Per-slot state, stored in the leaf layer's node of the slot (one cache
 /// line per call). 16 bytes aligned to 16: with the node's 12 bytes of
@@ -84,7 +57,7 @@ struct Meta {
 /// - *Continuations* (blocks computed right after a matched prefix, in the
 ///   same request: a chat's next turn, an agent's next step) are admitted as
 ///   proven on their first access when, lately, most continuations were
-///   reused before being evicted ([`CONT_WINDOW`] outcomes). On
+///   reused before being evicted ([`CLASS_WINDOW`] outcomes). On
 ///   document-QA traces continuations are one-off questions and stay new; on
 ///   multi-turn chat they are the next turn's prefix and get protected.
 /// - A proven block at the eviction end that was hit since it was last
@@ -109,18 +82,7 @@ pub struct PrefixFreq {
     clock: u64,
     /// Head start of a proven block over a new one, in release ticks.
     credit: u64,
-    /// Continuation blocks reused / evicted unused (decayed).
-    cont_reused: u32,
-    cont_wasted: u32,
-    /// Tail blocks reused / evicted unused (decayed).
-    tail_reused: u32,
-    tail_wasted: u32,
-    /// Whether the previous call was a registration (the next insert is
-    /// then the request's last block: releases go tail first).
-    after_register: bool,
-    /// Position and continuation status of the previous hit or registration.
-    prev_pos: u32,
-    prev_chain: bool,
+    classes: Classes,
 }
 
 impl PrefixFreq {
@@ -130,13 +92,7 @@ impl PrefixFreq {
             q: LeafFirst::new(capacity, 2),
             sketch: FrequencySketch::new(capacity),
             protected_cap: capacity * PROTECTED_SHARE_64THS / 64,
-            cont_reused: 0,
-            cont_wasted: 0,
-            tail_reused: 0,
-            tail_wasted: 0,
-            after_register: false,
-            prev_pos: u32::MAX,
-            prev_chain: false,
+            classes: Classes::default(),
             clock: 0,
             credit: capacity as u64 * PROVEN_CREDIT_TURNOVERS,
         }
@@ -164,36 +120,6 @@ impl PrefixFreq {
             }
         }
     }
-
-    /// Whether continuation blocks have lately been reused more often than
-    /// not before eviction.
-    #[inline]
-    fn continuations_pay(&self) -> bool {
-        self.cont_reused > self.cont_wasted
-    }
-
-    /// Whether request tails have lately been reused less than once in
-    /// [`TAIL_WASTE_RATIO`] + 1.
-    #[inline]
-    fn tails_wasted(&self) -> bool {
-        self.tail_reused * TAIL_WASTE_RATIO < self.tail_wasted
-    }
-
-    #[inline]
-    fn decay_tail(&mut self) {
-        if self.tail_reused + self.tail_wasted >= CONT_WINDOW {
-            self.tail_reused /= 2;
-            self.tail_wasted /= 2;
-        }
-    }
-
-    #[inline]
-    fn decay_cont(&mut self) {
-        if self.cont_reused + self.cont_wasted >= CONT_WINDOW {
-            self.cont_reused /= 2;
-            self.cont_wasted /= 2;
-        }
-    }
 }
 
 impl EvictionPolicy for PrefixFreq {
@@ -204,13 +130,12 @@ impl EvictionPolicy for PrefixFreq {
     #[inline]
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
         let proven = self.q.data(slot).freq >= PROVEN_MIN
-            || (self.q.data(slot).cont && self.continuations_pay());
+            || (self.q.data(slot).cont && self.classes.continuations_pay());
         self.clock += 1;
         self.q.data_mut(slot).stamp = self.clock;
-        let is_tail =
-            std::mem::take(&mut self.after_register) && self.q.data(slot).freq < PROVEN_MIN;
+        let is_tail = self.classes.take_after_register() && self.q.data(slot).freq < PROVEN_MIN;
         self.q.data_mut(slot).tail = is_tail;
-        if is_tail && !proven && self.tails_wasted() {
+        if is_tail && !proven && self.classes.tails_wasted() {
             self.q.push_front(NEW, slot, info.is_leaf);
             return;
         }
@@ -260,41 +185,28 @@ impl EvictionPolicy for PrefixFreq {
         m.passes = (m.passes + 1).min(MAX_PASSES);
         self.q.data_mut(slot).freq = self.sketch.increment(info.hash);
         if std::mem::take(&mut self.q.data_mut(slot).cont) {
-            self.cont_reused += 1;
-            self.decay_cont();
+            self.classes.cont.record(true);
         }
         if std::mem::take(&mut self.q.data_mut(slot).tail) {
-            self.tail_reused += 1;
-            self.decay_tail();
+            self.classes.tail.record(true);
         }
-        self.after_register = false;
-        self.prev_pos = info.position;
-        self.prev_chain = true;
+        self.classes.hit(info.position);
     }
 
     #[inline]
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
         self.q.data_mut(slot).passes = 0;
         self.q.data_mut(slot).freq = self.sketch.increment(info.hash);
-        // A continuation: registered right after its parent was matched (or
-        // registered as a continuation) in the same request.
-        let c =
-            info.position > 0 && self.prev_chain && self.prev_pos.wrapping_add(1) == info.position;
-        self.q.data_mut(slot).cont = c;
-        self.after_register = true;
-        self.prev_pos = info.position;
-        self.prev_chain = c;
+        self.q.data_mut(slot).cont = self.classes.register(info.position);
     }
 
     #[inline]
     fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
         if std::mem::take(&mut self.q.data_mut(slot).cont) {
-            self.cont_wasted += 1;
-            self.decay_cont();
+            self.classes.cont.record(false);
         }
         if std::mem::take(&mut self.q.data_mut(slot).tail) {
-            self.tail_wasted += 1;
-            self.decay_tail();
+            self.classes.tail.record(false);
         }
     }
 
@@ -382,7 +294,7 @@ mod tests {
             p.on_evicted(0, &info(h, true));
             h += 2;
         }
-        assert!(p.tails_wasted());
+        assert!(p.classes.tails_wasted());
         // Now a tail released after an older head is still evicted first.
         p.on_register(5, &info(1, true));
         p.insert(5, &info(1, true));
@@ -416,8 +328,8 @@ mod tests {
             p.insert(t % 64, &i);
             p.insert(prev, &pi);
         }
-        assert!(p.continuations_pay());
-        assert!(p.cont_reused >= 38 && p.cont_wasted == 0);
+        assert!(p.classes.continuations_pay());
+        assert!(p.classes.cont.reused >= 38 && p.classes.cont.wasted == 0);
         assert!(p.q.seg_len(PROVEN) > 0);
     }
 
