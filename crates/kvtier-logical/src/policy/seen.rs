@@ -22,24 +22,29 @@
 
 use crate::hash::SequenceHash;
 
-/// Bits set per key in its 32-bit half-word (`SeenFilter::key` sets them). With two keys per half-word at
-/// a full generation (see [`WORDS_PER_SLOT`]), three bits give a false
-/// positive rate of about 2% over both generations (unit test); more bits
-/// fill the half-word faster than they discriminate.
+/// Bits set per key in its 32-bit half-word (`SeenFilter::key` sets them).
+/// With about one key per half-word at a full generation (see
+/// [`WORDS_PER_SLOT`]), three bits give well under 1% false positives over
+/// both generations (unit test: < 4% at twice that load).
 pub const BITS: u32 = 3;
 const _: () = assert!(BITS == 3, "`SeenFilter::key` sets exactly three bits");
 
 /// Words (buckets) per slot of capacity: 4 words = 32 bytes per slot, so a
-/// generation of [`GENERATION_PER_SLOT`] × capacity keys puts about two keys
-/// in each 32-bit half.
+/// generation of [`GENERATION_PER_SLOT`] × capacity keys puts about one key
+/// in each 32-bit half. Two words per slot (16 bytes) lost 0.1-0.4 points of
+/// hit rate on the workloads of `docs/policies.md` to false positives.
 pub const WORDS_PER_SLOT: usize = 4;
 
 /// Insertions per generation, per slot of capacity. Membership lasts one to
-/// two generations: 8 to 16 cache turnovers of registrations. Reuse
-/// distances of several turnovers are common (a shared document re-asked long
-/// after its first read), and a block is only worth protecting if its second
-/// access is remembered; much longer memories keep dead popularity.
-pub const GENERATION_PER_SLOT: u64 = 8;
+/// two generations: 4 to 8 cache turnovers of registrations, about as long
+/// as the count-min sketch it replaces remembered a block seen once (halved
+/// every 16 capacities of hits and registrations: 0 to 16, about 6
+/// turnovers of registrations at a 30% hit rate). A block is only worth
+/// protecting if its second access is remembered, but a longer memory
+/// admits lukewarm blocks that then push hot ones out: 8 to 16 turnovers
+/// gained 0.4 points on the Mooncake trace at 2,000 blocks and lost 1 to 2
+/// points on `zipf-prefixes` (`docs/policies.md`).
+pub const GENERATION_PER_SLOT: u64 = 4;
 
 /// Two-generation blocked Bloom filter of recently seen hashes. No
 /// allocation after construction.
