@@ -830,11 +830,13 @@ impl BlockStore {
                     // registered next: let the policy prefetch what it will
                     // count then (the first `PREFETCH_AHEAD` are on their way).
                     if g.policy.has_hooks() {
-                        let ahead = match g.policy {
-                            Policy::GatedLru(_) => 0,
-                            _ => PREFETCH_AHEAD,
+                        // `gated-lru` prefetched nothing on lookup: the
+                        // missed block itself is registered first.
+                        let from = match g.policy {
+                            Policy::GatedLru(_) => i,
+                            _ => i + 1 + PREFETCH_AHEAD,
                         };
-                        for &r in hashes.iter().skip(i + 1 + ahead) {
+                        for &r in hashes.iter().skip(from) {
                             g.policy.prefetch(r);
                         }
                     }
