@@ -413,119 +413,14 @@ mod tests {
     }
 
     #[test]
-    fn one_hit_wonders_go_before_proven_blocks() {
-        let mut p = GatedLru::new(16);
-        p.on_register(1, &info(100));
-        p.on_hit(1, &info(100));
-        p.insert(1, &info(100));
-        p.on_register(2, &info(200));
-        p.insert(2, &info(200));
-        assert_eq!(p.evict(), Some(2), "seen once goes first although newer");
-        assert_eq!(p.evict(), Some(1));
-        assert_eq!(p.evict(), None);
-    }
-
-    #[test]
-    fn remembers_evicted_blocks() {
-        let mut p = GatedLru::new(16);
-        p.on_register(3, &info(7));
-        p.insert(3, &info(7));
-        assert_eq!(p.evict(), Some(3));
-        p.on_evicted(3, &info(7));
-        // Recomputed later into another slot: now proven.
-        p.on_register(4, &info(7));
-        p.on_register(5, &info(8));
-        p.insert(4, &info(7));
-        p.insert(5, &info(8));
-        assert_eq!(p.evict(), Some(5));
-        assert_eq!(p.evict(), Some(4));
-    }
-
-    #[test]
-    fn proven_overflow_is_demoted() {
-        let cap = 64;
-        let mut p = GatedLru::new(cap);
-        let limit = cap * PROTECTED_SHARE_64THS / 64;
-        for s in 0..cap as u32 {
-            let i = info(1000 + s as u128);
-            p.on_register(s, &i);
-            p.on_hit(s, &i);
-            p.insert(s, &i);
-        }
-        assert_eq!(p.proven_len(), limit);
-        assert_eq!(p.len(), cap);
-        // Demoted blocks are the oldest proven ones, evicted first.
-        assert_eq!(p.evict(), Some(0));
-    }
-
-    #[test]
-    fn wasted_tails_go_first() {
-        let mut p = GatedLru::new(64);
-        let mut h = 1000u128;
-        for _ in 0..20 {
-            p.on_register(0, &info(h));
-            p.on_register(1, &info(h + 1));
-            p.insert(1, &info(h + 1));
-            p.insert(0, &info(h));
-            assert_eq!(p.evict(), Some(1));
-            p.on_evicted(1, &info(h + 1));
-            assert_eq!(p.evict(), Some(0));
-            p.on_evicted(0, &info(h));
-            h += 2;
-        }
-        assert!(p.classes.tails_wasted());
-        // Now a tail released after an older head is still evicted first.
-        p.on_register(5, &info(1));
-        p.insert(5, &info(1));
-        p.on_register(6, &info(2));
-        p.insert(6, &info(2));
-        assert_eq!(p.evict(), Some(6));
-        assert_eq!(p.evict(), Some(5));
-    }
-
-    #[test]
-    fn reused_continuations_are_protected() {
-        let mut p = GatedLru::new(64);
-        p.on_register(0, &info(1));
-        p.insert(0, &info(1));
-        for t in 1..40u32 {
-            let prev = (t - 1) % 64;
-            let mut i = info(t as u128 + 1);
-            i.position = t;
-            let mut pi = info(t as u128);
-            pi.position = t - 1;
-            p.remove(prev);
-            p.on_hit(prev, &pi);
-            p.on_register(t % 64, &i);
-            p.insert(t % 64, &i);
-            p.insert(prev, &pi);
-        }
-        assert!(p.classes.continuations_pay());
-        assert!(p.proven_len() > 0);
-    }
-
-    #[test]
-    fn hit_proven_blocks_get_extra_passes() {
-        let mut p = GatedLru::new(64);
-        for (slot, h, hits) in [(0u32, 10u128, 3usize), (1, 20, 1)] {
-            p.on_register(slot, &info(h));
-            for _ in 0..hits {
-                p.on_hit(slot, &info(h));
-            }
-            p.insert(slot, &info(h));
-        }
-        assert_eq!(p.evict(), Some(1));
-        assert_eq!(p.evict(), Some(0));
-    }
-
-    #[test]
     fn idle_proven_blocks_lose_their_credit() {
         let cap = 4;
         let mut p = GatedLru::new(cap);
         p.on_register(0, &info(1));
         p.on_hit(0, &info(1));
-        p.insert(0, &info(1)); // proven, then idle
-                               // Churn new blocks through slot 1 for more than the credit.
+        // Proven, then idle while new blocks churn through slot 1 for more
+        // than the credit.
+        p.insert(0, &info(1));
         for k in 0..(cap as u64 * PROVEN_CREDIT_TURNOVERS + 2) {
             p.on_register(1, &info(100 + k as u128));
             p.insert(1, &info(100 + k as u128));

@@ -13,6 +13,8 @@
 //! - A policy never returns a slot that was not inserted, or that was removed.
 
 mod classes;
+#[cfg(test)]
+mod gate_tests;
 mod gated;
 mod leaf;
 mod lru;

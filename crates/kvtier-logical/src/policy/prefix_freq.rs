@@ -122,6 +122,14 @@ impl PrefixFreq {
     }
 }
 
+impl PrefixFreq {
+    /// Inactive blocks listed in the protected segment (parked ones not
+    /// counted).
+    pub fn proven_len(&self) -> usize {
+        self.q.seg_len(PROVEN)
+    }
+}
+
 impl EvictionPolicy for PrefixFreq {
     fn name(&self) -> &'static str {
         "prefix-freq"
@@ -227,126 +235,6 @@ mod tests {
             position: 0,
             is_leaf: leaf,
         }
-    }
-
-    #[test]
-    fn one_hit_wonders_go_before_proven_blocks() {
-        let mut p = PrefixFreq::new(16);
-        // block 1 registered and hit: proven
-        p.on_register(1, &info(100, true));
-        p.on_hit(1, &info(100, true));
-        p.insert(1, &info(100, true));
-        // block 2 registered once, released later (more recent)
-        p.on_register(2, &info(200, true));
-        p.insert(2, &info(200, true));
-        assert_eq!(p.evict(), Some(2), "seen once goes first although newer");
-        assert_eq!(p.evict(), Some(1));
-        assert_eq!(p.evict(), None);
-    }
-
-    #[test]
-    fn remembers_evicted_blocks() {
-        let mut p = PrefixFreq::new(16);
-        p.on_register(3, &info(7, true));
-        p.insert(3, &info(7, true));
-        assert_eq!(p.evict(), Some(3));
-        p.on_evicted(3, &info(7, true));
-        // recomputed later into another slot: now proven
-        p.on_register(4, &info(7, true));
-        p.on_register(5, &info(8, true));
-        p.insert(4, &info(7, true));
-        p.insert(5, &info(8, true));
-        assert_eq!(p.evict(), Some(5));
-        assert_eq!(p.evict(), Some(4));
-    }
-
-    #[test]
-    fn proven_overflow_is_demoted() {
-        let cap = 64;
-        let mut p = PrefixFreq::new(cap);
-        let limit = cap * PROTECTED_SHARE_64THS / 64;
-        for s in 0..cap as u32 {
-            let i = info(1000 + s as u128, true);
-            p.on_register(s, &i);
-            p.on_hit(s, &i);
-            p.insert(s, &i);
-        }
-        assert_eq!(p.q.seg_len(PROVEN), limit);
-        assert_eq!(p.q.seg_len(NEW), cap - limit);
-        // demoted blocks are the oldest proven ones, evicted first
-        assert_eq!(p.evict(), Some(0));
-    }
-
-    #[test]
-    fn wasted_tails_go_first() {
-        let mut p = PrefixFreq::new(64);
-        let mut h = 1000u128;
-        // Many requests of two fresh blocks whose tails are evicted unused.
-        for _ in 0..20 {
-            p.on_register(0, &info(h, false));
-            p.on_register(1, &info(h + 1, true));
-            p.insert(1, &info(h + 1, true));
-            p.insert(0, &info(h, false));
-            assert_eq!(p.evict(), Some(1));
-            p.on_evicted(1, &info(h + 1, true));
-            p.on_leaf_changed(0, true);
-            assert_eq!(p.evict(), Some(0));
-            p.on_evicted(0, &info(h, true));
-            h += 2;
-        }
-        assert!(p.classes.tails_wasted());
-        // Now a tail released after an older head is still evicted first.
-        p.on_register(5, &info(1, true));
-        p.insert(5, &info(1, true));
-        p.on_register(6, &info(2, true));
-        p.insert(6, &info(2, true)); // tail of the second request
-        assert_eq!(p.evict(), Some(6));
-        assert_eq!(p.evict(), Some(5));
-    }
-
-    #[test]
-    fn reused_continuations_are_protected() {
-        let mut p = PrefixFreq::new(64);
-        // A chat: each turn matches the previous turn's blocks and adds one.
-        p.on_register(0, &info(1, true));
-        p.insert(0, &info(1, true));
-        for t in 1..40u32 {
-            let prev = (t - 1) % 64;
-            let i = BlockInfo {
-                hash: SequenceHash(t as u128 + 1),
-                position: t,
-                is_leaf: true,
-            };
-            let pi = BlockInfo {
-                hash: SequenceHash(t as u128),
-                position: t - 1,
-                is_leaf: false,
-            };
-            p.remove(prev);
-            p.on_hit(prev, &pi);
-            p.on_register(t % 64, &i);
-            p.insert(t % 64, &i);
-            p.insert(prev, &pi);
-        }
-        assert!(p.classes.continuations_pay());
-        assert!(p.classes.cont.reused >= 38 && p.classes.cont.wasted == 0);
-        assert!(p.q.seg_len(PROVEN) > 0);
-    }
-
-    #[test]
-    fn hit_proven_blocks_get_extra_passes() {
-        let mut p = PrefixFreq::new(64);
-        for (slot, h, hits) in [(0u32, 10u128, 3usize), (1, 20, 1)] {
-            p.on_register(slot, &info(h, true));
-            for _ in 0..hits {
-                p.on_hit(slot, &info(h, true));
-            }
-            p.insert(slot, &info(h, true));
-        }
-        // Both proven; slot 0 is older but was hit 3 times, slot 1 once:
-        // slot 0 is re-queued behind slot 1, which is re-queued once too.
-        assert_eq!(p.evict(), Some(1));
-        assert_eq!(p.evict(), Some(0));
     }
 
     #[test]
