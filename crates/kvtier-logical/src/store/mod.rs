@@ -239,9 +239,10 @@ impl Slot {
 /// LRU's `EvictionPolicy` hooks (`on_hit`, `on_miss`, `on_register`,
 /// `on_evicted`, `on_leaf_changed`) are the trait's no-op defaults and its
 /// `insert` ignores the `BlockInfo`, so the store also skips building
-/// `BlockInfo`s and keeping parent links for it ([`Policy::has_hooks`]), and
-/// has LRU-only fast paths in `allocate_into`, `match_prefix_into` and
-/// `release`.
+/// `BlockInfo`s and keeping parent links for it ([`Policy::has_hooks`]).
+/// The flat policies (LRU and `gated-lru`, [`Policy::is_flat`]) have fast
+/// paths in `allocate_into`, `match_prefix_into`, `register_into` and
+/// `release`, through `FlatPolicy`.
 enum Policy {
     Lru(Lru),
     PrefixLru(PrefixLru),
@@ -318,6 +319,13 @@ impl Policy {
     #[inline]
     fn has_hooks(&self) -> bool {
         !matches!(self, Policy::Lru(_))
+    }
+
+    /// Whether the policy implements `FlatPolicy` (the store's batched fast
+    /// paths drive it): LRU and `gated-lru`.
+    #[inline]
+    fn is_flat(&self) -> bool {
+        matches!(self, Policy::Lru(_) | Policy::GatedLru(_))
     }
 
     /// Whether the store keeps parent links and children counts for
@@ -954,8 +962,9 @@ impl BlockStore {
         start
     }
 
-    /// `register_locked` for a store with no events to emit and no parent
-    /// links to keep (LRU), in two passes with the same outcome: first every
+    /// `register_locked` for a store with no events to emit and a flat
+    /// policy (no parent links to keep; `gated-lru` is told of each
+    /// registration), in two passes with the same outcome: first every
     /// block takes its identity (registered, not yet indexed, so a panic
     /// midway leaves blocks that free themselves when released) and its index
     /// bucket is prefetched; then the blocks are indexed in order, so
@@ -1093,7 +1102,7 @@ impl BlockStore {
         if !emit {
             if tree {
                 self.register_tree::<true, _>(g, blocks, out);
-            } else if g.policy.has_hooks() && !matches!(g.policy, Policy::GatedLru(_)) {
+            } else if !g.policy.is_flat() {
                 self.register_tree::<false, _>(g, blocks, out);
             } else {
                 self.register_flat(g, blocks, out);
