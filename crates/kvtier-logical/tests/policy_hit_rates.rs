@@ -70,6 +70,7 @@ const PINNED: &[(PolicyKind, u64, u64)] = &[
     (PolicyKind::TinyLfu, 13_194, 31_387),
     (PolicyKind::PrefixFreq, 18_912, 41_910),
     (PolicyKind::GatedLru, 18_426, 42_118),
+    (PolicyKind::GatedArc, 18_345, 42_037),
 ];
 
 #[test]

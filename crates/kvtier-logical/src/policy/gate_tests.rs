@@ -1,16 +1,17 @@
-//! Behaviour shared by the two frequency-gated segmented LRUs
-//! ([`GatedLru`](super::GatedLru) and [`PrefixFreq`](super::PrefixFreq)),
-//! tested once for both through the `EvictionPolicy` trait.
+//! Behaviour shared by the frequency-gated segmented LRUs
+//! ([`GatedLru`](super::GatedLru), [`GatedArc`](super::GatedArc) and
+//! [`PrefixFreq`](super::PrefixFreq)), tested once for all through the
+//! `EvictionPolicy` trait.
 
-use super::{BlockInfo, EvictionPolicy, GatedLru, PrefixFreq, PROTECTED_SHARE_64THS};
+use super::{BlockInfo, EvictionPolicy, GatedArc, GatedLru, PrefixFreq, PROTECTED_SHARE_64THS};
 use crate::hash::SequenceHash;
 
-/// The two policies, with their protected segment's length.
+/// The policies, with their protected segment's length.
 trait Gated: EvictionPolicy {
     fn proven(&self) -> usize;
 }
 
-impl Gated for GatedLru {
+impl<const ADAPT: bool> Gated for super::Gated<ADAPT> {
     fn proven(&self) -> usize {
         self.proven_len()
     }
@@ -31,10 +32,11 @@ fn info(h: u128) -> BlockInfo {
     }
 }
 
-/// Both policies, fresh, for a tier of `capacity` slots.
-fn both(capacity: usize) -> [Box<dyn Gated>; 2] {
+/// Every such policy, fresh, for a tier of `capacity` slots.
+fn both(capacity: usize) -> [Box<dyn Gated>; 3] {
     [
         Box::new(GatedLru::new(capacity)),
+        Box::new(GatedArc::new(capacity)),
         Box::new(PrefixFreq::new(capacity)),
     ]
 }
@@ -167,4 +169,47 @@ fn reused_continuations_are_protected() {
         // is protected on its first access.
         assert!(turn(&mut *p, 40), "{}", p.name());
     }
+}
+
+#[test]
+fn gated_arc_moves_its_split_both_ways() {
+    let cap = 4096;
+    let mut p = GatedArc::new(cap);
+    let max = cap * PROTECTED_SHARE_64THS / 64;
+    assert_eq!(p.protected_cap(), max);
+    // Blocks registered again right after leaving probation: probation
+    // should have been larger.
+    for k in 0..64u128 {
+        for _ in 0..2 {
+            p.on_register(0, &info(5000 + k));
+            p.insert(0, &info(5000 + k));
+            assert_eq!(p.evict(), Some(0));
+            p.on_evicted(0, &info(5000 + k));
+        }
+    }
+    let shrunk = p.protected_cap();
+    assert!(shrunk < max, "{shrunk}");
+    // Hits on blocks demoted from proven: proven should have been larger.
+    let fill = max as u32 + 64;
+    for s in 0..fill {
+        p.on_register(s, &info(9000 + s as u128));
+        p.on_hit(s, &info(9000 + s as u128));
+        p.insert(s, &info(9000 + s as u128));
+    }
+    for s in 0..64u32 {
+        // Demoted blocks are the oldest proven ones: 0, 1, ...
+        p.remove(s);
+        p.on_hit(s, &info(9000 + s as u128));
+        p.insert(s, &info(9000 + s as u128));
+    }
+    assert!(
+        p.protected_cap() > shrunk,
+        "{} vs {shrunk}",
+        p.protected_cap()
+    );
+    // The fixed policy never moves.
+    let mut f = GatedLru::new(cap);
+    f.on_register(0, &info(1));
+    f.insert(0, &info(1));
+    assert_eq!(f.protected_cap(), max);
 }

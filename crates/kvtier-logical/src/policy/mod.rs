@@ -16,6 +16,7 @@ mod classes;
 #[cfg(test)]
 mod gate_tests;
 mod gated;
+pub mod ghost;
 mod leaf;
 mod lru;
 mod prefix_freq;
@@ -26,7 +27,10 @@ pub mod sketch;
 mod tinylfu;
 
 pub use classes::{CLASS_WINDOW, TAIL_WASTE_RATIO};
-pub use gated::{GatedLru, MAX_PASSES, PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN};
+pub use gated::{
+    Gated, GatedArc, GatedLru, ADAPT_BATCH, ADAPT_STEP_DIV, MAX_PASSES, MIN_PROTECTED_SHARE_64THS,
+    PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN,
+};
 pub use lru::{Lru, SlotList};
 pub use prefix_freq::PrefixFreq;
 pub use prefix_lru::PrefixLru;
@@ -168,6 +172,9 @@ pub enum PolicyKind {
     /// Frequency-gated segmented LRU with per-slot frequency and a seen
     /// filter, on the store's fast paths ([`GatedLru`]). The default.
     GatedLru,
+    /// [`GatedLru`] with an ARC-style adaptive split ([`GatedArc`]): for
+    /// large tiers whose blocks come back within the tier's size.
+    GatedArc,
 }
 
 impl PolicyKind {
@@ -179,6 +186,7 @@ impl PolicyKind {
         PolicyKind::TinyLfu,
         PolicyKind::PrefixFreq,
         PolicyKind::GatedLru,
+        PolicyKind::GatedArc,
     ];
 
     /// The name accepted on the command line and in configs.
@@ -190,6 +198,7 @@ impl PolicyKind {
             PolicyKind::TinyLfu => "tinylfu",
             PolicyKind::PrefixFreq => "prefix-freq",
             PolicyKind::GatedLru => "gated-lru",
+            PolicyKind::GatedArc => "gated-arc",
         }
     }
 
@@ -202,6 +211,7 @@ impl PolicyKind {
             PolicyKind::TinyLfu => Box::new(TinyLfu::new(capacity)),
             PolicyKind::PrefixFreq => Box::new(PrefixFreq::new(capacity)),
             PolicyKind::GatedLru => Box::new(GatedLru::new(capacity)),
+            PolicyKind::GatedArc => Box::new(GatedArc::new(capacity)),
         }
     }
 }

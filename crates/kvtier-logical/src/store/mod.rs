@@ -22,8 +22,8 @@ use crate::events::{EventBus, EventKind};
 use crate::hash::SequenceHash;
 use crate::metrics::{Counters, TierMetrics};
 use crate::policy::{
-    prefetch_ptr as prefetch, BlockInfo, EvictionPolicy, FlatPolicy, GatedLru, Lru, PolicyKind,
-    PrefixFreq, PrefixLru, S3Fifo, SlotId, TinyLfu,
+    prefetch_ptr as prefetch, BlockInfo, EvictionPolicy, FlatPolicy, GatedArc, GatedLru, Lru,
+    PolicyKind, PrefixFreq, PrefixLru, S3Fifo, SlotId, TinyLfu,
 };
 use crate::tier::Tier;
 use crossbeam_channel::Receiver;
@@ -240,7 +240,7 @@ impl Slot {
 /// `on_evicted`, `on_leaf_changed`) are the trait's no-op defaults and its
 /// `insert` ignores the `BlockInfo`, so the store also skips building
 /// `BlockInfo`s and keeping parent links for it ([`Policy::has_hooks`]).
-/// The flat policies (LRU and `gated-lru`, [`Policy::is_flat`]) have fast
+/// The flat policies (LRU, `gated-lru`, `gated-arc`, [`Policy::is_flat`]) have fast
 /// paths in `allocate_into`, `match_prefix_into`, `register_into` and
 /// `release`, through `FlatPolicy`.
 enum Policy {
@@ -250,6 +250,7 @@ enum Policy {
     TinyLfu(TinyLfu),
     PrefixFreq(PrefixFreq),
     GatedLru(GatedLru),
+    GatedArc(GatedArc),
 }
 
 /// `$body` with `$p` bound to the concrete policy inside `$policy`.
@@ -262,6 +263,7 @@ macro_rules! dispatch {
             Policy::TinyLfu($p) => $body,
             Policy::PrefixFreq($p) => $body,
             Policy::GatedLru($p) => $body,
+            Policy::GatedArc($p) => $body,
         }
     };
 }
@@ -277,6 +279,7 @@ macro_rules! hooks {
             Policy::TinyLfu($p) => $body,
             Policy::PrefixFreq($p) => $body,
             Policy::GatedLru($p) => $body,
+            Policy::GatedArc($p) => $body,
         }
     };
 }
@@ -291,6 +294,7 @@ impl Policy {
             PolicyKind::TinyLfu => Policy::TinyLfu(TinyLfu::new(capacity)),
             PolicyKind::PrefixFreq => Policy::PrefixFreq(PrefixFreq::new(capacity)),
             PolicyKind::GatedLru => Policy::GatedLru(GatedLru::new(capacity)),
+            PolicyKind::GatedArc => Policy::GatedArc(GatedArc::new(capacity)),
         }
     }
 
@@ -322,10 +326,13 @@ impl Policy {
     }
 
     /// Whether the policy implements `FlatPolicy` (the store's batched fast
-    /// paths drive it): LRU and `gated-lru`.
+    /// paths drive it): LRU, `gated-lru` and `gated-arc`.
     #[inline]
     fn is_flat(&self) -> bool {
-        matches!(self, Policy::Lru(_) | Policy::GatedLru(_))
+        matches!(
+            self,
+            Policy::Lru(_) | Policy::GatedLru(_) | Policy::GatedArc(_)
+        )
     }
 
     /// Whether the store keeps parent links and children counts for
@@ -345,6 +352,7 @@ impl Policy {
             Policy::TinyLfu(p) => p.insert(s, &slot.info()),
             Policy::PrefixFreq(p) => p.insert(s, &slot.info()),
             Policy::GatedLru(p) => p.insert(s, &slot.info()),
+            Policy::GatedArc(p) => p.insert(s, &slot.info()),
         }
     }
 
@@ -363,7 +371,7 @@ impl Policy {
     /// the slot and reads its table only at registration).
     #[inline(always)]
     fn prefetch_lookup(&self, h: SequenceHash) {
-        if !matches!(self, Policy::GatedLru(_)) {
+        if !matches!(self, Policy::GatedLru(_) | Policy::GatedArc(_)) {
             self.prefetch(h)
         }
     }
@@ -749,6 +757,8 @@ impl BlockStore {
             allocate_flat!(p);
         } else if let Policy::GatedLru(p) = &mut g.policy {
             allocate_flat!(p);
+        } else if let Policy::GatedArc(p) = &mut g.policy {
+            allocate_flat!(p);
         } else {
             for _ in 0..n {
                 let s = g.take_slot(&mut evicted);
@@ -819,6 +829,7 @@ impl BlockStore {
                     match &mut g.policy {
                         Policy::Lru(p) => hit_flat!(p),
                         Policy::GatedLru(p) => hit_flat!(p),
+                        Policy::GatedArc(p) => hit_flat!(p),
                         _ => {
                             g.acquire(s);
                             g.policy.on_hit(s, &g.slots[s as usize]);
@@ -841,7 +852,7 @@ impl BlockStore {
                         // `gated-lru` prefetched nothing on lookup: the
                         // missed block itself is registered first.
                         let from = match g.policy {
-                            Policy::GatedLru(_) => i,
+                            Policy::GatedLru(_) | Policy::GatedArc(_) => i,
                             _ => i + 1 + PREFETCH_AHEAD,
                         };
                         for &r in hashes.iter().skip(from) {
@@ -992,8 +1003,10 @@ impl BlockStore {
                     slot.indexed = true;
                     slot.index_pos = pos;
                     let position = slot.position;
-                    if let Policy::GatedLru(p) = &mut g.policy {
-                        p.register(s, hash, position);
+                    match &mut g.policy {
+                        Policy::GatedLru(p) => p.register(s, hash, position),
+                        Policy::GatedArc(p) => p.register(s, hash, position),
+                        _ => {}
                     }
                     registered += 1;
                 }
@@ -1275,6 +1288,8 @@ impl BlockStore {
         if let Policy::Lru(p) = &mut inner.policy {
             release_flat!(p);
         } else if let Policy::GatedLru(p) = &mut inner.policy {
+            release_flat!(p);
+        } else if let Policy::GatedArc(p) = &mut inner.policy {
             release_flat!(p);
         } else {
             for b in blocks {

@@ -1,0 +1,115 @@
+//! A ghost of recent registrations: "was this hash registered here within
+//! the last `window` registrations?", answered in one load, with no periodic
+//! clearing. `gated-arc` uses it to tell that a block was recomputed soon
+//! after it left probation (ARC's ghost hit).
+//!
+//! A direct-mapped table of `(fingerprint, registration clock)` pairs, one
+//! `u64` per entry, [`ENTRIES_PER_SLOT`] entries per slot of the tier. A
+//! lookup checks the entry the hash maps to: same 32-bit fingerprint and a
+//! clock at most `window` registrations old. The entry is then overwritten
+//! with the new registration. Another key mapping to the same entry in
+//! between loses the answer; a wrong "yes" needs a 32-bit fingerprint
+//! collision.
+
+use crate::hash::SequenceHash;
+
+/// Entries per slot of capacity (16 bytes per slot). A key keeps its entry
+/// for `n` later registrations with probability about e^(-n / entries): 61%
+/// at half the table, 37% at the whole table (about two probation windows
+/// at the largest protected share). Losses only weaken the "grow probation"
+/// signal; both of `gated-arc`'s signals are then counted in running sums.
+pub const ENTRIES_PER_SLOT: usize = 2;
+
+/// Recently registered hashes, with their registration time.
+#[derive(Clone, Debug)]
+pub struct RecentGhost {
+    entries: Vec<u64>,
+    mask: u64,
+    /// Registrations so far (wrapping).
+    clock: u32,
+}
+
+impl RecentGhost {
+    /// A ghost for a tier of `capacity` slots.
+    pub fn new(capacity: usize) -> Self {
+        let n = (capacity.max(16) * ENTRIES_PER_SLOT).next_power_of_two();
+        RecentGhost {
+            entries: vec![0; n],
+            mask: (n - 1) as u64,
+            clock: 0,
+        }
+    }
+
+    /// Entry index and fingerprint of `hash`: bits the seen filter does not
+    /// use (it indexes by the low bits of the low half).
+    #[inline(always)]
+    fn key(&self, hash: SequenceHash) -> (usize, u32) {
+        let lo = hash.0 as u64;
+        let hi = (hash.0 >> 64) as u64;
+        (((lo >> 32) & self.mask) as usize, (hi >> 32) as u32)
+    }
+
+    /// Record a registration of `hash`; returns whether it was registered
+    /// within the last `window` registrations.
+    #[inline]
+    pub fn register(&mut self, hash: SequenceHash, window: u32) -> bool {
+        let (i, fp) = self.key(hash);
+        self.clock = self.clock.wrapping_add(1);
+        debug_assert!(i < self.entries.len());
+        // SAFETY: `i <= mask == entries.len() - 1`.
+        let e = unsafe { self.entries.get_unchecked_mut(i) };
+        let recent =
+            *e != 0 && (*e >> 32) as u32 == fp && self.clock.wrapping_sub(*e as u32) <= window;
+        *e = (fp as u64) << 32 | self.clock as u64;
+        recent
+    }
+
+    /// Hint the CPU to load `hash`'s entry.
+    #[inline]
+    pub fn prefetch(&self, hash: SequenceHash) {
+        let (i, _) = self.key(hash);
+        super::prefetch_ptr(&self.entries[i]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: u64) -> SequenceHash {
+        SequenceHash(xxhash_rust::xxh3::xxh3_128(&k.to_le_bytes()))
+    }
+
+    #[test]
+    fn recent_within_the_window_only() {
+        let mut g = RecentGhost::new(64);
+        assert!(!g.register(key(1), 10), "first registration");
+        assert!(g.register(key(1), 10), "again right away");
+        for k in 0..20 {
+            g.register(key(100 + k), 10);
+        }
+        assert!(!g.register(key(1), 10), "21 registrations later: too old");
+        assert!(g.register(key(1), 10));
+    }
+
+    #[test]
+    fn few_lost_and_no_invented_hits() {
+        let cap = 1024;
+        let mut g = RecentGhost::new(cap);
+        let window = 2 * cap as u32;
+        let (mut hits, mut invented) = (0, 0);
+        // A stream of keys, each registered again 500 keys later.
+        for k in 0..20_000u64 {
+            if g.register(key(k), window) {
+                invented += 1;
+            }
+            if k >= 500 && g.register(key(k - 500), window) {
+                hits += 1;
+            }
+        }
+        assert_eq!(invented, 0, "never a hit for an unseen key");
+        // 1,000 registrations between the two of a key, into 2,048 entries:
+        // an entry survives with probability e^(-1000/2048), about 61%.
+        assert!(hits > 19_500 * 55 / 100, "{hits} of 19500 seen");
+    }
+}
