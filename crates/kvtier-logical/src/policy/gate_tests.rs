@@ -4,7 +4,6 @@
 //! `EvictionPolicy` trait.
 
 use super::{BlockInfo, EvictionPolicy, GatedArc, GatedLru, PrefixFreq, PROTECTED_SHARE_64THS};
-use crate::hash::SequenceHash;
 
 /// The policies, with their protected segment's length.
 trait Gated: EvictionPolicy {
@@ -26,7 +25,7 @@ impl Gated for PrefixFreq {
 /// A leaf block with a well-spread hash derived from `h`.
 fn info(h: u128) -> BlockInfo {
     BlockInfo {
-        hash: SequenceHash(xxhash_rust::xxh3::xxh3_128(&h.to_le_bytes())),
+        hash: super::test_hash(h),
         position: 0,
         is_leaf: true,
     }

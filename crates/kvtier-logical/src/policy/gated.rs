@@ -511,7 +511,7 @@ mod tests {
 
     fn info(h: u128) -> BlockInfo {
         BlockInfo {
-            hash: SequenceHash(xxhash_rust::xxh3::xxh3_128(&h.to_le_bytes())),
+            hash: crate::policy::test_hash(h),
             position: 0,
             is_leaf: true,
         }

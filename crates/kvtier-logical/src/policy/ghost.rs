@@ -77,7 +77,7 @@ mod tests {
     use super::*;
 
     fn key(k: u64) -> SequenceHash {
-        SequenceHash(xxhash_rust::xxh3::xxh3_128(&k.to_le_bytes()))
+        crate::policy::test_hash(k as u128)
     }
 
     #[test]

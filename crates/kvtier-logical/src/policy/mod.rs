@@ -61,6 +61,13 @@ pub(crate) fn prefetch_ptr<T>(p: *const T) {
     let _ = p;
 }
 
+/// A well-spread sequence hash for key `k` (tests of the hash-indexed
+/// tables: real sequence hashes are xxh3 outputs too).
+#[cfg(test)]
+pub(crate) fn test_hash(k: u128) -> SequenceHash {
+    SequenceHash(xxhash_rust::xxh3::xxh3_128(&k.to_le_bytes()))
+}
+
 /// Index of a slot within one tier's block store.
 pub type SlotId = u32;
 

@@ -131,8 +131,7 @@ mod tests {
     use super::*;
 
     fn key(k: u64) -> SequenceHash {
-        // xxh3-like spread of test keys.
-        SequenceHash(xxhash_rust::xxh3::xxh3_128(&k.to_le_bytes()))
+        crate::policy::test_hash(k as u128)
     }
 
     #[test]
