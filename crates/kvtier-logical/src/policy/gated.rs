@@ -184,9 +184,13 @@ impl<const ADAPT: bool> Gated<ADAPT> {
             flags: 0,
         };
         let mut nodes = vec![empty; capacity + 2];
-        for s in [base, base + 1] {
-            nodes[s as usize].prev = s;
-            nodes[s as usize].next = s;
+        // Every node starts linked to itself (the sentinels: empty circular
+        // lists), so every `prev` / `next` ever stored is an index into
+        // `nodes`: even a logic error (unlinking a slot twice) cannot make
+        // `node` read out of bounds.
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.prev = i as u32;
+            n.next = i as u32;
         }
         let credit = (capacity as u64 * PROVEN_CREDIT_TURNOVERS).min(i32::MAX as u64);
         Gated {
@@ -207,8 +211,9 @@ impl<const ADAPT: bool> Gated<ADAPT> {
 
     /// Node `i`, without a bounds check. Every index used is a slot id
     /// checked against the capacity at the entry points ([`Self::check`]), a
-    /// sentinel (`base` or `base + 1`), or a link read from a node, which
-    /// `link` only ever sets to one of those.
+    /// sentinel (`base` or `base + 1`), or a link read from a node: links
+    /// start as the node's own index and `link` only ever sets them to one
+    /// of those.
     #[inline(always)]
     fn node(&self, i: u32) -> &Node {
         debug_assert!((i as usize) < self.nodes.len());
