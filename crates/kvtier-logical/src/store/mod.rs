@@ -240,9 +240,8 @@ impl Slot {
 /// `on_evicted`, `on_leaf_changed`) are the trait's no-op defaults and its
 /// `insert` ignores the `BlockInfo`, so the store also skips building
 /// `BlockInfo`s and keeping parent links for it ([`Policy::has_hooks`]).
-/// The flat policies (LRU, `gated-lru`, `gated-arc`, [`Policy::is_flat`]) have fast
-/// paths in `allocate_into`, `match_prefix_into`, `register_into` and
-/// `release`, through `FlatPolicy`.
+/// The flat policies (LRU, `gated-lru`, `gated-arc`) have fast paths in
+/// `allocate_into`, `match_prefix_into` and `release`, through `FlatPolicy`.
 enum Policy {
     Lru(Lru),
     PrefixLru(PrefixLru),
@@ -323,16 +322,6 @@ impl Policy {
     #[inline]
     fn has_hooks(&self) -> bool {
         !matches!(self, Policy::Lru(_))
-    }
-
-    /// Whether the policy implements `FlatPolicy` (the store's batched fast
-    /// paths drive it): LRU, `gated-lru` and `gated-arc`.
-    #[inline]
-    fn is_flat(&self) -> bool {
-        matches!(
-            self,
-            Policy::Lru(_) | Policy::GatedLru(_) | Policy::GatedArc(_)
-        )
     }
 
     /// Whether the store keeps parent links and children counts for
@@ -976,68 +965,17 @@ impl BlockStore {
         start
     }
 
-    /// `register_locked` for a store with no events to emit and a flat
-    /// policy (no parent links to keep; `gated-lru` is told of each
-    /// registration), in two passes with the same outcome: first every
+    /// Register a batch in two passes with the outcome of one: first every
     /// block takes its identity (registered, not yet indexed, so a panic
     /// midway leaves blocks that free themselves when released) and its index
-    /// bucket is prefetched; then the blocks are indexed in order, so
-    /// duplicates resolve exactly as one pass would.
+    /// bucket is prefetched ([`register_identities`](Self::register_identities));
+    /// then, in order, each block is indexed (a duplicate resolves against
+    /// the earlier blocks of the batch exactly as one pass would), counted as
+    /// its parent's child when the policy uses leaves (`TREE`), reported to
+    /// the policy and, with `EMIT`, added to the `Stored` events (one per run
+    /// of blocks that chain parent to child).
     #[inline(always)]
-    fn register_flat<I: Iterator<Item = CompleteBlock>>(
-        &self,
-        g: &mut Inner,
-        blocks: &mut I,
-        out: &mut Vec<ImmutableBlock>,
-    ) {
-        let start = self.register_identities(g, blocks, out);
-        let reject = self.shared.duplicates == DuplicatePolicy::Reject;
-        let mut registered = 0;
-        for b in &mut out[start..] {
-            let (s, hash) = (b.slot, b.hash);
-            let slots = &g.slots;
-            let probe = g.index.probe(hash);
-            match g
-                .index
-                .get_or_insert(probe, hash, s, |x| slots[x as usize].hash)
-            {
-                Ok(pos) => {
-                    let slot = &mut g.slots[s as usize];
-                    slot.indexed = true;
-                    slot.index_pos = pos;
-                    let position = slot.position;
-                    match &mut g.policy {
-                        Policy::GatedLru(p) => p.register(s, hash, position),
-                        Policy::GatedArc(p) => p.register(s, hash, position),
-                        _ => {}
-                    }
-                    registered += 1;
-                }
-                Err(existing) => {
-                    g.counters.duplicates += 1;
-                    if reject {
-                        g.free_slot(s);
-                        g.acquire(existing);
-                        b.slot = existing;
-                    }
-                    // Allowed duplicate: stays registered, unindexed.
-                }
-            }
-        }
-        g.counters.registrations += registered;
-    }
-
-    /// `register_locked` for a store with no events to emit whose policy has
-    /// hooks (`on_register`, and with `TREE` parent links and children
-    /// counts), in two passes
-    /// like [`register_flat`](Self::register_flat): first every block takes
-    /// its identity (registered, not indexed) and its index bucket is
-    /// prefetched; then, in order, each block finds its parent, is indexed,
-    /// counted as its parent's child and reported to the policy. Same outcome
-    /// as one pass: a block's parent is looked up after the earlier blocks of
-    /// the batch are indexed.
-    #[inline(always)]
-    fn register_tree<const TREE: bool, I: Iterator<Item = CompleteBlock>>(
+    fn register_batch<const TREE: bool, const EMIT: bool, I: Iterator<Item = CompleteBlock>>(
         &self,
         g: &mut Inner,
         blocks: &mut I,
@@ -1049,9 +987,14 @@ impl BlockStore {
         // Slot of the previous block registered in this batch, to find the
         // parent of a chain without an index lookup.
         let mut prev: Option<(SequenceHash, SlotId)> = None;
+        // With `EMIT`: the run of registered hashes being built, and its parent.
+        let mut chain: Vec<SequenceHash> = Vec::new();
+        let mut chain_parent = SequenceHash::ROOT;
         for b in &mut out[start..] {
             let (s, hash) = (b.slot, b.hash);
             let parent = g.slots[s as usize].parent;
+            // Parent links only feed the children counts behind
+            // `BlockInfo::is_leaf`, which only policies that use leaves see.
             let found = if !TREE || parent == SequenceHash::ROOT {
                 NO_SLOT
             } else {
@@ -1090,6 +1033,19 @@ impl BlockStore {
                     g.policy.on_register(s, &g.slots[s as usize]);
                     registered += 1;
                     prev = Some((hash, s));
+                    if EMIT {
+                        if chain.last() != Some(&parent) && !chain.is_empty() {
+                            let hashes = std::mem::take(&mut chain);
+                            let parent =
+                                (chain_parent != SequenceHash::ROOT).then_some(chain_parent);
+                            g.events
+                                .emit(self.shared.tier, EventKind::Stored { hashes, parent });
+                        }
+                        if chain.is_empty() {
+                            chain_parent = parent;
+                        }
+                        chain.push(hash);
+                    }
                 }
                 Err(existing) => {
                     g.counters.duplicates += 1;
@@ -1099,11 +1055,22 @@ impl BlockStore {
                         b.slot = existing;
                         prev = Some((hash, existing));
                     }
-                    // Allowed duplicate: stays registered, unindexed.
+                    // Allowed duplicate: stays registered, unindexed, for
+                    // its holder.
                 }
             }
         }
         g.counters.registrations += registered;
+        if EMIT && !chain.is_empty() {
+            let parent = (chain_parent != SequenceHash::ROOT).then_some(chain_parent);
+            g.events.emit(
+                self.shared.tier,
+                EventKind::Stored {
+                    hashes: chain,
+                    parent,
+                },
+            );
+        }
     }
 
     #[inline(always)]
@@ -1113,140 +1080,10 @@ impl BlockStore {
         blocks: &mut I,
         out: &mut Vec<ImmutableBlock>,
     ) {
-        let emit = EMIT;
-        let tree = g.policy.uses_leaves();
-        if !emit {
-            if tree {
-                self.register_tree::<true, _>(g, blocks, out);
-            } else if !g.policy.is_flat() {
-                self.register_tree::<false, _>(g, blocks, out);
-            } else {
-                self.register_flat(g, blocks, out);
-            }
-            return;
-        }
-        let mut chain: Vec<SequenceHash> = Vec::new();
-        let mut chain_parent = SequenceHash::ROOT;
-        // Slot of the previous block registered in this batch, to find the
-        // parent of a chain without an index lookup.
-        let mut prev: Option<(SequenceHash, SlotId)> = None;
-        for b in blocks {
-            let (store, s, spec) = b.into_parts();
-            assert!(
-                Counted::ptr_eq(&store, &self.shared),
-                "register: a CompleteBlock of another store was passed"
-            );
-            // Find the parent's slot: the previous block of the batch, or the index.
-            // Parent links only feed the children counts behind
-            // `BlockInfo::is_leaf`, which only policies that use leaves see:
-            // other stores (LRU, S3-FIFO, TinyLFU) keep no links.
-            let parent_slot = if spec.parent == SequenceHash::ROOT || !tree {
-                NO_SLOT
-            } else {
-                match prev {
-                    Some((h, ps)) if h == spec.parent => ps,
-                    _ => g.lookup(spec.parent).unwrap_or(NO_SLOT),
-                }
-            };
-            let probe = g.index.probe(spec.hash);
-            let slots = &g.slots;
-            let inserted = g
-                .index
-                .get_or_insert(probe, spec.hash, s, |x| slots[x as usize].hash);
-            let index_pos = match inserted {
-                Ok(pos) => pos,
-                Err(existing) => {
-                    g.counters.duplicates += 1;
-                    if self.shared.duplicates == DuplicatePolicy::Reject {
-                        g.free_slot(s);
-                        g.acquire(existing);
-                        prev = Some((spec.hash, existing));
-                        out.push(ImmutableBlock {
-                            store,
-                            slot: existing,
-                            hash: spec.hash,
-                        });
-                    } else {
-                        // Allowed duplicate: keep it for its holder, unindexed.
-                        let slot = &mut g.slots[s as usize];
-                        slot.state = State::Registered;
-                        slot.indexed = false;
-                        slot.refcount = 1;
-                        slot.hash = spec.hash;
-                        slot.parent = spec.parent;
-                        slot.position = spec.position;
-                        out.push(ImmutableBlock {
-                            store,
-                            slot: s,
-                            hash: spec.hash,
-                        });
-                    }
-                    continue;
-                }
-            };
-            // Count the new block as its parent's child (if the parent is
-            // still the indexed block it names).
-            let mut parent_slot = parent_slot;
-            let mut parent_gen = 0;
-            if parent_slot != NO_SLOT {
-                let p = &mut g.slots[parent_slot as usize];
-                parent_gen = p.generation;
-                if p.indexed && p.hash == spec.parent {
-                    p.children += 1;
-                    if p.children == 1 {
-                        g.policy.on_leaf_changed(parent_slot, false);
-                    }
-                } else {
-                    parent_slot = NO_SLOT;
-                }
-            }
-            {
-                // One whole-slot write.
-                let slot = &mut g.slots[s as usize];
-                *slot = Slot {
-                    state: State::Registered,
-                    indexed: true,
-                    refcount: 1,
-                    children: 0,
-                    position: spec.position,
-                    generation: slot.generation,
-                    parent_slot,
-                    parent_gen,
-                    index_pos,
-                    hash: spec.hash,
-                    parent: spec.parent,
-                };
-            }
-            g.policy.on_register(s, &g.slots[s as usize]);
-            g.counters.registrations += 1;
-            if emit {
-                if chain.last() != Some(&spec.parent) && !chain.is_empty() {
-                    let hashes = std::mem::take(&mut chain);
-                    let parent = (chain_parent != SequenceHash::ROOT).then_some(chain_parent);
-                    g.events
-                        .emit(self.shared.tier, EventKind::Stored { hashes, parent });
-                }
-                if chain.is_empty() {
-                    chain_parent = spec.parent;
-                }
-                chain.push(spec.hash);
-            }
-            prev = Some((spec.hash, s));
-            out.push(ImmutableBlock {
-                store,
-                slot: s,
-                hash: spec.hash,
-            });
-        }
-        if emit && !chain.is_empty() {
-            let parent = (chain_parent != SequenceHash::ROOT).then_some(chain_parent);
-            g.events.emit(
-                self.shared.tier,
-                EventKind::Stored {
-                    hashes: chain,
-                    parent,
-                },
-            );
+        if g.policy.uses_leaves() {
+            self.register_batch::<true, EMIT, _>(g, blocks, out);
+        } else {
+            self.register_batch::<false, EMIT, _>(g, blocks, out);
         }
     }
 
