@@ -267,6 +267,19 @@ macro_rules! dispatch {
     };
 }
 
+/// `$flat` with `$p` bound to the concrete policy when it is a
+/// `FlatPolicy` (driven by the store's batched fast paths), else `$other`.
+macro_rules! flat {
+    ($policy:expr, $p:ident => $flat:expr, _ => $other:expr) => {
+        match $policy {
+            Policy::Lru($p) => $flat,
+            Policy::GatedLru($p) => $flat,
+            Policy::GatedArc($p) => $flat,
+            _ => $other,
+        }
+    };
+}
+
 /// `$body` with `$p` bound to the concrete policy, for policies with hooks
 /// (nothing for LRU).
 macro_rules! hooks {
@@ -742,13 +755,7 @@ impl BlockStore {
                 g.counters.evictions += victims.len() as u64;
             }};
         }
-        if let Policy::Lru(p) = &mut g.policy {
-            allocate_flat!(p);
-        } else if let Policy::GatedLru(p) = &mut g.policy {
-            allocate_flat!(p);
-        } else if let Policy::GatedArc(p) = &mut g.policy {
-            allocate_flat!(p);
-        } else {
+        flat!(&mut g.policy, p => allocate_flat!(p), _ => {
             for _ in 0..n {
                 let s = g.take_slot(&mut evicted);
                 let slot = &mut g.slots[s as usize];
@@ -763,7 +770,7 @@ impl BlockStore {
                     slot: s,
                 });
             }
-        }
+        });
         g.counters.allocations += n as u64;
         g.flush_removed(self.shared.tier);
         Ok(())
@@ -815,15 +822,10 @@ impl BlockStore {
                             $p.flat_hit(s, slot.position);
                         }};
                     }
-                    match &mut g.policy {
-                        Policy::Lru(p) => hit_flat!(p),
-                        Policy::GatedLru(p) => hit_flat!(p),
-                        Policy::GatedArc(p) => hit_flat!(p),
-                        _ => {
-                            g.acquire(s);
-                            g.policy.on_hit(s, &g.slots[s as usize]);
-                        }
-                    }
+                    flat!(&mut g.policy, p => hit_flat!(p), _ => {
+                        g.acquire(s);
+                        g.policy.on_hit(s, &g.slots[s as usize]);
+                    });
                     out.push(ImmutableBlock {
                         // SAFETY: one of the references added above.
                         store: unsafe { self.shared.counted_clone() },
@@ -1125,13 +1127,7 @@ impl BlockStore {
                 }
             }};
         }
-        if let Policy::Lru(p) = &mut inner.policy {
-            release_flat!(p);
-        } else if let Policy::GatedLru(p) = &mut inner.policy {
-            release_flat!(p);
-        } else if let Policy::GatedArc(p) = &mut inner.policy {
-            release_flat!(p);
-        } else {
+        flat!(&mut inner.policy, p => release_flat!(p), _ => {
             for b in blocks {
                 if !Counted::ptr_eq(&b.store, &self.shared) {
                     // Another store: its own Drop takes its own lock.
@@ -1142,7 +1138,7 @@ impl BlockStore {
                 std::mem::forget(b);
                 forgotten += 1;
             }
-        }
+        });
         drop(g);
         // The forgotten guards' references, given back in one operation.
         self.shared.sub_refs(forgotten);
