@@ -578,23 +578,23 @@ fn progress_bar(on: bool, len: u64) -> Option<indicatif::ProgressBar> {
 impl ReplayOutcome {
     /// An SVG of cumulative hit rate per tier over the run.
     pub fn plot_svg(&self) -> String {
-        let names = ["g1", "g2", "g3"];
-        let mut series: Vec<Series> = Vec::new();
-        for (t, name) in names.iter().enumerate() {
-            let points: Vec<(f64, f64)> = self
-                .timeline
+        // Cumulative hit rate over the run, counting the hits `hits` picks.
+        let rate = |hits: &dyn Fn(&[u64]) -> u64| -> Vec<(f64, f64)> {
+            self.timeline
                 .iter()
                 .map(|(r, h, b)| {
-                    (
-                        *r as f64,
-                        if *b == 0 {
-                            0.0
-                        } else {
-                            h[t] as f64 / *b as f64
-                        },
-                    )
+                    let rate = if *b == 0 {
+                        0.0
+                    } else {
+                        hits(&h[..]) as f64 / *b as f64
+                    };
+                    (*r as f64, rate)
                 })
-                .collect();
+                .collect()
+        };
+        let mut series: Vec<Series> = Vec::new();
+        for (t, name) in ["g1", "g2", "g3"].iter().enumerate() {
+            let points = rate(&|h| h[t]);
             if points.iter().any(|p| p.1 > 0.0) {
                 series.push(Series {
                     label: format!("hits from {name}"),
@@ -604,20 +604,7 @@ impl ReplayOutcome {
         }
         series.push(Series {
             label: "total".into(),
-            points: self
-                .timeline
-                .iter()
-                .map(|(r, h, b)| {
-                    (
-                        *r as f64,
-                        if *b == 0 {
-                            0.0
-                        } else {
-                            h.iter().sum::<u64>() as f64 / *b as f64
-                        },
-                    )
-                })
-                .collect(),
+            points: rate(&|h| h.iter().sum()),
         });
         line_chart(
             &format!("kvtier replay: cumulative hit rate ({})", self.report.trace),
