@@ -291,21 +291,12 @@ impl DiskMemory {
                     off as libc::off_t,
                 )
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "pwritev wrote 0 bytes",
-                ));
-            }
+            let Some(n) = vectored_progress(n, io::ErrorKind::WriteZero, "pwritev wrote 0 bytes")?
+            else {
+                continue;
+            };
             off += n as u64;
-            IoSlice::advance_slices(&mut slices, n as usize);
+            IoSlice::advance_slices(&mut slices, n);
         }
         Ok(())
     }
@@ -329,21 +320,13 @@ impl DiskMemory {
                     off as libc::off_t,
                 )
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "preadv hit end of file",
-                ));
-            }
+            let Some(n) =
+                vectored_progress(n, io::ErrorKind::UnexpectedEof, "preadv hit end of file")?
+            else {
+                continue;
+            };
             off += n as u64;
-            IoSliceMut::advance_slices(&mut slices, n as usize);
+            IoSliceMut::advance_slices(&mut slices, n);
         }
         Ok(())
     }
@@ -423,3 +406,22 @@ impl BlockMemory for DiskMemory {
 // SAFETY: the shared mapping covers the whole file (= the layout) while self
 // lives (the MmapRaw is owned).
 unsafe impl HostVisible for DiskMemory {}
+
+/// What one `pwritev` / `preadv` call returning `n` means for the loop
+/// around it: `Ok(Some(bytes))` moved, `Ok(None)` interrupted (retry), or an
+/// error; a call that moves nothing is an error of kind `nothing` (the file
+/// is preallocated, so it cannot make progress later either).
+fn vectored_progress(n: isize, nothing: io::ErrorKind, what: &str) -> io::Result<Option<usize>> {
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if n == 0 {
+        return Err(io::Error::new(nothing, what.to_string()));
+    }
+    Ok(Some(n as usize))
+}
