@@ -2,12 +2,10 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
 use kvtier_memory::{
-    plan_copy, split_plan, BatchGuard, BlockMemory, CopyEngine, CopyError, MemoryKind, Part,
-    Region, Transfer,
+    plan_copy, BatchGuard, BlockMemory, CopyEngine, CopyError, MemoryKind, Part, Region, Transfer,
+    WorkerPool,
 };
 
 use crate::file::DiskMemory;
@@ -40,6 +38,7 @@ pub enum DiskIo {
     Mmap,
 }
 
+#[derive(Clone, Copy)]
 enum Dir {
     ToDisk,
     FromDisk,
@@ -56,9 +55,7 @@ struct Job {
 /// Worker-thread engine moving blocks between a host-addressable memory (host,
 /// pinned, mock device) and a [`DiskMemory`], in either direction.
 pub struct DiskCopyEngine {
-    tx: Option<Sender<Job>>,
-    workers: Vec<JoinHandle<()>>,
-    threads: usize,
+    pool: WorkerPool<Job>,
     io: DiskIo,
     min_part: usize,
 }
@@ -148,26 +145,12 @@ fn run_job(job: &Job, io: DiskIo) -> Result<(), CopyError> {
 impl DiskCopyEngine {
     /// An engine with `threads` workers (at least 1) using `io`.
     pub fn new(io: DiskIo, threads: usize) -> Result<Self, CopyError> {
-        let threads = threads.max(1);
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let mut workers = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let rx = rx.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("kvtier-disk-{i}"))
-                .spawn(move || {
-                    while let Ok(job) = rx.recv() {
-                        let r = run_job(&job, io);
-                        job.part.finish(r);
-                    }
-                })
-                .map_err(|e| CopyError::Io(format!("cannot spawn worker: {e}")))?;
-            workers.push(h);
-        }
+        let pool = WorkerPool::new("kvtier-disk", threads, move |job: Job| {
+            let r = run_job(&job, io);
+            job.part.finish(r);
+        })?;
         Ok(Self {
-            tx: Some(tx),
-            workers,
-            threads,
+            pool,
             io,
             min_part: kvtier_memory::engine::DEFAULT_MIN_PART,
         })
@@ -180,7 +163,7 @@ impl DiskCopyEngine {
 
     /// Number of workers.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.threads()
     }
 
     /// Sets the smallest part a batch is split into (bytes).
@@ -225,31 +208,14 @@ impl CopyEngine for DiskCopyEngine {
         if plan.regions.is_empty() {
             return Ok(Transfer::ready(Ok(())));
         }
-        let (t, part) = Transfer::new(plan.total_bytes as u64, Box::new(guard));
-        let tx = self.tx.as_ref().ok_or(CopyError::Aborted)?;
-        for regions in split_plan(&plan, self.threads, self.min_part) {
-            let job = Job {
+        let host = host.as_ptr() as usize;
+        self.pool
+            .submit(&plan, self.min_part, guard, |regions, part| Job {
                 disk: disk.clone(),
-                host: host.as_ptr() as usize,
-                dir: match dir {
-                    Dir::ToDisk => Dir::ToDisk,
-                    Dir::FromDisk => Dir::FromDisk,
-                },
+                host,
+                dir,
                 regions,
-                part: part.split(),
-            };
-            tx.send(job).map_err(|_| CopyError::Aborted)?;
-        }
-        part.finish(Ok(()));
-        Ok(t)
-    }
-}
-
-impl Drop for DiskCopyEngine {
-    fn drop(&mut self) {
-        self.tx.take();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+                part,
+            })
     }
 }

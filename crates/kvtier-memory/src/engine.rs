@@ -231,6 +231,94 @@ pub trait CopyEngine: Send + Sync {
     ) -> Result<Transfer, CopyError>;
 }
 
+/// Worker threads running copy jobs received on a channel: the execution
+/// part shared by the memcpy and disk engines. Dropping the pool closes the
+/// channel and joins the workers (jobs already queued still run).
+pub struct WorkerPool<J: Send + 'static> {
+    tx: Option<Sender<J>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl<J: Send + 'static> WorkerPool<J> {
+    /// `threads` workers (at least 1), named `{name}-{i}`, each calling `run`
+    /// on every job it receives.
+    pub fn new<F>(name: &str, threads: usize, run: F) -> Result<Self, CopyError>
+    where
+        F: Fn(J) + Clone + Send + 'static,
+    {
+        let (tx, rx) = crossbeam_channel::unbounded::<J>();
+        let threads = threads.max(1);
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rx: Receiver<J> = rx.clone();
+            let run = run.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        run(job);
+                    }
+                })
+                .map_err(|e| CopyError::Io(format!("cannot spawn worker: {e}")))?;
+            workers.push(h);
+        }
+        Ok(WorkerPool {
+            tx: Some(tx),
+            workers,
+        })
+    }
+
+    /// Number of workers.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Split `plan` into at most one part per worker, each of at least
+    /// `min_part` bytes ([`split_plan`]), send one job per part (built by
+    /// `job` from the part's regions and its completion handle) and return
+    /// the transfer that completes when every part has. `guard` is held
+    /// until then.
+    pub fn submit(
+        &self,
+        plan: &CopyPlan,
+        min_part: usize,
+        guard: BatchGuard,
+        mut job: impl FnMut(Vec<Region>, Part) -> J,
+    ) -> Result<Transfer, CopyError> {
+        let (t, part) = Transfer::new(plan.total_bytes as u64, Box::new(guard));
+        let tx = self.tx.as_ref().ok_or(CopyError::Aborted)?;
+        for regions in split_plan(plan, self.threads(), min_part) {
+            tx.send(job(regions, part.split()))
+                .map_err(|_| CopyError::Aborted)?;
+        }
+        part.finish(Ok(()));
+        Ok(t)
+    }
+}
+
+impl<J: Send + 'static> Drop for WorkerPool<J> {
+    fn drop(&mut self) {
+        self.tx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Copy every region from the memory at `src` to the memory at `dst`.
+///
+/// # Safety
+/// Every region must lie inside both memories, which must stay alive and
+/// must not overlap for the regions (the caller holds the batch's
+/// [`BatchGuard`]: shared locks on the sources, exclusive on the
+/// destinations).
+unsafe fn copy_regions(src: *const u8, dst: *mut u8, regions: &[Region]) {
+    for r in regions {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(r.src), dst.add(r.dst), r.len) };
+    }
+}
+
 struct Job {
     src: usize,
     dst: usize,
@@ -243,9 +331,7 @@ struct Job {
 /// host <-> mmap'd disk. Large batches are split across the workers;
 /// completion is signalled by the last worker, never polled.
 pub struct MemcpyEngine {
-    tx: Option<Sender<Job>>,
-    workers: Vec<JoinHandle<()>>,
-    threads: usize,
+    pool: WorkerPool<Job>,
     min_part: usize,
     inline_max: usize,
 }
@@ -260,39 +346,15 @@ pub const DEFAULT_INLINE_MAX: usize = 256 << 10;
 impl MemcpyEngine {
     /// An engine with `threads` workers (at least 1).
     pub fn new(threads: usize) -> Result<Self, CopyError> {
-        let threads = threads.max(1);
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let mut workers = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let rx: Receiver<Job> = rx.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("kvtier-memcpy-{i}"))
-                .spawn(move || {
-                    while let Ok(job) = rx.recv() {
-                        for r in &job.regions {
-                            // SAFETY: the job's BatchGuard (kept alive by the
-                            // Part) holds the memories and the block locks; the
-                            // regions lie inside both regions (planned from the
-                            // layouts), and src/dst blocks do not overlap
-                            // (shared vs exclusive locks).
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    (job.src as *const u8).add(r.src),
-                                    (job.dst as *mut u8).add(r.dst),
-                                    r.len,
-                                );
-                            }
-                        }
-                        job.part.finish(Ok(()));
-                    }
-                })
-                .map_err(|e| CopyError::Io(format!("cannot spawn worker: {e}")))?;
-            workers.push(h);
-        }
+        let pool = WorkerPool::new("kvtier-memcpy", threads, |job: Job| {
+            // SAFETY: the job's BatchGuard (kept alive by the Part) holds the
+            // memories and the block locks; the regions were planned from
+            // both layouts.
+            unsafe { copy_regions(job.src as *const u8, job.dst as *mut u8, &job.regions) };
+            job.part.finish(Ok(()));
+        })?;
         Ok(Self {
-            tx: Some(tx),
-            workers,
-            threads,
+            pool,
             min_part: DEFAULT_MIN_PART,
             inline_max: DEFAULT_INLINE_MAX,
         })
@@ -308,7 +370,7 @@ impl MemcpyEngine {
 
     /// Number of workers.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.threads()
     }
 
     /// Sets the smallest part a batch is split into (bytes).
@@ -349,41 +411,19 @@ impl CopyEngine for MemcpyEngine {
         }
         if plan.total_bytes <= self.inline_max {
             // Small batch: a thread hand-off costs more than the copy itself.
-            for r in &plan.regions {
-                // SAFETY: as in the workers (guard held until after the copy).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        sp.as_ptr().add(r.src),
-                        dp.as_ptr().add(r.dst),
-                        r.len,
-                    );
-                }
-            }
+            // SAFETY: as in the workers (guard held until after the copy).
+            unsafe { copy_regions(sp.as_ptr(), dp.as_ptr(), &plan.regions) };
             drop(guard);
             return Ok(Transfer::ready(Ok(())));
         }
-        let (t, part) = Transfer::new(plan.total_bytes as u64, Box::new(guard));
-        let tx = self.tx.as_ref().ok_or(CopyError::Aborted)?;
-        for regions in split_plan(&plan, self.threads, self.min_part) {
-            let job = Job {
-                src: sp.as_ptr() as usize,
-                dst: dp.as_ptr() as usize,
+        let (src, dst) = (sp.as_ptr() as usize, dp.as_ptr() as usize);
+        self.pool
+            .submit(&plan, self.min_part, guard, |regions, part| Job {
+                src,
+                dst,
                 regions,
-                part: part.split(),
-            };
-            tx.send(job).map_err(|_| CopyError::Aborted)?;
-        }
-        part.finish(Ok(()));
-        Ok(t)
-    }
-}
-
-impl Drop for MemcpyEngine {
-    fn drop(&mut self) {
-        self.tx.take();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+                part,
+            })
     }
 }
 

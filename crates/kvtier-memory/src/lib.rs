@@ -31,7 +31,9 @@ pub mod layout;
 pub mod memory;
 pub mod transfer;
 
-pub use engine::{plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region};
+pub use engine::{
+    plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region, WorkerPool,
+};
 pub use error::{CopyError, LayoutError, MemoryError};
 pub use layout::{BlockShape, Layout, LayoutKind, LayoutSpec, DEFAULT_BLOCK_SIZE};
 pub use memory::{
