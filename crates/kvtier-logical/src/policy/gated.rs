@@ -391,6 +391,10 @@ impl<const ADAPT: bool> EvictionPolicy for Gated<ADAPT> {
         }
     }
 
+    /// Hits are counted in the slot's node: nothing to prefetch.
+    #[inline]
+    fn prefetch_lookup(&self, _hash: SequenceHash) {}
+
     #[inline]
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
         self.flat_hit(slot, info.position);

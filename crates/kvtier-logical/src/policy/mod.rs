@@ -118,6 +118,13 @@ pub trait EvictionPolicy: Send + 'static {
     /// with large tables may prefetch its entry. The default ignores it.
     fn prefetch(&self, _hash: SequenceHash) {}
 
+    /// `hash` is about to be looked up (a hit would call `on_hit`): as
+    /// [`prefetch`](Self::prefetch), which is the default; a policy whose
+    /// hits touch no table skips it.
+    fn prefetch_lookup(&self, hash: SequenceHash) {
+        self.prefetch(hash);
+    }
+
     /// A new block was registered in `slot` (it is in use, not yet inactive).
     fn on_register(&mut self, _slot: SlotId, _info: &BlockInfo) {}
 

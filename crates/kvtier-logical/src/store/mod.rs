@@ -368,14 +368,9 @@ impl Policy {
         hooks!(self, p => p.prefetch(h))
     }
 
-    /// [`prefetch`](Self::prefetch) for a hash about to be looked up: only
-    /// for policies that count hits in a table (`gated-lru` counts them in
-    /// the slot and reads its table only at registration).
     #[inline(always)]
     fn prefetch_lookup(&self, h: SequenceHash) {
-        if !matches!(self, Policy::GatedLru(_) | Policy::GatedArc(_)) {
-            self.prefetch(h)
-        }
+        hooks!(self, p => p.prefetch_lookup(h))
     }
 
     #[inline(always)]
@@ -836,17 +831,12 @@ impl BlockStore {
                 }
                 None => {
                     g.policy.on_miss(h);
-                    // The rest of the request is usually computed and
-                    // registered next: let the policy prefetch what it will
-                    // count then (the first `PREFETCH_AHEAD` are on their way).
+                    // The rest of the request, from the missed block on, is
+                    // usually computed and registered next: let the policy
+                    // prefetch what it will count then (lines a lookup
+                    // already asked for cost nothing more).
                     if g.policy.has_hooks() {
-                        // `gated-lru` prefetched nothing on lookup: the
-                        // missed block itself is registered first.
-                        let from = match g.policy {
-                            Policy::GatedLru(_) | Policy::GatedArc(_) => i,
-                            _ => i + 1 + PREFETCH_AHEAD,
-                        };
-                        for &r in hashes.iter().skip(from) {
+                        for &r in &hashes[i..] {
                             g.policy.prefetch(r);
                         }
                     }
