@@ -9,7 +9,7 @@ use cudarc::driver::{
     result, sys, CudaEvent, CudaFunction, CudaStream, LaunchConfig, PushKernelArg,
 };
 use kvtier_memory::{
-    plan_copy, BatchGuard, BlockMemory, CopyEngine, CopyError, MemoryKind, Part, Region, Transfer,
+    lock_and_plan, BlockMemory, CopyEngine, CopyError, MemoryKind, Part, Region, Transfer,
 };
 use parking_lot::Mutex;
 
@@ -245,11 +245,9 @@ impl CopyEngine for CudaCopyEngine {
             (Some(s), Some(d)) if matches!(s, Side::Dev(_)) || matches!(d, Side::Dev(_)) => (s, d),
             _ => return Err(unsupported()),
         };
-        let guard = BatchGuard::acquire(src, dst, pairs)?;
-        let plan = plan_copy(src.layout(), dst.layout(), pairs)?;
-        if plan.regions.is_empty() {
+        let Some((guard, plan)) = lock_and_plan(src, dst, pairs)? else {
             return Ok(Transfer::ready(Ok(())));
-        }
+        };
         self.dev.bind().map_err(CopyError::from)?;
         let lane = &self.lanes[self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len()];
         let dev_addr = |m: &Arc<dyn BlockMemory>| m.device_ptr();

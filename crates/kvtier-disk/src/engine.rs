@@ -4,7 +4,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::sync::Arc;
 
 use kvtier_memory::{
-    plan_copy, BatchGuard, BlockMemory, CopyEngine, CopyError, MemoryKind, Part, Region, Transfer,
+    lock_and_plan, BlockMemory, CopyEngine, CopyError, MemoryKind, Part, Region, Transfer,
     WorkerPool,
 };
 
@@ -203,11 +203,9 @@ impl CopyEngine for DiskCopyEngine {
                 dst: dst.kind(),
             });
         };
-        let guard = BatchGuard::acquire(src, dst, pairs)?;
-        let plan = plan_copy(src.layout(), dst.layout(), pairs)?;
-        if plan.regions.is_empty() {
+        let Some((guard, plan)) = lock_and_plan(src, dst, pairs)? else {
             return Ok(Transfer::ready(Ok(())));
-        }
+        };
         let host = host.as_ptr() as usize;
         self.pool
             .submit(&plan, self.min_part, guard, |regions, part| Job {

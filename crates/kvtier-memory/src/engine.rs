@@ -231,6 +231,19 @@ pub trait CopyEngine: Send + Sync {
     ) -> Result<Transfer, CopyError>;
 }
 
+/// Lock the blocks of a batch ([`BatchGuard::acquire`]) and plan its copy
+/// ([`plan_copy`]), the start of every engine's `copy_blocks`. `None` when
+/// there is nothing to copy (the blocks are unlocked again).
+pub fn lock_and_plan(
+    src: &Arc<dyn BlockMemory>,
+    dst: &Arc<dyn BlockMemory>,
+    pairs: &[(usize, usize)],
+) -> Result<Option<(BatchGuard, CopyPlan)>, CopyError> {
+    let guard = BatchGuard::acquire(src, dst, pairs)?;
+    let plan = plan_copy(src.layout(), dst.layout(), pairs)?;
+    Ok((!plan.regions.is_empty()).then_some((guard, plan)))
+}
+
 /// Worker threads running copy jobs received on a channel: the execution
 /// part shared by the memcpy and disk engines. Dropping the pool closes the
 /// channel and joins the workers (jobs already queued still run).
@@ -404,11 +417,9 @@ impl CopyEngine for MemcpyEngine {
                 dst: dst.kind(),
             });
         };
-        let guard = BatchGuard::acquire(src, dst, pairs)?;
-        let plan = plan_copy(src.layout(), dst.layout(), pairs)?;
-        if plan.regions.is_empty() {
+        let Some((guard, plan)) = lock_and_plan(src, dst, pairs)? else {
             return Ok(Transfer::ready(Ok(())));
-        }
+        };
         if plan.total_bytes <= self.inline_max {
             // Small batch: a thread hand-off costs more than the copy itself.
             // SAFETY: as in the workers (guard held until after the copy).

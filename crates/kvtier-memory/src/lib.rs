@@ -32,7 +32,8 @@ pub mod memory;
 pub mod transfer;
 
 pub use engine::{
-    plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region, WorkerPool,
+    lock_and_plan, plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region,
+    WorkerPool,
 };
 pub use error::{CopyError, LayoutError, MemoryError};
 pub use layout::{BlockShape, Layout, LayoutKind, LayoutSpec, DEFAULT_BLOCK_SIZE};
