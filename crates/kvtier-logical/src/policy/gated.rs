@@ -131,8 +131,8 @@ fn stamp_gap(earlier: u32, later: u32) -> i32 {
 /// [`MIN_PROTECTED_SHARE_64THS`] and [`PROTECTED_SHARE_64THS`] with ARC's
 /// signals ([`ADAPT_STEP_DIV`]), using a [`RecentGhost`] of registrations:
 /// large tiers whose blocks come back after more than a probation residence
-/// but within the tier's size (chat turns) keep them as LRU would. It costs
-/// about 5% more replay time than `gated-lru`.
+/// but within the tier's size (chat turns) keep them as LRU would. Its
+/// replay takes 1.54-1.69x LRU's time, against 1.37-1.49x for `gated-lru`.
 ///
 /// Every call is O(1) (amortised for demotions); all state is in arrays
 /// sized at construction.
@@ -174,24 +174,21 @@ impl<const ADAPT: bool> Gated<ADAPT> {
             capacity + 2 < NIL as usize,
             "capacity too large for u32 slot ids"
         );
-        let empty = Node {
-            prev: NIL,
-            next: NIL,
-            stamp: 0,
-            list: NONE,
-            freq: 0,
-            passes: 0,
-            flags: 0,
-        };
-        let mut nodes = vec![empty; capacity + 2];
         // Every node starts linked to itself (the sentinels: empty circular
         // lists), so every `prev` / `next` ever stored is an index into
         // `nodes`: even a logic error (unlinking a slot twice) cannot make
         // `node` read out of bounds.
-        for (i, n) in nodes.iter_mut().enumerate() {
-            n.prev = i as u32;
-            n.next = i as u32;
-        }
+        let nodes = (0..capacity as u32 + 2)
+            .map(|i| Node {
+                prev: i,
+                next: i,
+                stamp: 0,
+                list: NONE,
+                freq: 0,
+                passes: 0,
+                flags: 0,
+            })
+            .collect();
         let credit = (capacity as u64 * PROVEN_CREDIT_TURNOVERS).min(i32::MAX as u64);
         Gated {
             nodes,
@@ -495,7 +492,7 @@ impl<const ADAPT: bool> Gated<ADAPT> {
     /// A new block was registered in `slot`: it counts as seen twice if the
     /// seen filter knows its hash.
     #[inline(always)]
-    pub(crate) fn register(&mut self, slot: SlotId, hash: SequenceHash, position: u32) {
+    fn register(&mut self, slot: SlotId, hash: SequenceHash, position: u32) {
         self.check(slot);
         let seen = self.seen.check_and_insert(hash);
         if ADAPT {
