@@ -1020,8 +1020,11 @@ impl BlockStore {
                     let slot = &mut g.slots[s as usize];
                     slot.indexed = true;
                     slot.index_pos = index_pos;
-                    slot.parent_slot = parent_slot;
-                    slot.parent_gen = parent_gen;
+                    if TREE {
+                        // (The first pass left them `NO_SLOT` and 0.)
+                        slot.parent_slot = parent_slot;
+                        slot.parent_gen = parent_gen;
+                    }
                     g.policy.on_register(s, &g.slots[s as usize]);
                     registered += 1;
                     prev = Some((hash, s));
