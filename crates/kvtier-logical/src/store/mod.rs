@@ -931,9 +931,6 @@ impl BlockStore {
                 "register: a CompleteBlock of another store was passed"
             );
             g.prefetch_bucket(spec.hash);
-            // The policy's table line too (read in the second pass); the
-            // prefetch after the prefix miss may have been evicted by then.
-            g.policy.prefetch(spec.hash);
             let slot = &mut g.slots[s as usize];
             *slot = Slot {
                 state: State::Registered,
