@@ -399,7 +399,7 @@ impl<const ADAPT: bool> EvictionPolicy for Gated<ADAPT> {
 
     #[inline]
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.register(slot, info.hash, info.position);
+        self.flat_register(slot, info.hash, info.position);
     }
 
     #[inline]
@@ -486,13 +486,11 @@ impl<const ADAPT: bool> FlatPolicy for Gated<ADAPT> {
             self.seen.check_and_insert(hash);
         }
     }
-}
 
-impl<const ADAPT: bool> Gated<ADAPT> {
     /// A new block was registered in `slot`: it counts as seen twice if the
     /// seen filter knows its hash.
     #[inline(always)]
-    fn register(&mut self, slot: SlotId, hash: SequenceHash, position: u32) {
+    fn flat_register(&mut self, slot: SlotId, hash: SequenceHash, position: u32) {
         self.check(slot);
         let seen = self.seen.check_and_insert(hash);
         if ADAPT {

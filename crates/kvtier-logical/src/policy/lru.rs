@@ -198,6 +198,8 @@ impl FlatPolicy for Lru {
     fn flat_hit(&mut self, _slot: SlotId, _position: u32) {}
     #[inline(always)]
     fn flat_evicted(&mut self, _slot: SlotId, _hash: SequenceHash) {}
+    #[inline(always)]
+    fn flat_register(&mut self, _slot: SlotId, _hash: SequenceHash, _position: u32) {}
 }
 
 #[cfg(test)]

@@ -152,8 +152,10 @@ pub trait EvictionPolicy: Send + 'static {
 /// a store callback made between two evictions, and its hooks take plain
 /// values instead of a [`BlockInfo`]. The store pops all the victims of an
 /// allocation first (prefetching their slots), then unindexes them and calls
-/// [`evicted`](Self::evicted); the outcome is the same as evicting one at a
-/// time. Implemented by [`Lru`] (hooks are no-ops) and [`GatedLru`].
+/// [`flat_evicted`](Self::flat_evicted); the outcome is the same as evicting
+/// one at a time. A hit touches no table indexed by hash (`flat_hit` gets
+/// none), so the store prefetches nothing for a lookup. Implemented by
+/// [`Lru`] (hooks are no-ops), [`GatedLru`] and [`GatedArc`].
 pub(crate) trait FlatPolicy {
     /// As [`EvictionPolicy::insert`].
     fn flat_insert(&mut self, slot: SlotId);
@@ -165,6 +167,8 @@ pub(crate) trait FlatPolicy {
     fn flat_hit(&mut self, slot: SlotId, position: u32);
     /// As [`EvictionPolicy::on_evicted`].
     fn flat_evicted(&mut self, slot: SlotId, hash: SequenceHash);
+    /// As [`EvictionPolicy::on_register`].
+    fn flat_register(&mut self, slot: SlotId, hash: SequenceHash, position: u32);
 }
 
 /// The policies a tier can be configured with.

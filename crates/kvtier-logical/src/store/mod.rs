@@ -370,7 +370,8 @@ impl Policy {
 
     #[inline(always)]
     fn prefetch_lookup(&self, h: SequenceHash) {
-        hooks!(self, p => p.prefetch_lookup(h))
+        // A flat policy's hits touch no table (`FlatPolicy`).
+        flat!(self, _p => {}, _ => hooks!(self, p => p.prefetch_lookup(h)))
     }
 
     #[inline(always)]
@@ -1022,7 +1023,10 @@ impl BlockStore {
                         slot.parent_slot = parent_slot;
                         slot.parent_gen = parent_gen;
                     }
-                    g.policy.on_register(s, &g.slots[s as usize]);
+                    let position = slot.position;
+                    flat!(&mut g.policy, p => p.flat_register(s, hash, position), _ => {
+                        g.policy.on_register(s, &g.slots[s as usize])
+                    });
                     registered += 1;
                     prev = Some((hash, s));
                     if EMIT {
