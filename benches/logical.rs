@@ -10,7 +10,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
 };
-use kvtier::trace::Trace;
+use kvtier_harness::trace::Trace;
 use kvtier_logical::hash::hash_trace_ids;
 use kvtier_logical::replay::{replay, SingleTierReplay};
 use kvtier_logical::{

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 fn kvtier(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kvtier"))
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .expect("run kvtier")
 }

@@ -34,7 +34,7 @@ fn write_config(dir: &Path, text: &str) -> String {
 fn kvtier(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kvtier"))
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .expect("run kvtier")
 }
@@ -163,7 +163,7 @@ fn crash_at_random_points_recovers_what_was_acknowledged() {
                 &skip.to_string(),
                 "--json",
             ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -8,7 +8,7 @@ fn replay(args: &[&str]) -> serde_json::Value {
         .arg("replay")
         .args(args)
         .arg("--json")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .expect("run kvtier");
     assert!(
@@ -109,10 +109,12 @@ fn proactive_cleaning_moves_copies_ahead_of_eviction() {
     assert!(cleaned > 10_000, "cleaned only {cleaned}");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("no-clean.toml");
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/default.toml"))
-            .unwrap()
-            .replace("clean_ahead = 256", "clean_ahead = 0");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/default.toml"
+    ))
+    .unwrap()
+    .replace("clean_ahead = 256", "clean_ahead = 0");
     std::fs::write(&cfg, text).unwrap();
     let off = replay(&["--config", cfg.to_str().unwrap(), "--policy", "lru"]);
     assert_eq!(off["hits"], 77_953);

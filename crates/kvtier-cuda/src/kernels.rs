@@ -8,7 +8,7 @@ use crate::error::{probe_nvrtc, CudaError};
 pub const KERNELS: &[(&str, &str)] = &[("block_copy.cu", BLOCK_COPY_SRC)];
 
 /// Source of the batched block-copy kernel.
-pub const BLOCK_COPY_SRC: &str = include_str!("../../../kernels/block_copy.cu");
+pub const BLOCK_COPY_SRC: &str = include_str!("../kernels/block_copy.cu");
 
 /// Entry point of the batched block-copy kernel.
 pub const BLOCK_COPY_FN: &str = "kvtier_block_copy";

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use kvtier_cuda::{compile_kernel, probe_nvrtc, KERNELS};
 
 fn kernel_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../kernels")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels")
 }
 
 #[test]

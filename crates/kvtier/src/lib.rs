@@ -1,11 +1,16 @@
 //! kvtier: a multi-tier KV-cache manager for LLM inference.
 //!
-//! This crate is the facade: it re-exports the layers and holds what the
-//! `kvtier` binary needs (trace parsing, config files, the replay driver).
+//! This crate is the library an inference engine embeds: it re-exports the
+//! layers and builds a tiered cache from a TOML config.
 //!
 //! - [`logical`]: block stores per tier, eviction policies, hashing, events.
 //! - [`memory`], [`disk`], [`cuda`]: layouts, memory kinds, copy engines.
 //! - [`offload`]: the tiered cache moving blocks between tiers.
+//! - [`config`]: the TOML config; [`setup`]: a cache built from it;
+//!   [`durable`]: the persistent G3 journal glue.
+//!
+//! It builds no command-line parsing, progress bars or benchmarks: those live
+//! in `kvtier-cli` and `kvtier-harness`.
 
 #![warn(missing_docs)]
 
@@ -15,12 +20,6 @@ pub use kvtier_logical as logical;
 pub use kvtier_memory as memory;
 pub use kvtier_offload as offload;
 
-pub mod ceiling;
 pub mod config;
 pub mod durable;
-pub mod pattern;
-pub mod plot;
-pub mod replay;
 pub mod setup;
-pub mod sweep;
-pub mod trace;

@@ -1,11 +1,15 @@
 //! The `kvtier` command-line program.
 
+mod plot;
+mod replay;
+mod sweep;
+
+use crate::replay::ReplayOptions;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kvtier::config::{Config, ConfigError};
 use kvtier::logical::{PolicyKind, Tier};
-use kvtier::replay::ReplayOptions;
-use kvtier::trace::{Trace, EMBEDDED_NAME};
+use kvtier_harness::trace::{Trace, EMBEDDED_NAME};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,7 +26,7 @@ enum Command {
     /// Replay a request trace through the cache and report hit rates and speed.
     Replay(ReplayArgs),
     /// Measure tier-to-tier migration bandwidth against same-run ceilings.
-    Bench(kvtier_bench::BenchArgs),
+    Bench(kvtier_harness::migration::BenchArgs),
     /// Hit rate of several eviction policies over several capacities (one
     /// tier), as a table and an SVG plot.
     Sweep(SweepArgs),
@@ -62,15 +66,15 @@ fn sweep(args: SweepArgs) -> Result<()> {
     } else {
         args.policies.clone()
     };
-    let points = kvtier::sweep::run(&hashed, &policies, &args.capacities)?;
+    let points = sweep::run(&hashed, &policies, &args.capacities)?;
     if let Some(p) = &args.plot {
-        let svg = kvtier::sweep::to_svg(&format!("hit rate vs capacity ({})", trace.name), &points);
+        let svg = sweep::to_svg(&format!("hit rate vs capacity ({})", trace.name), &points);
         std::fs::write(p, svg).with_context(|| format!("cannot write plot {}", p.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&points)?);
     } else {
-        print!("{}", kvtier::sweep::to_table(&points));
+        print!("{}", sweep::to_table(&points));
     }
     Ok(())
 }
@@ -233,7 +237,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
             ack_log: args.ack_log.clone(),
         },
     };
-    let outcome = kvtier::replay::run(&config, &name, &hashed, &opts).context("replay failed")?;
+    let outcome = replay::run(&config, &name, &hashed, &opts).context("replay failed")?;
     if let Some(p) = &args.plot {
         std::fs::write(p, outcome.plot_svg())
             .with_context(|| format!("cannot write plot {}", p.display()))?;
@@ -267,7 +271,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(args),
-        Command::Bench(args) => kvtier_bench::run(&args),
+        Command::Bench(args) => kvtier_harness::migration::run(&args),
         Command::Sweep(args) => sweep(args),
     };
     match result {

@@ -302,7 +302,7 @@ pub enum ConfigError {
 
 /// The built-in configuration (`configs/default.toml`), used when no
 /// `--config` is given.
-pub const BUILTIN: &str = include_str!("../configs/default.toml");
+pub const BUILTIN: &str = include_str!("../../../configs/default.toml");
 
 impl Config {
     /// The built-in CPU-only configuration.
@@ -452,7 +452,7 @@ mod tests {
         let (shape, _) = b.block_shape("x").unwrap();
         assert_eq!(shape.block_bytes().unwrap(), 16 << 10);
         for f in ["configs/default.toml", "configs/h100-llama3-8b.toml"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(f);
             let mut c = Config::from_file(&path).unwrap();
             let (shape, _) = c.block_shape(f).unwrap();
             c.resolve_bytes(f, shape.block_bytes().unwrap() as u64)

@@ -7,11 +7,11 @@
 //! engine ([`TieredCache`]): lookup across tiers, onboard, allocate with
 //! write-back, write the computed blocks' bytes, register, release tail first.
 
-use crate::config::Config;
-use crate::pattern;
 use crate::plot::{line_chart, Series};
-use crate::setup::{self, SetupError};
-use crate::trace::HashedTrace;
+use kvtier::config::Config;
+use kvtier::setup::{self, SetupError};
+use kvtier_harness::pattern;
+use kvtier_harness::trace::HashedTrace;
 use kvtier_logical::replay::{ReplayStats, SingleTierReplay};
 use kvtier_logical::{BlockSpec, BlockStore, SequenceHash, StoreConfig, StoreError, Tier};
 use kvtier_offload::{OffloadError, TieredCache};
@@ -535,14 +535,14 @@ fn measure_floor(
     })
     .join()
     .map_err(|_| ReplayError::Runtime(std::io::Error::other("floor thread panicked")))??;
-    let memcpy = crate::ceiling::memcpy_bandwidth(64 << 20);
+    let memcpy = kvtier_harness::ceiling::memcpy_bandwidth(64 << 20);
     let g1_g2 = report.bytes_written + report.bytes_verified;
     // Split the moved bytes by path: disk paths are G2<->G3.
     let disk_bytes = report.bytes_disk;
     let host_bytes = report.bytes_offloaded + report.bytes_onboarded - disk_bytes + g1_g2;
     let disk = match g3_dir {
         Some(d) if disk_bytes > 0 => {
-            crate::ceiling::file_bandwidth(d, 256 << 20).unwrap_or(f64::INFINITY)
+            kvtier_harness::ceiling::file_bandwidth(d, 256 << 20).unwrap_or(f64::INFINITY)
         }
         _ => f64::INFINITY,
     };

@@ -1,7 +1,7 @@
 //! Smoke test: a tiny benchmark run produces rows for every CPU-only tier pair
 //! and leaves no files behind.
 
-use kvtier_bench::{measure, BenchArgs};
+use kvtier_harness::migration::{measure, BenchArgs};
 
 #[test]
 fn tiny_run_measures_every_pair_and_cleans_up() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The built-in workload: the Mooncake FAST'25 synthetic trace (Apache-2.0),
 /// 3,993 requests. Used when no `--trace` is given.
-pub const EMBEDDED_TRACE: &str = include_str!("../tests/data/mooncake_synthetic_trace.jsonl");
+pub const EMBEDDED_TRACE: &str = include_str!("../../../tests/data/mooncake_synthetic_trace.jsonl");
 
 /// Name shown for the embedded trace.
 pub const EMBEDDED_NAME: &str = "embedded:mooncake_synthetic_trace.jsonl";

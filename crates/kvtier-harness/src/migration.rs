@@ -1,4 +1,4 @@
-//! kvtier-bench: the tier-migration benchmark, as a library the `kvtier bench`
+//! The tier-migration benchmark, as a module the `kvtier bench`
 //! command calls ([`run`]).
 //!
 //! For every tier pair available it measures the bandwidth of the real copy
@@ -19,7 +19,6 @@
 //!
 //! Block pairs are scattered (block `i` goes to block `batch - 1 - i`), so no
 //! two blocks merge into one region copy.
-#![warn(missing_docs)]
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};

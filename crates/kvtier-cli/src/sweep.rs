@@ -2,7 +2,7 @@
 //! capacities (one tier, logical replay), as a table, JSON and an SVG plot.
 
 use crate::plot::{line_chart, Series};
-use crate::trace::HashedTrace;
+use kvtier_harness::trace::HashedTrace;
 use kvtier_logical::replay::SingleTierReplay;
 use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, StoreError, Tier};
 use serde::Serialize;
@@ -112,7 +112,7 @@ pub fn to_svg(title: &str, points: &[SweepPoint]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::Trace;
+    use kvtier_harness::trace::Trace;
 
     #[test]
     fn sweep_lru_matches_reference() {
