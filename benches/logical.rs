@@ -5,6 +5,7 @@
 //! Run: `cargo bench --bench logical`. Each figure is per batch of `CHAIN`
 //! blocks (throughput in blocks/s) or per whole trace (121,877 looked-up
 //! blocks for the embedded Mooncake trace).
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::measurement::WallTime;
 use criterion::{

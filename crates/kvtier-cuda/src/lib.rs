@@ -18,7 +18,6 @@
 //!   `cuEventSynchronize`, no polling). Few large regions go by
 //!   `cuMemcpyAsync` per region; many small ones by one launch of the
 //!   batched-copy kernel `kernels/block_copy.cu`, compiled by NVRTC at run time.
-#![warn(missing_docs)]
 
 pub mod engine;
 pub mod error;

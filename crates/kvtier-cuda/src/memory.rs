@@ -211,8 +211,8 @@ impl PinnedMemory {
     fn base(&self) -> NonNull<u8> {
         match &self.inner {
             PinnedInner::Cuda { ptr, .. } => *ptr,
-            // SAFETY: HostMemory's pointer is valid while it lives (owned here).
             PinnedInner::Fallback(h) => {
+                // SAFETY: HostMemory's pointer is valid while it lives (owned here).
                 unsafe { h.engine_host_ptr() }.unwrap_or(NonNull::dangling())
             }
         }

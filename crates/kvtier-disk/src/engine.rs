@@ -98,11 +98,11 @@ fn run_job(job: &Job, io: DiskIo) -> Result<(), CopyError> {
                     Dir::ToDisk => {
                         let bufs: Vec<IoSlice<'_>> = group
                             .iter()
-                            // SAFETY: the BatchGuard kept alive by the job's
-                            // Part holds both memories and the block locks; the
-                            // regions lie inside the host memory (layout
-                            // arithmetic); sources are only read.
                             .map(|&(h, _, l)| {
+                                // SAFETY: the BatchGuard kept alive by the job's
+                                // Part holds both memories and the block locks; the
+                                // regions lie inside the host memory (layout
+                                // arithmetic); sources are only read.
                                 IoSlice::new(unsafe { std::slice::from_raw_parts(host.add(h), l) })
                             })
                             .collect();
@@ -111,10 +111,10 @@ fn run_job(job: &Job, io: DiskIo) -> Result<(), CopyError> {
                     Dir::FromDisk => {
                         let mut bufs: Vec<IoSliceMut<'_>> = group
                             .iter()
-                            // SAFETY: as above; destination blocks are held
-                            // exclusively and the regions of one batch do not
-                            // overlap (distinct destination blocks).
                             .map(|&(h, _, l)| {
+                                // SAFETY: as above; destination blocks are held
+                                // exclusively and the regions of one batch do not
+                                // overlap (distinct destination blocks).
                                 IoSliceMut::new(unsafe {
                                     std::slice::from_raw_parts_mut(host.add(h), l)
                                 })

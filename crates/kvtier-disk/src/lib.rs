@@ -25,7 +25,6 @@
 //! engine.copy_blocks(&disk, &h, &[(5, 1)]).unwrap().wait().unwrap();
 //! assert_eq!(host.read_block(1).unwrap(), vec![9u8; 512]);
 //! ```
-#![warn(missing_docs)]
 
 pub mod engine;
 pub mod file;

@@ -1,4 +1,5 @@
 //! Criterion benches: mock <-> host and host <-> disk, 64 blocks of 128 KiB.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::sync::Arc;
 use std::time::Duration;

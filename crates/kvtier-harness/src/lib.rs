@@ -9,8 +9,6 @@
 //!   same run as the figure they bound.
 //! - [`migration`]: the tier-migration benchmark behind `kvtier bench`.
 
-#![warn(missing_docs)]
-
 pub mod ceiling;
 pub mod migration;
 pub mod pattern;

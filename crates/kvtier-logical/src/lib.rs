@@ -23,8 +23,6 @@
 //! assert_eq!(store.match_prefix(&hashes).len(), 3);     // now cached
 //! ```
 
-#![warn(missing_docs)]
-
 pub mod events;
 pub mod hash;
 pub mod metrics;

@@ -23,7 +23,6 @@
 //! engine.copy_blocks(&dev, &h, &[(4, 2)]).unwrap().wait().unwrap();
 //! assert_eq!(host.read_block(2).unwrap(), vec![7u8; 512]);
 //! ```
-#![warn(missing_docs)]
 
 pub mod engine;
 pub mod error;

@@ -7,8 +7,6 @@
 //! block moved down is checksummed and verified on the way up; a mismatch is
 //! a miss, never served.
 
-#![warn(missing_docs)]
-
 pub mod cache;
 pub mod durable;
 pub mod metrics;

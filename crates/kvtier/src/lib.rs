@@ -12,8 +12,6 @@
 //! It builds no command-line parsing, progress bars or benchmarks: those live
 //! in `kvtier-cli` and `kvtier-harness`.
 
-#![warn(missing_docs)]
-
 pub use kvtier_cuda as cuda;
 pub use kvtier_disk as disk;
 pub use kvtier_logical as logical;

@@ -139,6 +139,7 @@ mod tests {
         let dropped = Arc::new(AtomicBool::new(false));
         let a = Counted::new(Flag(dropped.clone()));
         a.add_refs(3);
+        // SAFETY: the three references were added just above.
         let hs: Vec<_> = (0..3).map(|_| unsafe { a.counted_clone() }).collect();
         let b = a.clone();
         for h in hs {
