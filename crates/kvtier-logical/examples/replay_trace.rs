@@ -14,8 +14,8 @@
 //! Arguments: policy name (default `lru`), capacity in blocks (6000),
 //! repeats (1).
 
-use kvtier_logical::hash::hash_trace_ids;
-use kvtier_logical::replay::replay;
+use kvtier_logical::hash_trace_ids;
+use kvtier_logical::replay;
 use kvtier_logical::{BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
 
 fn main() {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::trace;
-use kvtier_logical::replay::replay;
+use kvtier_logical::replay;
 use kvtier_logical::workload::{
     multi_turn, scan_mix, zipf_prefixes, MultiTurn, ScanMix, ZipfPrefixes,
 };

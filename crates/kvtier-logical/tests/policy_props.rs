@@ -2,7 +2,7 @@
 //! sequences of store operations keep the store's invariants, never evict a
 //! block in use, and lose or duplicate no block.
 
-use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{
     BlockSpec, BlockStore, CacheSalt, Evicted, ImmutableBlock, MutableBlock, PolicyKind,
     SequenceHash, StoreConfig, Tier, WeakBlock,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::trace;
-use kvtier_logical::replay::replay;
+use kvtier_logical::replay;
 use kvtier_logical::{BlockStore, PolicyKind, SequenceHash, StoreConfig, Tier};
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::trace;
-use kvtier_logical::replay::replay;
+use kvtier_logical::replay;
 use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, Tier};
 
 fn lru_hits(capacity: usize) -> (u64, u64) {

@@ -1,7 +1,7 @@
 //! Concurrency stress: several threads replay overlapping workloads against
 //! one store; afterwards every invariant holds and every block is back.
 
-use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{BlockSpec, BlockStore, CacheSalt, PolicyKind, StoreConfig, Tier};
 use std::sync::Arc;
 use std::thread;

@@ -18,13 +18,48 @@
 /// Outcomes (reused or evicted unused) of a class remembered before its
 /// tallies are halved, so the verdict follows the workload within about a
 /// thousand blocks (a few hundred requests) with enough samples not to flap.
+/// The default of [`ClassParams::window`].
 pub const CLASS_WINDOW: u32 = 1024;
 
 /// Request tails go to the eviction end of probation while fewer than one in
 /// `TAIL_WASTE_RATIO + 1` of them is reused before eviction: a class reused
 /// that rarely is cheaper to drop at once than to keep for a whole probation
-/// cycle.
+/// cycle. The default of [`ClassParams::tail_waste_ratio`].
 pub const TAIL_WASTE_RATIO: u32 = 8;
+
+/// How the class verdicts are learned (shared by `gated-lru`, `gated-arc`
+/// and `prefix-freq`). The defaults are the tuned values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassParams {
+    /// Outcomes of a class remembered before its tallies are halved (1024):
+    /// the verdicts follow the workload within a few hundred requests, with
+    /// enough samples not to flap.
+    pub window: u32,
+    /// Request tails go to the eviction end of probation while fewer than
+    /// one in `tail_waste_ratio + 1` is reused before eviction (8).
+    pub tail_waste_ratio: u32,
+}
+
+impl Default for ClassParams {
+    fn default() -> Self {
+        ClassParams {
+            window: CLASS_WINDOW,
+            tail_waste_ratio: TAIL_WASTE_RATIO,
+        }
+    }
+}
+
+impl ClassParams {
+    /// The first field out of range (named as a nested `classes` field).
+    pub(crate) fn check(&self) -> Result<(), super::InvalidParam> {
+        super::InvalidParam::unless(
+            self.window >= 1,
+            "classes.window",
+            "must be at least 1",
+        )
+    }
+}
 
 /// "Reused" and "evicted unused" outcomes of one class, decayed.
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,14 +69,15 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
+    /// One outcome; both counts are halved when they reach `window`.
     #[inline]
-    pub(crate) fn record(&mut self, reused: bool) {
+    pub(crate) fn record(&mut self, reused: bool, window: u32) {
         if reused {
             self.reused += 1;
         } else {
             self.wasted += 1;
         }
-        if self.reused + self.wasted >= CLASS_WINDOW {
+        if self.reused + self.wasted >= window {
             self.reused /= 2;
             self.wasted /= 2;
         }
@@ -60,21 +96,44 @@ pub(crate) struct Classes {
     prev_pos: u32,
     /// Whether the previous hit or registration was a hit or a continuation.
     prev_chain: bool,
+    /// [`ClassParams::window`].
+    window: u32,
+    /// [`ClassParams::tail_waste_ratio`].
+    tail_waste_ratio: u32,
 }
 
 impl Default for Classes {
     fn default() -> Self {
+        Classes::new(&ClassParams::default())
+    }
+}
+
+impl Classes {
+    /// Empty tallies learning with `params` (checked).
+    pub(crate) fn new(params: &ClassParams) -> Self {
         Classes {
             cont: Tally::default(),
             tail: Tally::default(),
             after_register: false,
             prev_pos: u32::MAX,
             prev_chain: false,
+            window: params.window,
+            tail_waste_ratio: params.tail_waste_ratio,
         }
     }
-}
 
-impl Classes {
+    /// A continuation block was reused (`true`) or evicted unused.
+    #[inline]
+    pub(crate) fn record_cont(&mut self, reused: bool) {
+        self.cont.record(reused, self.window);
+    }
+
+    /// A request's tail block was reused (`true`) or evicted unused.
+    #[inline]
+    pub(crate) fn record_tail(&mut self, reused: bool) {
+        self.tail.record(reused, self.window);
+    }
+
     /// Whether continuation blocks have lately been reused more often than
     /// not before eviction (then they are admitted as proven).
     #[inline]
@@ -83,10 +142,10 @@ impl Classes {
     }
 
     /// Whether request tails have lately been reused less than once in
-    /// [`TAIL_WASTE_RATIO`] + 1 (then they are evicted first).
+    /// `tail_waste_ratio + 1` (then they are evicted first).
     #[inline]
     pub(crate) fn tails_wasted(&self) -> bool {
-        self.tail.reused * TAIL_WASTE_RATIO < self.tail.wasted
+        (self.tail.reused as u64) * (self.tail_waste_ratio as u64) < self.tail.wasted as u64
     }
 
     /// A lookup hit the block at `position`.
@@ -131,12 +190,12 @@ mod tests {
         assert!(c.register(6), "continuation of a continuation");
         assert!(!c.register(9), "not the next position");
         for _ in 0..2000 {
-            c.tail.record(false);
+            c.record_tail(false);
         }
         assert!(c.tail.reused + c.tail.wasted < CLASS_WINDOW);
         assert!(c.tails_wasted());
         for _ in 0..3 {
-            c.cont.record(true);
+            c.record_cont(true);
         }
         assert!(c.continuations_pay());
     }

@@ -1,16 +1,17 @@
 //! Behaviour shared by the frequency-gated segmented LRUs
-//! ([`GatedLru`](super::GatedLru), [`GatedArc`](super::GatedArc) and
-//! [`PrefixFreq`](super::PrefixFreq)), tested once for all through the
-//! `EvictionPolicy` trait.
+//! ([`GatedLru`], [`GatedArc`] and [`PrefixFreq`]), tested once for all
+//! through the `EvictionPolicy` trait.
 
-use super::{BlockInfo, EvictionPolicy, GatedArc, GatedLru, PrefixFreq, PROTECTED_SHARE_64THS};
+use super::gated::{GatedArc, GatedLru, PROTECTED_SHARE_64THS};
+use super::prefix_freq::PrefixFreq;
+use super::{BlockInfo, EvictionPolicy};
 
 /// The policies, with their protected segment's length.
 trait Gated: EvictionPolicy {
     fn proven(&self) -> usize;
 }
 
-impl<const ADAPT: bool> Gated for super::Gated<ADAPT> {
+impl<const ADAPT: bool> Gated for super::gated::Gated<ADAPT> {
     fn proven(&self) -> usize {
         self.proven_len()
     }

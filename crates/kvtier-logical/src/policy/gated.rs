@@ -2,11 +2,11 @@
 //! speed (`gated-lru`), and its variant with an ARC-style adaptive split
 //! (`gated-arc`).
 
-use super::classes::Classes;
-use super::ghost::RecentGhost;
+use super::classes::{ClassParams, Classes};
+use super::ghost::{RecentGhost, ENTRIES_PER_SLOT};
 use super::lru::NIL;
-use super::seen::SeenFilter;
-use super::{BlockInfo, EvictionPolicy, FlatPolicy, SlotId};
+use super::seen::{SeenFilter, SeenParams};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
 use crate::hash::SequenceHash;
 
 /// Accesses (registrations and hits) that make a block "proven". Two is the
@@ -58,6 +58,74 @@ pub const MAX_PASSES: u8 = 3;
 /// Without a finite credit, finished chat sessions held the cache: -2.2
 /// points on `multi-turn` at 4,000 blocks (measured on `prefix-freq`).
 pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
+
+/// Tuning of `gated-lru` and `gated-arc` (the `gated-arc`-only fields are
+/// ignored by `gated-lru`). The defaults are the tuned values, documented
+/// with the constants of `gated.rs` and in `docs/policies.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatedParams {
+    /// Accesses that make a block proven (2: the one-hit-wonder cut).
+    pub proven_min: u8,
+    /// Extra passes a proven block can earn through hits (3, S3-FIFO's
+    /// 2-bit counter). At most 254.
+    pub max_passes: u8,
+    /// Share of the capacity, in 1/64ths, that inactive proven blocks may
+    /// occupy before the oldest is demoted (56: 87.5%); `gated-arc`'s upper
+    /// bound. At most 64.
+    pub protected_share_64ths: u32,
+    /// Head start of a proven block over a new one, in cache turnovers (8).
+    pub proven_credit_turnovers: u32,
+    /// How the tail and continuation verdicts are learned.
+    pub classes: ClassParams,
+    /// Size and memory of the seen filter.
+    pub seen: SeenParams,
+    /// `gated-arc`: lower bound of the protected share, in 1/64ths (8:
+    /// 12.5%). At most `protected_share_64ths`.
+    pub min_protected_share_64ths: u32,
+    /// `gated-arc`: the share moves by `capacity / adapt_step_div` slots per
+    /// signal (2048). At least 1.
+    pub adapt_step_div: u32,
+    /// `gated-arc`: net signals that move the share, by that many steps
+    /// (16). At least 1.
+    pub adapt_batch: u32,
+    /// `gated-arc`: entries of the ghost of registrations per slot (2: 16
+    /// bytes per slot). At least 1.
+    pub ghost_entries_per_slot: u32,
+}
+
+impl Default for GatedParams {
+    fn default() -> Self {
+        GatedParams {
+            proven_min: PROVEN_MIN,
+            max_passes: MAX_PASSES,
+            protected_share_64ths: PROTECTED_SHARE_64THS as u32,
+            proven_credit_turnovers: PROVEN_CREDIT_TURNOVERS as u32,
+            classes: ClassParams::default(),
+            seen: SeenParams::default(),
+            min_protected_share_64ths: MIN_PROTECTED_SHARE_64THS as u32,
+            adapt_step_div: ADAPT_STEP_DIV as u32,
+            adapt_batch: ADAPT_BATCH,
+            ghost_entries_per_slot: ENTRIES_PER_SLOT as u32,
+        }
+    }
+}
+
+impl GatedParams {
+    /// The first field out of range. Shared with `prefix-freq`'s fields of
+    /// the same names.
+    pub(crate) fn check_segments(
+        max_passes: u8,
+        protected_share_64ths: u32,
+    ) -> Result<(), InvalidParam> {
+        InvalidParam::unless(max_passes < u8::MAX, "max_passes", "must be at most 254")?;
+        InvalidParam::unless(
+            protected_share_64ths <= 64,
+            "protected_share_64ths",
+            "must be at most 64",
+        )
+    }
+}
 
 /// Probation segment: blocks seen once.
 const NEW: u8 = 0;
@@ -157,6 +225,15 @@ pub struct Gated<const ADAPT: bool> {
     step: usize,
     /// `gated-arc`: running sum of signals since the share last moved.
     pressure: i32,
+    /// `gated-arc`: bounds of `protected_cap`.
+    min_protected_cap: usize,
+    max_protected_cap: usize,
+    /// `gated-arc`: [`GatedParams::adapt_batch`].
+    adapt_batch: u32,
+    /// [`GatedParams::proven_min`].
+    proven_min: u8,
+    /// [`GatedParams::max_passes`].
+    max_passes: u8,
     capacity: usize,
 }
 
@@ -167,8 +244,14 @@ pub type GatedLru = Gated<false>;
 pub type GatedArc = Gated<true>;
 
 impl<const ADAPT: bool> Gated<ADAPT> {
-    /// The policy for a tier of `capacity` slots.
+    /// The policy for a tier of `capacity` slots, with the default tuning.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
+        Self::build(capacity, &GatedParams::default())
+    }
+
+    /// The policy for a tier of `capacity` slots (`params` checked).
+    fn with_params(capacity: usize, params: &GatedParams) -> Self {
         let base = capacity as u32;
         assert!(
             capacity + 2 < NIL as usize,
@@ -189,19 +272,29 @@ impl<const ADAPT: bool> Gated<ADAPT> {
                 flags: 0,
             })
             .collect();
-        let credit = (capacity as u64 * PROVEN_CREDIT_TURNOVERS).min(i32::MAX as u64);
+        let credit =
+            (capacity as u64 * params.proven_credit_turnovers as u64).min(i32::MAX as u64);
+        let max_protected_cap = capacity * params.protected_share_64ths as usize / 64;
         Gated {
             nodes,
             base,
             lens: [0; 2],
-            seen: SeenFilter::new(capacity),
-            protected_cap: capacity * PROTECTED_SHARE_64THS / 64,
+            seen: SeenFilter::with_params(capacity, &params.seen),
+            protected_cap: max_protected_cap,
             clock: 0,
             credit: credit as u32,
-            classes: Classes::default(),
-            recent: RecentGhost::new(if ADAPT { capacity } else { 0 }),
-            step: (capacity / ADAPT_STEP_DIV).max(1),
+            classes: Classes::new(&params.classes),
+            recent: RecentGhost::with_entries(
+                if ADAPT { capacity } else { 0 },
+                params.ghost_entries_per_slot as usize,
+            ),
+            step: (capacity / params.adapt_step_div as usize).max(1),
             pressure: 0,
+            min_protected_cap: capacity * params.min_protected_share_64ths as usize / 64,
+            max_protected_cap,
+            adapt_batch: params.adapt_batch,
+            proven_min: params.proven_min,
+            max_passes: params.max_passes,
             capacity,
         }
     }
@@ -305,10 +398,10 @@ impl<const ADAPT: bool> Gated<ADAPT> {
             self.adapt(1);
         }
         if flags & CONT != 0 {
-            self.classes.cont.record(reused);
+            self.classes.record_cont(reused);
         }
         if flags & TAIL != 0 {
-            self.classes.tail.record(reused);
+            self.classes.record_tail(reused);
         }
         flags
     }
@@ -322,12 +415,11 @@ impl<const ADAPT: bool> Gated<ADAPT> {
     #[inline]
     fn adapt(&mut self, signal: i32) {
         self.pressure += signal;
-        if self.pressure.unsigned_abs() < ADAPT_BATCH {
+        if self.pressure.unsigned_abs() < self.adapt_batch {
             return;
         }
-        let lo = self.capacity * MIN_PROTECTED_SHARE_64THS / 64;
-        let hi = self.capacity * PROTECTED_SHARE_64THS / 64;
-        let delta = self.step * ADAPT_BATCH as usize;
+        let (lo, hi) = (self.min_protected_cap, self.max_protected_cap);
+        let delta = self.step * self.adapt_batch as usize;
         self.protected_cap = if self.pressure > 0 {
             (self.protected_cap + delta).min(hi)
         } else {
@@ -357,72 +449,27 @@ impl<const ADAPT: bool> EvictionPolicy for Gated<ADAPT> {
         }
     }
 
-    #[inline]
-    fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
-        FlatPolicy::flat_insert(self, slot);
-    }
-
-    #[inline]
-    fn remove(&mut self, slot: SlotId) {
-        self.check(slot);
-        if self.node(slot).list != NONE {
-            self.unlink(slot);
-        }
-    }
-
-    #[inline]
-    fn evict(&mut self) -> Option<SlotId> {
-        FlatPolicy::flat_evict(self)
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        (self.lens[0] + self.lens[1]) as usize
-    }
-
-    #[inline]
-    fn prefetch(&self, hash: SequenceHash) {
-        self.seen.prefetch(hash);
-        if ADAPT {
-            self.recent.prefetch(hash);
-        }
-    }
-
-    /// Hits are counted in the slot's node: nothing to prefetch.
-    #[inline]
-    fn prefetch_lookup(&self, _hash: SequenceHash) {}
-
-    #[inline]
-    fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.flat_hit(slot, info.position);
-    }
-
-    #[inline]
-    fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.flat_register(slot, info.hash, info.position);
-    }
-
-    #[inline]
-    fn on_evicted(&mut self, slot: SlotId, info: &BlockInfo) {
-        self.flat_evicted(slot, info.hash);
-    }
-
     fn uses_leaves(&self) -> bool {
         false
     }
-}
 
-impl<const ADAPT: bool> FlatPolicy for Gated<ADAPT> {
+    /// The next victim only depends on the segments, which `on_evicted`
+    /// does not touch.
+    fn evicts_in_batches(&self) -> bool {
+        true
+    }
+
     #[inline(always)]
-    fn flat_insert(&mut self, slot: SlotId) {
+    fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
         self.check(slot);
         let after_register = self.classes.take_after_register();
         self.clock = self.clock.wrapping_add(1);
         let clock = self.clock;
+        let proven_min = self.proven_min;
         let n = self.node_mut(slot);
         n.stamp = clock;
         let (freq, flags) = (n.freq, n.flags);
-        let seen_twice = freq >= PROVEN_MIN;
+        let seen_twice = freq >= proven_min;
         let is_tail = after_register && !seen_twice;
         n.flags = if is_tail { flags | TAIL } else { flags & !TAIL };
         if seen_twice || (flags & CONT != 0 && self.classes.continuations_pay()) {
@@ -443,13 +490,13 @@ impl<const ADAPT: bool> FlatPolicy for Gated<ADAPT> {
     }
 
     #[inline(always)]
-    fn flat_remove(&mut self, slot: SlotId) {
+    fn remove(&mut self, slot: SlotId) {
         self.check(slot);
         self.unlink(slot);
     }
 
     #[inline(always)]
-    fn flat_evict(&mut self) -> Option<SlotId> {
+    fn evict(&mut self) -> Option<SlotId> {
         let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
         let (n, p) = (self.node(sn).next, self.node(sp).next);
         // The proven head goes first once it has sat unused for longer than
@@ -466,32 +513,51 @@ impl<const ADAPT: bool> FlatPolicy for Gated<ADAPT> {
         Some(n)
     }
 
-    #[inline(always)]
-    fn flat_hit(&mut self, slot: SlotId, position: u32) {
-        self.check(slot);
-        self.outcome(slot, true);
-        let n = self.node_mut(slot);
-        n.passes = (n.passes + 1).min(MAX_PASSES);
-        n.freq = n.freq.saturating_add(1);
-        n.flags |= HIT;
-        self.classes.hit(position);
+    #[inline]
+    fn len(&self) -> usize {
+        (self.lens[0] + self.lens[1]) as usize
     }
 
     #[inline(always)]
-    fn flat_evicted(&mut self, slot: SlotId, hash: SequenceHash) {
+    fn prefetch(&self, hash: SequenceHash) {
+        self.seen.prefetch(hash);
+        if ADAPT {
+            self.recent.prefetch(hash);
+        }
+    }
+
+    /// Hits are counted in the slot's node: nothing to prefetch.
+    #[inline(always)]
+    fn prefetch_lookup(&self, _hash: SequenceHash) {}
+
+    #[inline(always)]
+    fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
+        self.check(slot);
+        self.outcome(slot, true);
+        let max_passes = self.max_passes;
+        let n = self.node_mut(slot);
+        n.passes = (n.passes + 1).min(max_passes);
+        n.freq = n.freq.saturating_add(1);
+        n.flags |= HIT;
+        self.classes.hit(info.position);
+    }
+
+    #[inline(always)]
+    fn on_evicted(&mut self, slot: SlotId, info: &BlockInfo) {
         self.check(slot);
         if self.outcome(slot, false) & HIT != 0 {
             // Its last access was a hit, after its registration was recorded:
             // remember it from now on.
-            self.seen.check_and_insert(hash);
+            self.seen.check_and_insert(info.hash);
         }
     }
 
     /// A new block was registered in `slot`: it counts as seen twice if the
     /// seen filter knows its hash.
     #[inline(always)]
-    fn flat_register(&mut self, slot: SlotId, hash: SequenceHash, position: u32) {
+    fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
         self.check(slot);
+        let hash = info.hash;
         let seen = self.seen.check_and_insert(hash);
         if ADAPT {
             let window = 2 * (self.capacity - self.protected_cap) as u32;
@@ -501,11 +567,38 @@ impl<const ADAPT: bool> FlatPolicy for Gated<ADAPT> {
                 self.adapt(-1);
             }
         }
-        let cont = self.classes.register(position);
+        let cont = self.classes.register(info.position);
         let n = self.node_mut(slot);
         n.passes = 0;
         n.freq = 1 + seen as u8;
         n.flags = if cont { CONT } else { 0 };
+    }
+}
+
+impl<const ADAPT: bool> BuildPolicy for Gated<ADAPT> {
+    type Params = GatedParams;
+
+    fn check_params(p: &GatedParams) -> Result<(), InvalidParam> {
+        InvalidParam::unless(p.proven_min >= 1, "proven_min", "must be at least 1")?;
+        GatedParams::check_segments(p.max_passes, p.protected_share_64ths)?;
+        p.classes.check()?;
+        p.seen.check()?;
+        InvalidParam::unless(
+            p.min_protected_share_64ths <= p.protected_share_64ths,
+            "min_protected_share_64ths",
+            "must be at most protected_share_64ths",
+        )?;
+        InvalidParam::unless(p.adapt_step_div >= 1, "adapt_step_div", "must be at least 1")?;
+        InvalidParam::unless(p.adapt_batch >= 1, "adapt_batch", "must be at least 1")?;
+        InvalidParam::unless(
+            (1..=1024).contains(&p.ghost_entries_per_slot),
+            "ghost_entries_per_slot",
+            "must be in 1..=1024",
+        )
+    }
+
+    fn build(capacity: usize, params: &GatedParams) -> Self {
+        Self::with_params(capacity, params)
     }
 }
 

@@ -30,9 +30,17 @@ pub struct RecentGhost {
 }
 
 impl RecentGhost {
-    /// A ghost for a tier of `capacity` slots.
+    /// A ghost for a tier of `capacity` slots, [`ENTRIES_PER_SLOT`] entries
+    /// per slot.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
-        let n = (capacity.max(16) * ENTRIES_PER_SLOT).next_power_of_two();
+        Self::with_entries(capacity, ENTRIES_PER_SLOT)
+    }
+
+    /// A ghost of about `entries_per_slot` entries per slot of a tier of
+    /// `capacity` slots (rounded up to a power of two).
+    pub fn with_entries(capacity: usize, entries_per_slot: usize) -> Self {
+        let n = super::table_len(capacity, entries_per_slot);
         RecentGhost {
             entries: vec![0; n],
             mask: (n - 1) as u64,

@@ -5,8 +5,7 @@
 //! hash map, while slot ids are already dense array indices; an intrusive list
 //! over one array of `u32` link pairs gives O(1) insert/remove/evict with no allocation.
 
-use super::{BlockInfo, EvictionPolicy, FlatPolicy, SlotId};
-use crate::hash::SequenceHash;
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, NoParams, SlotId};
 
 /// Sentinel for "no slot".
 pub(crate) const NIL: u32 = u32::MAX;
@@ -92,14 +91,6 @@ impl SlotList {
         self.link(slot, tail, s);
     }
 
-    /// Insert `slot` at the least-recent end (evicted next).
-    #[inline]
-    pub fn push_front(&mut self, slot: SlotId) {
-        let s = self.sentinel;
-        let head = self.links[s as usize].next;
-        self.link(slot, s, head);
-    }
-
     /// Unlink `slot` if present; returns whether it was.
     #[inline]
     pub fn remove(&mut self, slot: SlotId) -> bool {
@@ -163,15 +154,18 @@ impl EvictionPolicy for Lru {
     fn uses_leaves(&self) -> bool {
         false
     }
-    #[inline]
+    fn evicts_in_batches(&self) -> bool {
+        true
+    }
+    #[inline(always)]
     fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
         self.list.push_back(slot);
     }
-    #[inline]
+    #[inline(always)]
     fn remove(&mut self, slot: SlotId) {
         self.list.remove(slot);
     }
-    #[inline]
+    #[inline(always)]
     fn evict(&mut self) -> Option<SlotId> {
         self.list.pop_front()
     }
@@ -181,30 +175,17 @@ impl EvictionPolicy for Lru {
     }
 }
 
-impl FlatPolicy for Lru {
-    #[inline(always)]
-    fn flat_insert(&mut self, slot: SlotId) {
-        self.list.push_back(slot);
+impl BuildPolicy for Lru {
+    type Params = NoParams;
+    fn build(capacity: usize, _params: &NoParams) -> Self {
+        Lru::new(capacity)
     }
-    #[inline(always)]
-    fn flat_remove(&mut self, slot: SlotId) {
-        self.list.remove(slot);
-    }
-    #[inline(always)]
-    fn flat_evict(&mut self) -> Option<SlotId> {
-        self.list.pop_front()
-    }
-    #[inline(always)]
-    fn flat_hit(&mut self, _slot: SlotId, _position: u32) {}
-    #[inline(always)]
-    fn flat_evicted(&mut self, _slot: SlotId, _hash: SequenceHash) {}
-    #[inline(always)]
-    fn flat_register(&mut self, _slot: SlotId, _hash: SequenceHash, _position: u32) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::SequenceHash;
 
     fn info() -> BlockInfo {
         BlockInfo {
@@ -230,15 +211,15 @@ mod tests {
     }
 
     #[test]
-    fn slot_list_front_insert() {
+    fn slot_list_membership() {
         let mut l = SlotList::new(3);
         l.push_back(1);
-        l.push_front(2);
-        assert_eq!(l.front(), Some(2));
+        l.push_back(2);
+        assert_eq!(l.front(), Some(1));
         assert!(l.contains(1));
         assert!(!l.remove(0));
-        assert_eq!(l.pop_front(), Some(2));
         assert_eq!(l.pop_front(), Some(1));
+        assert_eq!(l.pop_front(), Some(2));
         assert_eq!(l.pop_front(), None);
     }
 }

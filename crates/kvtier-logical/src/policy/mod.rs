@@ -9,42 +9,104 @@
 //! Contract (checked by the store's property tests):
 //! - `insert(slot)` is called exactly when a registered block becomes inactive
 //!   (its last user released it); `remove(slot)` when an inactive block is
-//!   matched again; `evict()` returns, and forgets, one inactive slot.
+//!   matched again (so only for a slot the policy holds); `evict()` returns,
+//!   and forgets, one inactive slot.
 //! - A policy never returns a slot that was not inserted, or that was removed.
+//!
+//! # The policy list
+//! [`for_each_policy!`] is the one list of policies. Everything that names
+//! every policy is generated from it (`registry.rs`): [`PolicyKind`] (its
+//! variants, names, parsing, `Display` and serde form), [`PolicyParams`]
+//! (one params field per policy) and the store's statically dispatched
+//! `AnyPolicy` with its `match` (one per batch call). Adding a policy is one
+//! file implementing [`EvictionPolicy`] and [`BuildPolicy`], its `mod` line
+//! below and one line in the list.
+
+#[macro_use]
+mod registry;
 
 mod classes;
 #[cfg(test)]
 mod gate_tests;
 mod gated;
-pub mod ghost;
+mod ghost;
 mod leaf;
 mod lru;
 mod prefix_freq;
 mod prefix_lru;
 mod s3fifo;
-pub mod seen;
-pub mod sketch;
+mod seen;
+pub(crate) mod sketch;
 mod tinylfu;
 
-pub use classes::{CLASS_WINDOW, TAIL_WASTE_RATIO};
-pub use gated::{
-    Gated, GatedArc, GatedLru, ADAPT_BATCH, ADAPT_STEP_DIV, MAX_PASSES, MIN_PROTECTED_SHARE_64THS,
-    PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN,
-};
-pub use lru::{Lru, SlotList};
-pub use prefix_freq::PrefixFreq;
-pub use prefix_lru::PrefixLru;
-pub use s3fifo::{S3Fifo, MAX_FREQ as S3FIFO_MAX_FREQ, SMALL_PERCENT as S3FIFO_SMALL_PERCENT};
-pub use seen::SeenFilter;
-pub use sketch::FrequencySketch;
-pub use tinylfu::{
-    TinyLfu, PROTECTED_PERCENT as TINYLFU_PROTECTED_PERCENT,
-    WINDOW_PERCENT as TINYLFU_WINDOW_PERCENT,
-};
+pub use classes::ClassParams;
+pub use gated::GatedParams;
+pub use prefix_freq::PrefixFreqParams;
+pub use registry::{InvalidParam, InvalidPolicyParams, UnknownPolicy};
+pub use s3fifo::S3FifoParams;
+pub use seen::SeenParams;
+pub use sketch::{FrequencySketch, SketchParams};
+pub use tinylfu::TinyLfuParams;
 
 use crate::hash::SequenceHash;
-use std::fmt;
-use std::str::FromStr;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+
+/// The list of policies, in the order tables and sweeps list them: one line
+/// per policy, `Variant(params_field) = "name" => Type`, after the variant's
+/// doc comment. `Variant` becomes a [`PolicyKind`] variant, `"name"` its name
+/// on the command line and in configs (and its key in [`PolicyParams`]),
+/// `params_field` its [`PolicyParams`] field, and `Type` the policy the store
+/// runs (an [`EvictionPolicy`] + [`BuildPolicy`]).
+///
+/// `for_each_policy!(callback, args...)` expands to
+/// `callback! { [args...] <the list> }`.
+macro_rules! for_each_policy {
+    ($callback:ident $(, $arg:tt)*) => {
+        $callback! { [$($arg)*]
+            /// Least recently released first. The reference policy.
+            Lru(lru) = "lru" => lru::Lru,
+            /// LRU that evicts leaves before their ancestors.
+            PrefixLru(prefix_lru) = "prefix-lru" => prefix_lru::PrefixLru,
+            /// S3-FIFO: small/main FIFOs with lazy promotion and a sketch ghost.
+            S3Fifo(s3fifo) = "s3fifo" => s3fifo::S3Fifo,
+            /// W-TinyLFU: LRU window + frequency-gated segmented LRU.
+            TinyLfu(tinylfu) = "tinylfu" => tinylfu::TinyLfu,
+            /// Frequency-gated segmented LRU with leaf-first eviction.
+            PrefixFreq(prefix_freq) = "prefix-freq" => prefix_freq::PrefixFreq,
+            /// Frequency-gated segmented LRU with per-slot frequency and a
+            /// seen filter, evicting in batches. The default.
+            GatedLru(gated_lru) = "gated-lru" => gated::GatedLru,
+            /// `gated-lru` with an ARC-style adaptive split: for large tiers
+            /// whose blocks come back within the tier's size.
+            GatedArc(gated_arc) = "gated-arc" => gated::GatedArc,
+        }
+    };
+}
+
+for_each_policy!(define_policies);
+
+impl AnyPolicy {
+    /// The policy's name.
+    pub(crate) fn name(&self) -> &'static str {
+        with_policy!(self, p => p.name())
+    }
+
+    /// Inactive blocks the policy holds.
+    pub(crate) fn len(&self) -> usize {
+        with_policy!(self, p => p.len())
+    }
+}
+
+impl Default for PolicyKind {
+    /// [`PolicyKind::GatedLru`]: the best hit rate of the set on the
+    /// Mooncake trace (with `prefix-freq`) at a replay speed within 1.5x of
+    /// LRU's (`docs/policies.md`).
+    fn default() -> Self {
+        PolicyKind::GatedLru
+    }
+}
 
 /// Hint the CPU to bring the cache line at `p` into L1. Any address is
 /// allowed; nothing is read.
@@ -59,6 +121,13 @@ pub(crate) fn prefetch_ptr<T>(p: *const T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+/// A power-of-two table length of about `per_slot` entries per slot of a
+/// tier of `capacity` slots (at least 16 slots' worth), for the hash-indexed
+/// tables of the policies (sketch, seen filter, ghost).
+pub(crate) fn table_len(capacity: usize, per_slot: usize) -> usize {
+    (capacity.max(16) * per_slot).next_power_of_two()
 }
 
 /// A well-spread sequence hash for key `k` (tests of the hash-indexed
@@ -79,19 +148,26 @@ pub struct BlockInfo {
     /// Position of the block in its sequence (0 = first block).
     pub position: u32,
     /// Whether the block currently has no cached child in this tier (a leaf of
-    /// the prefix tree). Prefix-aware policies evict leaves first.
+    /// the prefix tree). Only kept for policies that use leaves
+    /// ([`EvictionPolicy::uses_leaves`]); `true` for the others.
     pub is_leaf: bool,
 }
 
 /// An eviction order over a tier's inactive blocks.
+///
+/// The store drives each policy through code monomorphised for it, so a
+/// hook a policy does not override (the defaults do nothing) costs nothing,
+/// and a `BlockInfo` field it does not read is never loaded. Policies mark
+/// their per-block methods `#[inline(always)]` to keep that true.
 pub trait EvictionPolicy: Send + 'static {
-    /// Short name, as accepted by [`PolicyKind::from_str`].
+    /// Short name, as accepted by [`PolicyKind::from_str`](std::str::FromStr).
     fn name(&self) -> &'static str;
 
     /// A registered block became inactive (reference count dropped to zero).
     fn insert(&mut self, slot: SlotId, info: &BlockInfo);
 
-    /// An inactive block was matched again: it is no longer evictable.
+    /// An inactive block was matched again: it is no longer evictable. Only
+    /// called for a slot the policy holds.
     fn remove(&mut self, slot: SlotId);
 
     /// Choose a victim among the inactive blocks and forget it.
@@ -106,8 +182,8 @@ pub trait EvictionPolicy: Send + 'static {
         self.len() == 0
     }
 
-    /// A lookup hit this block (active or inactive). Frequency-aware policies
-    /// count it; the default ignores it.
+    /// A lookup hit this block (active or inactive; after `remove` if it was
+    /// inactive). Frequency-aware policies count it; the default ignores it.
     fn on_hit(&mut self, _slot: SlotId, _info: &BlockInfo) {}
 
     /// A lookup asked for this hash and the tier did not hold it. Policies with
@@ -141,141 +217,41 @@ pub trait EvictionPolicy: Send + 'static {
         true
     }
 
+    /// Whether the next victim never depends on the store's calls about the
+    /// previous ones (`on_evicted`, `on_leaf_changed`). Then the store pops
+    /// all the victims of an allocation first, prefetching their slots, and
+    /// reports them afterwards, in the same order: the outcome is that of
+    /// evicting one at a time. The default is `false`.
+    fn evicts_in_batches(&self) -> bool {
+        false
+    }
+
     /// The block in `slot` gained its first cached child (`is_leaf == false`)
     /// or lost its last one (`is_leaf == true`). Called whether the block is
     /// active or inactive.
     fn on_leaf_changed(&mut self, _slot: SlotId, _is_leaf: bool) {}
 }
 
-/// A policy the store can drive through its batched fast paths: it keeps no
-/// leaf state (`uses_leaves() == false`), so its next victim never depends on
-/// a store callback made between two evictions, and its hooks take plain
-/// values instead of a [`BlockInfo`]. The store pops all the victims of an
-/// allocation first (prefetching their slots), then unindexes them and calls
-/// [`flat_evicted`](Self::flat_evicted); the outcome is the same as evicting
-/// one at a time. A hit touches no table indexed by hash (`flat_hit` gets
-/// none), so the store prefetches nothing for a lookup. Implemented by
-/// [`Lru`] (hooks are no-ops), [`GatedLru`] and [`GatedArc`].
-pub(crate) trait FlatPolicy {
-    /// As [`EvictionPolicy::insert`].
-    fn flat_insert(&mut self, slot: SlotId);
-    /// As [`EvictionPolicy::remove`] (only called for a listed slot).
-    fn flat_remove(&mut self, slot: SlotId);
-    /// As [`EvictionPolicy::evict`].
-    fn flat_evict(&mut self) -> Option<SlotId>;
-    /// As [`EvictionPolicy::on_hit`], after `remove` if the block was inactive.
-    fn flat_hit(&mut self, slot: SlotId, position: u32);
-    /// As [`EvictionPolicy::on_evicted`].
-    fn flat_evicted(&mut self, slot: SlotId, hash: SequenceHash);
-    /// As [`EvictionPolicy::on_register`].
-    fn flat_register(&mut self, slot: SlotId, hash: SequenceHash, position: u32);
-}
+/// How a policy of the list is built: its tuning parameters and constructor.
+pub trait BuildPolicy: EvictionPolicy + Sized {
+    /// The policy's tuning, a `serde` struct (a field of [`PolicyParams`])
+    /// whose `Default` is the tuned values the pinned hit counts come from.
+    type Params: Clone + Debug + Default + PartialEq + Eq + Serialize + DeserializeOwned;
 
-/// The policies a tier can be configured with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyKind {
-    /// Least recently released first. The reference policy.
-    Lru,
-    /// LRU that evicts leaves before their ancestors ([`PrefixLru`]).
-    PrefixLru,
-    /// S3-FIFO: small/main FIFOs with lazy promotion and a sketch ghost ([`S3Fifo`]).
-    #[serde(rename = "s3fifo")]
-    S3Fifo,
-    /// W-TinyLFU: LRU window + frequency-gated segmented LRU ([`TinyLfu`]).
-    #[serde(rename = "tinylfu")]
-    TinyLfu,
-    /// Frequency-gated segmented LRU with leaf-first eviction ([`PrefixFreq`]).
-    PrefixFreq,
-    /// Frequency-gated segmented LRU with per-slot frequency and a seen
-    /// filter, on the store's fast paths ([`GatedLru`]). The default.
-    GatedLru,
-    /// [`GatedLru`] with an ARC-style adaptive split ([`GatedArc`]): for
-    /// large tiers whose blocks come back within the tier's size.
-    GatedArc,
-}
-
-impl PolicyKind {
-    /// Every policy, in the order tables and sweeps list them.
-    pub const ALL: &'static [PolicyKind] = &[
-        PolicyKind::Lru,
-        PolicyKind::PrefixLru,
-        PolicyKind::S3Fifo,
-        PolicyKind::TinyLfu,
-        PolicyKind::PrefixFreq,
-        PolicyKind::GatedLru,
-        PolicyKind::GatedArc,
-    ];
-
-    /// The name accepted on the command line and in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::Lru => "lru",
-            PolicyKind::PrefixLru => "prefix-lru",
-            PolicyKind::S3Fifo => "s3fifo",
-            PolicyKind::TinyLfu => "tinylfu",
-            PolicyKind::PrefixFreq => "prefix-freq",
-            PolicyKind::GatedLru => "gated-lru",
-            PolicyKind::GatedArc => "gated-arc",
-        }
+    /// Refuse parameters the policy cannot run with (the first bad field).
+    fn check_params(_params: &Self::Params) -> Result<(), InvalidParam> {
+        Ok(())
     }
 
-    /// Build the policy for a tier of `capacity` slots.
-    pub fn build(self, capacity: usize) -> Box<dyn EvictionPolicy> {
-        match self {
-            PolicyKind::Lru => Box::new(Lru::new(capacity)),
-            PolicyKind::PrefixLru => Box::new(PrefixLru::new(capacity)),
-            PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
-            PolicyKind::TinyLfu => Box::new(TinyLfu::new(capacity)),
-            PolicyKind::PrefixFreq => Box::new(PrefixFreq::new(capacity)),
-            PolicyKind::GatedLru => Box::new(GatedLru::new(capacity)),
-            PolicyKind::GatedArc => Box::new(GatedArc::new(capacity)),
-        }
-    }
+    /// The policy for a tier of `capacity` slots, with parameters that
+    /// passed [`check_params`](Self::check_params).
+    fn build(capacity: usize, params: &Self::Params) -> Self;
 }
 
-impl Default for PolicyKind {
-    /// [`PolicyKind::GatedLru`]: the best hit rate of the set on the
-    /// Mooncake trace (with `prefix-freq`) at a replay speed within 1.5x of
-    /// LRU's (`docs/policies.md`).
-    fn default() -> Self {
-        PolicyKind::GatedLru
-    }
-}
-
-impl fmt::Display for PolicyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Returned when a policy name is not known.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown eviction policy `{name}` (known: {known})")]
-pub struct UnknownPolicy {
-    /// The name that was asked for.
-    pub name: String,
-    /// Comma-separated list of valid names.
-    pub known: String,
-}
-
-impl FromStr for PolicyKind {
-    type Err = UnknownPolicy;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PolicyKind::ALL
-            .iter()
-            .copied()
-            .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownPolicy {
-                name: s.to_string(),
-                known: PolicyKind::ALL
-                    .iter()
-                    .map(|p| p.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-}
+/// The parameters of a policy that has none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
 
 #[cfg(test)]
 mod tests {
@@ -285,12 +261,35 @@ mod tests {
     fn names_round_trip() {
         for &p in PolicyKind::ALL {
             assert_eq!(p.name().parse::<PolicyKind>().unwrap(), p);
-            assert_eq!(p.build(8).name(), p.name());
+            let built = AnyPolicy::build(p, 8, &PolicyParams::default());
+            assert_eq!(with_policy!(&built, q => q.name()), p.name());
             assert_eq!(p.to_string(), p.name());
             let json = serde_json::to_string(&p).unwrap();
             assert_eq!(json, format!("\"{}\"", p.name()));
         }
         assert!("nope".parse::<PolicyKind>().is_err());
         assert_eq!(PolicyKind::default(), PolicyKind::GatedLru);
+    }
+
+    #[test]
+    fn params_default_and_parse() {
+        let p = PolicyParams::default();
+        assert_eq!(p.check(), Ok(()));
+        assert_eq!(p.gated_lru.protected_share_64ths, 56);
+        assert_eq!(p.s3fifo.small_percent, 10);
+        let json = r#"{"gated-lru": {"protected_share_64ths": 48, "classes": {"window": 512}}}"#;
+        let q: PolicyParams = serde_json::from_str(json).unwrap();
+        assert_eq!(q.gated_lru.protected_share_64ths, 48);
+        assert_eq!(q.gated_lru.classes.window, 512);
+        assert_eq!(q.gated_lru.proven_min, 2, "unset fields keep their default");
+        assert_eq!(q.gated_arc, p.gated_arc);
+        assert!(serde_json::from_str::<PolicyParams>(r#"{"gated-lru": {"nope": 1}}"#).is_err());
+        assert!(serde_json::from_str::<PolicyParams>(r#"{"nope": {}}"#).is_err());
+        let mut bad = PolicyParams::default();
+        bad.gated_arc.protected_share_64ths = 65;
+        let err = bad.check().unwrap_err();
+        assert_eq!(err.policy, PolicyKind::GatedArc);
+        assert_eq!(err.field, "protected_share_64ths");
+        assert!(err.to_string().contains("gated-arc.protected_share_64ths"));
     }
 }

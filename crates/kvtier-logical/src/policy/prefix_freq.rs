@@ -5,20 +5,56 @@
 //! The constants are `gated-lru`'s (same meaning, explained there); the class
 //! tallies are `classes.rs`'s.
 
-use super::classes::Classes;
-use super::gated::{MAX_PASSES, PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN};
+use super::classes::{ClassParams, Classes};
+use super::gated::{
+    GatedParams, MAX_PASSES, PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN,
+};
 use super::leaf::LeafFirst;
-use super::sketch::FrequencySketch;
-use super::{BlockInfo, EvictionPolicy, SlotId};
+use super::sketch::{FrequencySketch, SketchParams};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
 use crate::hash::SequenceHash;
+
+/// Tuning of `prefix-freq`: `gated-lru`'s segment and class parameters
+/// (same meaning and defaults, see [`GatedParams`]) and its count-min
+/// sketch's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrefixFreqParams {
+    /// Sketch estimate that makes a block proven (2).
+    pub proven_min: u8,
+    /// Extra passes a proven block can earn through hits (3). At most 254.
+    pub max_passes: u8,
+    /// Share of the capacity, in 1/64ths, that inactive proven blocks may
+    /// occupy (56). At most 64.
+    pub protected_share_64ths: u32,
+    /// Head start of a proven block over a new one, in cache turnovers (8).
+    pub proven_credit_turnovers: u32,
+    /// How the tail and continuation verdicts are learned.
+    pub classes: ClassParams,
+    /// Size and aging of the frequency sketch.
+    pub sketch: SketchParams,
+}
+
+impl Default for PrefixFreqParams {
+    fn default() -> Self {
+        PrefixFreqParams {
+            proven_min: PROVEN_MIN,
+            max_passes: MAX_PASSES,
+            protected_share_64ths: PROTECTED_SHARE_64THS as u32,
+            proven_credit_turnovers: PROVEN_CREDIT_TURNOVERS as u32,
+            classes: ClassParams::default(),
+            sketch: SketchParams::default(),
+        }
+    }
+}
 
 /// Segment of blocks seen once in the sketch's memory (probation).
 const NEW: usize = 0;
-/// Segment of blocks seen at least [`PROVEN_MIN`] times (protected).
+/// Segment of blocks seen at least `proven_min` times (protected).
 const PROVEN: usize = 1;
 
 #[cfg(doc)]
-use super::{CLASS_WINDOW, TAIL_WASTE_RATIO};
+use super::classes::{CLASS_WINDOW, TAIL_WASTE_RATIO};
 
 /// Per-slot state, stored in the leaf layer's node of the slot (one cache
 /// line per call). 16 bytes aligned to 16: with the node's 12 bytes of
@@ -83,19 +119,17 @@ pub struct PrefixFreq {
     /// Head start of a proven block over a new one, in release ticks.
     credit: u64,
     classes: Classes,
+    /// [`PrefixFreqParams::proven_min`].
+    proven_min: u8,
+    /// [`PrefixFreqParams::max_passes`].
+    max_passes: u8,
 }
 
 impl PrefixFreq {
-    /// The default policy for a tier of `capacity` slots.
+    /// The policy for a tier of `capacity` slots, with the default tuning.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
-        PrefixFreq {
-            q: LeafFirst::new(capacity, 2),
-            sketch: FrequencySketch::new(capacity),
-            protected_cap: capacity * PROTECTED_SHARE_64THS / 64,
-            classes: Classes::default(),
-            clock: 0,
-            credit: capacity as u64 * PROVEN_CREDIT_TURNOVERS,
-        }
+        Self::build(capacity, &PrefixFreqParams::default())
     }
 
     /// Pop the next victim of segment `seg`: proven blocks with passes left
@@ -137,11 +171,12 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
-        let proven = self.q.data(slot).freq >= PROVEN_MIN
+        let proven = self.q.data(slot).freq >= self.proven_min
             || (self.q.data(slot).cont && self.classes.continuations_pay());
         self.clock += 1;
         self.q.data_mut(slot).stamp = self.clock;
-        let is_tail = self.classes.take_after_register() && self.q.data(slot).freq < PROVEN_MIN;
+        let is_tail =
+            self.classes.take_after_register() && self.q.data(slot).freq < self.proven_min;
         self.q.data_mut(slot).tail = is_tail;
         if is_tail && !proven && self.classes.tails_wasted() {
             self.q.push_front(NEW, slot, info.is_leaf);
@@ -189,14 +224,15 @@ impl EvictionPolicy for PrefixFreq {
 
     #[inline]
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
+        let max_passes = self.max_passes;
         let m = self.q.data_mut(slot);
-        m.passes = (m.passes + 1).min(MAX_PASSES);
+        m.passes = (m.passes + 1).min(max_passes);
         self.q.data_mut(slot).freq = self.sketch.increment(info.hash);
         if std::mem::take(&mut self.q.data_mut(slot).cont) {
-            self.classes.cont.record(true);
+            self.classes.record_cont(true);
         }
         if std::mem::take(&mut self.q.data_mut(slot).tail) {
-            self.classes.tail.record(true);
+            self.classes.record_tail(true);
         }
         self.classes.hit(info.position);
     }
@@ -211,16 +247,40 @@ impl EvictionPolicy for PrefixFreq {
     #[inline]
     fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
         if std::mem::take(&mut self.q.data_mut(slot).cont) {
-            self.classes.cont.record(false);
+            self.classes.record_cont(false);
         }
         if std::mem::take(&mut self.q.data_mut(slot).tail) {
-            self.classes.tail.record(false);
+            self.classes.record_tail(false);
         }
     }
 
     #[inline]
     fn on_leaf_changed(&mut self, slot: SlotId, is_leaf: bool) {
         self.q.on_leaf_changed(slot, is_leaf);
+    }
+}
+
+impl BuildPolicy for PrefixFreq {
+    type Params = PrefixFreqParams;
+
+    fn check_params(p: &PrefixFreqParams) -> Result<(), InvalidParam> {
+        InvalidParam::unless(p.proven_min >= 1, "proven_min", "must be at least 1")?;
+        GatedParams::check_segments(p.max_passes, p.protected_share_64ths)?;
+        p.classes.check()?;
+        p.sketch.check()
+    }
+
+    fn build(capacity: usize, params: &PrefixFreqParams) -> Self {
+        PrefixFreq {
+            q: LeafFirst::new(capacity, 2),
+            sketch: FrequencySketch::with_params(capacity, &params.sketch),
+            protected_cap: capacity * params.protected_share_64ths as usize / 64,
+            classes: Classes::new(&params.classes),
+            clock: 0,
+            credit: capacity as u64 * params.proven_credit_turnovers as u64,
+            proven_min: params.proven_min,
+            max_passes: params.max_passes,
+        }
     }
 }
 

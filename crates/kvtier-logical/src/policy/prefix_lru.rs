@@ -1,7 +1,7 @@
 //! LRU with leaf-first eviction: the prefix-aware variant of the reference.
 
 use super::leaf::LeafFirst;
-use super::{BlockInfo, EvictionPolicy, SlotId};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, NoParams, SlotId};
 
 /// Least-recently-released first, but never a block that still has a cached
 /// child while a leaf is evictable (see the `leaf` module): a prefix is cut
@@ -46,6 +46,13 @@ impl EvictionPolicy for PrefixLru {
     #[inline]
     fn on_leaf_changed(&mut self, slot: SlotId, is_leaf: bool) {
         self.q.on_leaf_changed(slot, is_leaf);
+    }
+}
+
+impl BuildPolicy for PrefixLru {
+    type Params = NoParams;
+    fn build(capacity: usize, _params: &NoParams) -> Self {
+        PrefixLru::new(capacity)
     }
 }
 

@@ -1,7 +1,8 @@
 //! S3-FIFO (Yang et al., SOSP'23) over inactive blocks.
 
-use super::sketch::FrequencySketch;
-use super::{BlockInfo, EvictionPolicy, SlotId, SlotList};
+use super::lru::SlotList;
+use super::sketch::{FrequencySketch, SketchParams};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
 use crate::hash::SequenceHash;
 
 const NONE: u8 = 0;
@@ -15,6 +16,28 @@ pub const SMALL_PERCENT: usize = 10;
 /// Saturation of the per-block access counter (the paper's 2 bits): a main
 /// block survives at most this many passes of the FIFO without a new hit.
 pub const MAX_FREQ: u8 = 3;
+
+/// Tuning of `s3fifo`. The defaults are the paper's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3FifoParams {
+    /// Small-queue share of the capacity, in percent (10). At most 100.
+    pub small_percent: u32,
+    /// Saturation of the per-block access counter (3: 2 bits). At most 254.
+    pub max_freq: u8,
+    /// Size and aging of the frequency sketch (the ghost).
+    pub sketch: SketchParams,
+}
+
+impl Default for S3FifoParams {
+    fn default() -> Self {
+        S3FifoParams {
+            small_percent: SMALL_PERCENT as u32,
+            max_freq: MAX_FREQ,
+            sketch: SketchParams::default(),
+        }
+    }
+}
 
 /// S3-FIFO (`s3fifo`): a small FIFO for new blocks, a main FIFO with lazy
 /// promotion (a block hit since it was queued is re-queued instead of
@@ -31,21 +54,16 @@ pub struct S3Fifo {
     freq: Vec<u8>,
     n_small: usize,
     small_target: usize,
+    /// [`S3FifoParams::max_freq`].
+    max_freq: u8,
     sketch: FrequencySketch,
 }
 
 impl S3Fifo {
-    /// An S3-FIFO for a tier of `capacity` slots.
+    /// An S3-FIFO for a tier of `capacity` slots, with the default tuning.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
-        S3Fifo {
-            small: SlotList::new(capacity),
-            main: SlotList::new(capacity),
-            seg: vec![NONE; capacity],
-            freq: vec![0; capacity],
-            n_small: 0,
-            small_target: (capacity * SMALL_PERCENT / 100).max(1),
-            sketch: FrequencySketch::new(capacity),
-        }
+        Self::build(capacity, &S3FifoParams::default())
     }
 
     #[inline]
@@ -120,7 +138,7 @@ impl EvictionPolicy for S3Fifo {
 
     fn on_hit(&mut self, slot: SlotId, info: &BlockInfo) {
         let f = &mut self.freq[slot as usize];
-        *f = (*f + 1).min(MAX_FREQ);
+        *f = (*f + 1).min(self.max_freq);
         self.sketch.increment(info.hash);
     }
 
@@ -139,6 +157,29 @@ impl EvictionPolicy for S3Fifo {
 
     fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
         self.forget(slot as usize);
+    }
+}
+
+impl BuildPolicy for S3Fifo {
+    type Params = S3FifoParams;
+
+    fn check_params(p: &S3FifoParams) -> Result<(), InvalidParam> {
+        InvalidParam::unless(p.small_percent <= 100, "small_percent", "must be at most 100")?;
+        InvalidParam::unless(p.max_freq < u8::MAX, "max_freq", "must be at most 254")?;
+        p.sketch.check()
+    }
+
+    fn build(capacity: usize, params: &S3FifoParams) -> Self {
+        S3Fifo {
+            small: SlotList::new(capacity),
+            main: SlotList::new(capacity),
+            seg: vec![NONE; capacity],
+            freq: vec![0; capacity],
+            n_small: 0,
+            small_target: (capacity * params.small_percent as usize / 100).max(1),
+            max_freq: params.max_freq,
+            sketch: FrequencySketch::with_params(capacity, &params.sketch),
+        }
     }
 }
 

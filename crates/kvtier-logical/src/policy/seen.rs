@@ -46,6 +46,46 @@ pub const WORDS_PER_SLOT: usize = 4;
 /// points on `zipf-prefixes` (`docs/policies.md`).
 pub const GENERATION_PER_SLOT: u64 = 4;
 
+/// Size and memory of the seen filter, per slot of the tier's capacity.
+/// The defaults are the tuned values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeenParams {
+    /// Words (buckets) per slot (4: 32 bytes per slot, about one key per
+    /// half-word at a full generation); the table is rounded up to a power
+    /// of two. 2 words lost 0.1-0.4 points to false positives.
+    pub words_per_slot: u32,
+    /// Insertions per generation, per slot (4): a hash is remembered for 4
+    /// to 8 cache turnovers of registrations. Longer memories admit lukewarm
+    /// blocks that push hot ones out.
+    pub generation_per_slot: u32,
+}
+
+impl Default for SeenParams {
+    fn default() -> Self {
+        SeenParams {
+            words_per_slot: WORDS_PER_SLOT as u32,
+            generation_per_slot: GENERATION_PER_SLOT as u32,
+        }
+    }
+}
+
+impl SeenParams {
+    /// The first field out of range (named as a nested `seen` field).
+    pub(crate) fn check(&self) -> Result<(), super::InvalidParam> {
+        super::InvalidParam::unless(
+            (1..=1024).contains(&self.words_per_slot),
+            "seen.words_per_slot",
+            "must be in 1..=1024",
+        )?;
+        super::InvalidParam::unless(
+            self.generation_per_slot >= 1,
+            "seen.generation_per_slot",
+            "must be at least 1",
+        )
+    }
+}
+
 /// Two-generation blocked Bloom filter of recently seen hashes. No
 /// allocation after construction.
 #[derive(Clone, Debug)]
@@ -59,15 +99,22 @@ pub struct SeenFilter {
 }
 
 impl SeenFilter {
-    /// A filter for a tier of `capacity` slots.
+    /// A filter for a tier of `capacity` slots, with the default size and
+    /// generation.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
-        let words = (capacity.max(16) * WORDS_PER_SLOT).next_power_of_two();
+        Self::with_params(capacity, &SeenParams::default())
+    }
+
+    /// A filter for a tier of `capacity` slots (`params` checked).
+    pub fn with_params(capacity: usize, params: &SeenParams) -> Self {
+        let words = super::table_len(capacity, params.words_per_slot as usize);
         SeenFilter {
             words: vec![0; words],
             mask: (words - 1) as u64,
             current: 0,
             inserted: 0,
-            generation: capacity.max(1) as u64 * GENERATION_PER_SLOT,
+            generation: capacity.max(1) as u64 * params.generation_per_slot as u64,
         }
     }
 
@@ -84,7 +131,7 @@ impl SeenFilter {
 
     /// Whether `hash` was inserted in this or the previous generation
     /// (false positives possible, no false negatives within that window).
-    #[inline]
+    #[cfg(test)]
     pub fn contains(&self, hash: SequenceHash) -> bool {
         let (i, m) = self.key(hash);
         let w = self.words[i];

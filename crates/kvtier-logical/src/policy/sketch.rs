@@ -40,6 +40,48 @@ const PERIOD_PER_SLOT: u64 = 16;
 /// Mask that clears the top bit of every nibble (used by halving).
 const HALF_MASK: u64 = 0x7777_7777_7777_7777;
 
+/// Size and memory of a [`FrequencySketch`], per slot of the tier's
+/// capacity. The defaults are the tuned values (see the constants' docs in
+/// `sketch.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SketchParams {
+    /// Words of 16 four-bit counters per slot (16: 256 counters, 128 bytes
+    /// per slot); the table is rounded up to a power of two. At 2 counters
+    /// per distinct key of an aging period, a fifth of the keys seen once
+    /// read as seen twice; scan-heavy workloads lost 2 points at 8.
+    pub words_per_slot: u32,
+    /// Aging period, in increments per slot (16): every counter is halved
+    /// after `period_per_slot * capacity` increments. Shorter periods forget
+    /// reuses a policy could still exploit; longer ones keep dead popularity.
+    pub period_per_slot: u32,
+}
+
+impl Default for SketchParams {
+    fn default() -> Self {
+        SketchParams {
+            words_per_slot: WORDS_PER_SLOT as u32,
+            period_per_slot: PERIOD_PER_SLOT as u32,
+        }
+    }
+}
+
+impl SketchParams {
+    /// The first field out of range (named as a nested `sketch` field).
+    pub(crate) fn check(&self) -> Result<(), super::InvalidParam> {
+        super::InvalidParam::unless(
+            (1..=1024).contains(&self.words_per_slot),
+            "sketch.words_per_slot",
+            "must be in 1..=1024",
+        )?;
+        super::InvalidParam::unless(
+            self.period_per_slot >= 1,
+            "sketch.period_per_slot",
+            "must be at least 1",
+        )
+    }
+}
+
 /// Frequency sketch sized for a tier of `capacity` slots. No allocation after
 /// construction.
 #[derive(Clone, Debug)]
@@ -59,13 +101,22 @@ fn mix(mut x: u64) -> u64 {
 }
 
 impl FrequencySketch {
-    /// A sketch for a tier of `capacity` slots.
+    /// The largest estimate (a counter is 4 bits).
+    pub const MAX_ESTIMATE: u8 = 15;
+
+    /// A sketch for a tier of `capacity` slots, with the default size and
+    /// aging period.
     pub fn new(capacity: usize) -> Self {
-        let words = (capacity.max(16) * WORDS_PER_SLOT).next_power_of_two();
+        Self::with_params(capacity, &SketchParams::default())
+    }
+
+    /// A sketch for a tier of `capacity` slots (`params` checked).
+    pub fn with_params(capacity: usize, params: &SketchParams) -> Self {
+        let words = super::table_len(capacity, params.words_per_slot as usize);
         FrequencySketch {
             table: vec![0; words],
             mask: (words - 1) as u64,
-            period: (capacity.max(1) as u64) * PERIOD_PER_SLOT,
+            period: (capacity.max(1) as u64) * params.period_per_slot as u64,
             additions: 0,
         }
     }
@@ -92,7 +143,8 @@ impl FrequencySketch {
         super::prefetch_ptr(&self.table[base]);
     }
 
-    /// Estimated number of accesses of `hash` (0..=15) in the recent past.
+    /// Estimated number of accesses of `hash` (0..=[`MAX_ESTIMATE`](Self::MAX_ESTIMATE)) in the
+    /// recent past.
     #[inline]
     pub fn estimate(&self, hash: SequenceHash) -> u8 {
         let (base, sh) = self.probes(hash);

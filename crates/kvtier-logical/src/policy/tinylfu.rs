@@ -1,7 +1,8 @@
 //! W-TinyLFU (Einziger, Friedman, Manes 2017) over inactive blocks.
 
-use super::sketch::FrequencySketch;
-use super::{BlockInfo, EvictionPolicy, SlotId, SlotList};
+use super::lru::SlotList;
+use super::sketch::{FrequencySketch, SketchParams};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
 use crate::hash::SequenceHash;
 
 const NONE: u8 = 0;
@@ -18,6 +19,28 @@ pub const WINDOW_PERCENT: usize = 1;
 /// paper and of Caffeine): blocks hit while in probation are protected; the
 /// remaining 20% lets newly admitted blocks prove themselves.
 pub const PROTECTED_PERCENT: usize = 80;
+
+/// Tuning of `tinylfu`. The defaults are the published values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TinyLfuParams {
+    /// Window share of the capacity, in percent (1). At most 100.
+    pub window_percent: u32,
+    /// Protected share of the main region, in percent (80). At most 100.
+    pub protected_percent: u32,
+    /// Size and aging of the frequency sketch.
+    pub sketch: SketchParams,
+}
+
+impl Default for TinyLfuParams {
+    fn default() -> Self {
+        TinyLfuParams {
+            window_percent: WINDOW_PERCENT as u32,
+            protected_percent: PROTECTED_PERCENT as u32,
+            sketch: SketchParams::default(),
+        }
+    }
+}
 
 /// W-TinyLFU (`tinylfu`): a small LRU *window* for new blocks, and a main
 /// segmented LRU (probation + protected) whose door is guarded by a frequency
@@ -47,24 +70,10 @@ pub struct TinyLfu {
 }
 
 impl TinyLfu {
-    /// A W-TinyLFU for a tier of `capacity` slots.
+    /// A W-TinyLFU for a tier of `capacity` slots, with the default tuning.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
-        let window_target = (capacity * WINDOW_PERCENT / 100).max(1);
-        let main_target = capacity.saturating_sub(window_target);
-        TinyLfu {
-            window: SlotList::new(capacity),
-            probation: SlotList::new(capacity),
-            protected: SlotList::new(capacity),
-            seg: vec![NONE; capacity],
-            hit: vec![false; capacity],
-            key: vec![SequenceHash::ROOT; capacity],
-            n_window: 0,
-            n_main: 0,
-            window_target,
-            main_target,
-            protected_target: (main_target * PROTECTED_PERCENT / 100).max(1),
-            sketch: FrequencySketch::new(capacity),
-        }
+        Self::build(capacity, &TinyLfuParams::default())
     }
 
     #[inline]
@@ -184,6 +193,39 @@ impl EvictionPolicy for TinyLfu {
 
     fn on_evicted(&mut self, slot: SlotId, _info: &BlockInfo) {
         self.forget(slot as usize);
+    }
+}
+
+impl BuildPolicy for TinyLfu {
+    type Params = TinyLfuParams;
+
+    fn check_params(p: &TinyLfuParams) -> Result<(), InvalidParam> {
+        InvalidParam::unless(p.window_percent <= 100, "window_percent", "must be at most 100")?;
+        InvalidParam::unless(
+            p.protected_percent <= 100,
+            "protected_percent",
+            "must be at most 100",
+        )?;
+        p.sketch.check()
+    }
+
+    fn build(capacity: usize, params: &TinyLfuParams) -> Self {
+        let window_target = (capacity * params.window_percent as usize / 100).max(1);
+        let main_target = capacity.saturating_sub(window_target);
+        TinyLfu {
+            window: SlotList::new(capacity),
+            probation: SlotList::new(capacity),
+            protected: SlotList::new(capacity),
+            seg: vec![NONE; capacity],
+            hit: vec![false; capacity],
+            key: vec![SequenceHash::ROOT; capacity],
+            n_window: 0,
+            n_main: 0,
+            window_target,
+            main_target,
+            protected_target: (main_target * params.protected_percent as usize / 100).max(1),
+            sketch: FrequencySketch::with_params(capacity, &params.sketch),
+        }
     }
 }
 

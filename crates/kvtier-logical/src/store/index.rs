@@ -105,13 +105,6 @@ pub(super) struct Probe {
     tag: u32,
 }
 
-impl Probe {
-    /// The tag an entry for this hash carries.
-    pub(super) fn tag(self) -> u32 {
-        self.tag
-    }
-}
-
 impl Index {
     /// An empty index for up to `capacity` entries (`capacity < u32::MAX`).
     pub(super) fn with_capacity(capacity: usize) -> Self {
@@ -136,12 +129,6 @@ impl Index {
             // 29 bits of the tag (at most 2^29 buckets), so this never moves one.
             tag: ((m >> 32) as u32).max(1),
         }
-    }
-
-    /// Number of entries.
-    #[inline]
-    pub(super) fn len(&self) -> usize {
-        self.len
     }
 
     /// Address of the bucket a probe starts at (for prefetching only).
@@ -277,17 +264,35 @@ impl Index {
         }
     }
 
+    /// Remove every entry.
+    pub(super) fn clear(&mut self) {
+        self.buckets.fill(Bucket::EMPTY);
+        self.len = 0;
+    }
+}
+
+// What the invariant checks of tests read (`testing` feature).
+#[cfg(any(test, feature = "testing"))]
+impl Probe {
+    /// The tag an entry for this hash carries.
+    pub(super) fn tag(self) -> u32 {
+        self.tag
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Index {
+    /// Number of entries.
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
     /// The slot of the entry at `pos`, if occupied (for invariant checks).
     pub(super) fn slot_at(&self, pos: u32) -> Option<SlotId> {
         let (b, k) = ((pos / 8) as usize, (pos % 8) as usize);
         let bucket = self.buckets.get(b)?;
         (k < WAYS && bucket.tags[k] != EMPTY).then(|| bucket.slots[k])
-    }
-
-    /// Remove every entry.
-    pub(super) fn clear(&mut self) {
-        self.buckets.fill(Bucket::EMPTY);
-        self.len = 0;
     }
 
     /// Every entry as (bucket, tag, slot), for invariant checks.

@@ -1,6 +1,9 @@
 //! A listing of what a tier holds, for shutdown flushes and persistence.
 
-use super::{BlockSpec, BlockStore, SlotId, State};
+use super::slots::State;
+use super::{BlockSpec, BlockStore};
+use crate::hash::SequenceHash;
+use crate::policy::SlotId;
 
 impl BlockStore {
     /// Every matchable block (active or inactive) with its slot and identity,
@@ -8,45 +11,27 @@ impl BlockStore {
     /// flushes and diagnostics, not for the hot path.
     pub fn registered(&self) -> Vec<(SlotId, BlockSpec)> {
         let g = self.shared.inner.lock();
-        g.slots
+        g.core
+            .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.state == State::Registered && s.indexed)
-            .map(|(i, s)| {
-                (
-                    i as SlotId,
-                    BlockSpec {
-                        hash: s.hash,
-                        parent: s.parent,
-                        position: s.position,
-                    },
-                )
-            })
+            .map(|(i, s)| (i as SlotId, s.spec()))
             .collect()
     }
-}
 
-impl BlockStore {
     /// Where each hash is matchable right now (slot and identity), without
     /// taking a reference or touching the eviction order. The answer can be
     /// stale as soon as the lock is released: callers that act on it must
     /// re-check (the offload engine's cleaner does).
-    pub fn peek(&self, hashes: &[crate::SequenceHash]) -> Vec<Option<(SlotId, BlockSpec)>> {
+    pub fn peek(&self, hashes: &[SequenceHash]) -> Vec<Option<(SlotId, BlockSpec)>> {
         let g = self.shared.inner.lock();
         hashes
             .iter()
             .map(|&h| {
-                g.lookup(h).map(|s| {
-                    let slot = &g.slots[s as usize];
-                    (
-                        s,
-                        BlockSpec {
-                            hash: slot.hash,
-                            parent: slot.parent,
-                            position: slot.position,
-                        },
-                    )
-                })
+                g.core
+                    .lookup(h)
+                    .map(|s| (s, g.core.slots[s as usize].spec()))
             })
             .collect()
     }
@@ -55,25 +40,14 @@ impl BlockStore {
 #[cfg(test)]
 mod tests {
     use crate::hash::{hash_trace_ids, CacheSalt};
-    use crate::{BlockSpec, BlockStore, SequenceHash, StoreConfig, Tier};
+    use crate::store::tests::{put, store};
+    use crate::SequenceHash;
 
     #[test]
     fn lists_matchable_blocks_only() {
-        let s = BlockStore::new(StoreConfig::new(Tier::G1, 4)).unwrap();
+        let s = store(4);
         let h = hash_trace_ids(CacheSalt(0), &[1, 2]);
-        let held = s.register(
-            s.allocate(2)
-                .unwrap()
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    b.complete(BlockSpec {
-                        hash: h[i],
-                        parent: if i == 0 { SequenceHash::ROOT } else { h[0] },
-                        position: i as u32,
-                    })
-                }),
-        );
+        let held = put(&s, &h);
         let _m = s.allocate(1).unwrap(); // held, not registered
         drop(held); // both inactive: still matchable, still listed
         let r = s.registered();

@@ -1,7 +1,7 @@
 //! Shared by the integration tests of this crate: the Mooncake synthetic
 //! trace from the repository's `tests/data`, as chained hashes (salt 0).
 
-use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{CacheSalt, SequenceHash};
 use std::sync::OnceLock;
 
