@@ -12,8 +12,8 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
 };
 use kvtier_harness::trace::Trace;
-use kvtier_logical::hash::hash_trace_ids;
-use kvtier_logical::replay::{replay, SingleTierReplay};
+use kvtier_logical::hash_trace_ids;
+use kvtier_logical::{replay, SingleTierReplay};
 use kvtier_logical::{
     BlockSpec, BlockStore, CacheSalt, ImmutableBlock, PolicyKind, SequenceHash, StoreConfig, Tier,
 };

@@ -2,7 +2,7 @@
 //! data movement and speed (design.md §6).
 //!
 //! One tier without data takes the direct store path
-//! ([`kvtier_logical::replay::SingleTierReplay`]: match, allocate, register,
+//! ([`kvtier_logical::SingleTierReplay`]: match, allocate, register,
 //! release on the public store API). Anything else goes through the offload
 //! engine ([`TieredCache`]): lookup across tiers, onboard, allocate with
 //! write-back, write the computed blocks' bytes, register, release tail first.
@@ -12,8 +12,8 @@ use kvtier::config::Config;
 use kvtier::setup::{self, SetupError};
 use kvtier_harness::pattern;
 use kvtier_harness::trace::HashedTrace;
-use kvtier_logical::replay::{ReplayStats, SingleTierReplay};
 use kvtier_logical::{BlockSpec, BlockStore, SequenceHash, StoreConfig, StoreError, Tier};
+use kvtier_logical::{ReplayStats, SingleTierReplay};
 use kvtier_offload::{OffloadError, TieredCache};
 use serde::Serialize;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use crate::plot::{line_chart, Series};
 use kvtier_harness::trace::HashedTrace;
-use kvtier_logical::replay::SingleTierReplay;
+use kvtier_logical::SingleTierReplay;
 use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, StoreError, Tier};
 use serde::Serialize;
 use std::time::Instant;

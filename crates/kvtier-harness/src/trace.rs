@@ -6,7 +6,7 @@
 //! Blank lines are skipped. Any other malformed line is an error naming the
 //! file, the line and the field.
 
-use kvtier_logical::hash::hash_trace_ids_into;
+use kvtier_logical::hash_trace_ids_into;
 use kvtier_logical::{CacheSalt, SequenceHash};
 use std::path::{Path, PathBuf};
 

@@ -45,7 +45,9 @@ mod tier;
 pub mod workload;
 
 pub use events::{Event, EventKind};
-pub use hash::{chain_hash, hash_tokens, hash_trace_ids, hash_trace_ids_into, CacheSalt, SequenceHash};
+pub use hash::{
+    chain_hash, hash_tokens, hash_trace_ids, hash_trace_ids_into, CacheSalt, SequenceHash,
+};
 pub use metrics::{to_prometheus, Counters, TierMetrics};
 pub use policy::{
     BlockInfo, BuildPolicy, ClassParams, EvictionPolicy, FrequencySketch, GatedParams,

@@ -28,10 +28,9 @@
 use crate::durable::{restore_store, DurableEntry, G3Journal, RestoreStats};
 use crate::metrics::{CacheMetrics, MetricsSnapshot, Path};
 use crate::pinned::Pinned;
-use crate::sketch::SeenSketch;
 use kvtier_logical::{
-    BlockSpec, BlockStore, CompleteBlock, Evicted, ImmutableBlock, MutableBlock, SequenceHash,
-    StoreConfig, StoreError, Tier, TierMetrics,
+    BlockSpec, BlockStore, CompleteBlock, Evicted, FrequencySketch, ImmutableBlock, MutableBlock,
+    SequenceHash, StoreConfig, StoreError, Tier, TierMetrics,
 };
 use kvtier_memory::{
     BlockMemory, CopyEngine, CopyError, HostMemory, HostVisible, Layout, MemoryError,
@@ -55,9 +54,11 @@ pub enum WritePolicy {
     /// Copy every newly registered block down in the background; an evicted
     /// block whose copy has not landed is dropped.
     WriteThrough,
-    /// As write-through, only for blocks asked for at least `min_seen` times.
+    /// As write-through, only for blocks asked for at least `min_seen` times
+    /// lately (counted by lookups in a count-min sketch that halves its
+    /// counts every 16 G1 capacities of looked-up blocks).
     WriteThroughSelective {
-        /// Sightings needed before a block is copied down.
+        /// Sightings needed before a block is copied down (at most 15).
         min_seen: u8,
     },
 }
@@ -168,7 +169,8 @@ struct Inner {
     data: bool,
     block_bytes: u64,
     metrics: CacheMetrics,
-    seen: Mutex<SeenSketch>,
+    /// Sightings of each hash by `lookup`, for write-through-selective.
+    seen: Mutex<FrequencySketch>,
     wt_tx: Mutex<[Option<mpsc::Sender<WtItem>>; 2]>,
     staging: Option<tokio::sync::Mutex<Arc<HostMemory>>>,
     journal: Option<Arc<dyn G3Journal>>,
@@ -343,6 +345,17 @@ impl TieredCache {
         if setup.g3.is_some() && setup.g2.is_none() {
             return bad("a G3 tier needs a G2 tier (it stages G3 blocks on the way up)".into());
         }
+        for w in [setup.g1_to_g2, setup.g2_to_g3] {
+            if let WritePolicy::WriteThroughSelective { min_seen } = w {
+                if min_seen > FrequencySketch::MAX_ESTIMATE {
+                    return bad(format!(
+                        "write-through-selective: min_seen {min_seen} is above {}, the most \
+                         sightings counted",
+                        FrequencySketch::MAX_ESTIMATE
+                    ));
+                }
+            }
+        }
         let setups = [Some(&setup.g1), setup.g2.as_ref(), setup.g3.as_ref()];
         let data = !matches!(setup.g1.memory, TierMemory::None);
         let mut shape = None;
@@ -427,7 +440,6 @@ impl TieredCache {
             }
             _ => None,
         };
-        let sketch_width = setup.g1.store.capacity * 4;
         let inner = Arc::new(Inner {
             tiers,
             device_engine: setup.device_engine,
@@ -436,7 +448,7 @@ impl TieredCache {
             data,
             block_bytes,
             metrics: CacheMetrics::default(),
-            seen: Mutex::new(SeenSketch::new(sketch_width)),
+            seen: Mutex::new(FrequencySketch::new(setup.g1.store.capacity)),
             wt_tx: Mutex::new([None, None]),
             staging,
             journal: setup.g3_journal,
@@ -532,7 +544,7 @@ impl TieredCache {
         {
             let mut seen = inner.seen.lock();
             for &h in hashes {
-                seen.see(h);
+                seen.increment(h);
             }
         }
         let mut entries: Vec<(Tier, ImmutableBlock)> = Vec::with_capacity(hashes.len());

@@ -84,7 +84,7 @@ pub fn restore_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvtier_logical::hash::hash_trace_ids;
+    use kvtier_logical::hash_trace_ids;
     use kvtier_logical::{CacheSalt, PolicyKind, SequenceHash, Tier};
 
     #[test]

@@ -11,7 +11,6 @@ pub mod cache;
 pub mod durable;
 pub mod metrics;
 pub mod pinned;
-pub mod sketch;
 
 pub use cache::{
     block_checksum, CacheSetup, OffloadError, OnboardPlan, Onboarded, TierMemory, TierSetup,

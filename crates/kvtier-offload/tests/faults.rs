@@ -3,7 +3,7 @@
 //! cancelled requests leak no slot, write-through fills lower tiers.
 
 use kvtier_disk::{DiskCopyEngine, DiskIo, DiskMemory, OpenMode};
-use kvtier_logical::hash::hash_trace_ids;
+use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{BlockSpec, CacheSalt, SequenceHash, StoreConfig, Tier};
 use kvtier_memory::{
     BlockMemory, BlockShape, CopyEngine, CopyError, HostMemory, Layout, MemcpyEngine, MemoryKind,
@@ -312,6 +312,41 @@ async fn write_through_selective_skips_one_hit_wonders() {
     );
     assert!(r.cache.metrics().dropped_blocks >= 1);
     assert_no_leak(&r.cache);
+}
+
+#[test]
+fn write_through_selective_refuses_uncountable_min_seen() {
+    let setup = |min_seen| CacheSetup {
+        g1: TierSetup {
+            store: StoreConfig::new(Tier::G1, 8),
+            memory: TierMemory::None,
+        },
+        g2: Some(TierSetup {
+            store: StoreConfig::new(Tier::G2, 8),
+            memory: TierMemory::None,
+        }),
+        g3: None,
+        device_engine: None,
+        disk_engine: None,
+        g1_to_g2: WritePolicy::WriteBack,
+        g2_to_g3: WritePolicy::WriteThroughSelective { min_seen },
+        queue_depth: 8,
+        staging_blocks: 0,
+        clean_ahead: 0,
+        g3_journal: None,
+        g3_restored: Vec::new(),
+    };
+    let err = TieredCache::new(setup(16))
+        .err()
+        .expect("16 sightings cannot be counted");
+    assert!(err.to_string().contains("min_seen 16"), "{err}");
+    // 15 is accepted (write-through workers are spawned on a runtime).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    assert!(TieredCache::new(setup(15)).is_ok());
 }
 
 proptest! {

@@ -53,11 +53,7 @@ impl Default for ClassParams {
 impl ClassParams {
     /// The first field out of range (named as a nested `classes` field).
     pub(crate) fn check(&self) -> Result<(), super::InvalidParam> {
-        super::InvalidParam::unless(
-            self.window >= 1,
-            "classes.window",
-            "must be at least 1",
-        )
+        super::InvalidParam::unless(self.window >= 1, "classes.window", "must be at least 1")
     }
 }
 

@@ -272,8 +272,7 @@ impl<const ADAPT: bool> Gated<ADAPT> {
                 flags: 0,
             })
             .collect();
-        let credit =
-            (capacity as u64 * params.proven_credit_turnovers as u64).min(i32::MAX as u64);
+        let credit = (capacity as u64 * params.proven_credit_turnovers as u64).min(i32::MAX as u64);
         let max_protected_cap = capacity * params.protected_share_64ths as usize / 64;
         Gated {
             nodes,
@@ -588,7 +587,11 @@ impl<const ADAPT: bool> BuildPolicy for Gated<ADAPT> {
             "min_protected_share_64ths",
             "must be at most protected_share_64ths",
         )?;
-        InvalidParam::unless(p.adapt_step_div >= 1, "adapt_step_div", "must be at least 1")?;
+        InvalidParam::unless(
+            p.adapt_step_div >= 1,
+            "adapt_step_div",
+            "must be at least 1",
+        )?;
         InvalidParam::unless(p.adapt_batch >= 1, "adapt_batch", "must be at least 1")?;
         InvalidParam::unless(
             (1..=1024).contains(&p.ghost_entries_per_slot),

@@ -164,7 +164,11 @@ impl BuildPolicy for S3Fifo {
     type Params = S3FifoParams;
 
     fn check_params(p: &S3FifoParams) -> Result<(), InvalidParam> {
-        InvalidParam::unless(p.small_percent <= 100, "small_percent", "must be at most 100")?;
+        InvalidParam::unless(
+            p.small_percent <= 100,
+            "small_percent",
+            "must be at most 100",
+        )?;
         InvalidParam::unless(p.max_freq < u8::MAX, "max_freq", "must be at most 254")?;
         p.sketch.check()
     }

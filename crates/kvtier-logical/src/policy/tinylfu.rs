@@ -200,7 +200,11 @@ impl BuildPolicy for TinyLfu {
     type Params = TinyLfuParams;
 
     fn check_params(p: &TinyLfuParams) -> Result<(), InvalidParam> {
-        InvalidParam::unless(p.window_percent <= 100, "window_percent", "must be at most 100")?;
+        InvalidParam::unless(
+            p.window_percent <= 100,
+            "window_percent",
+            "must be at most 100",
+        )?;
         InvalidParam::unless(
             p.protected_percent <= 100,
             "protected_percent",

@@ -108,9 +108,8 @@ fn duplicates_rejected_share_one_slot() {
 
 #[test]
 fn duplicates_allowed_keep_their_slot_until_released() {
-    let s =
-        BlockStore::new(StoreConfig::new(Tier::G1, 4).with_duplicates(DuplicatePolicy::Allow))
-            .unwrap();
+    let s = BlockStore::new(StoreConfig::new(Tier::G1, 4).with_duplicates(DuplicatePolicy::Allow))
+        .unwrap();
     let h = hash_trace_ids(CacheSalt(1), &[7]);
     let a = put(&s, &h);
     let b = put(&s, &h);
@@ -215,8 +214,8 @@ fn scan_finds_non_prefix_blocks() {
 #[test]
 fn recomputed_parent_does_not_inherit_stale_children() {
     use crate::PolicyKind;
-    let s = BlockStore::new(StoreConfig::new(Tier::G1, 2).with_policy(PolicyKind::PrefixLru))
-        .unwrap();
+    let s =
+        BlockStore::new(StoreConfig::new(Tier::G1, 2).with_policy(PolicyKind::PrefixLru)).unwrap();
     let h = hash_trace_ids(CacheSalt(1), &[1, 2]);
     let mut b = put(&s, &h);
     let child = b.pop().unwrap(); // held: the parent is the only victim
