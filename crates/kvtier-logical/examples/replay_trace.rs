@@ -14,9 +14,11 @@
 //! Arguments: policy name (default `lru`), capacity in blocks (6000),
 //! repeats (1).
 
-use kvtier_logical::hash_trace_ids;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use kvtier_logical::replay;
-use kvtier_logical::{BlockStore, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
+use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, Tier};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,29 +29,11 @@ fn main() {
         .expect("policy name");
     let capacity: usize = args.next().map_or(6000, |a| a.parse().expect("capacity"));
     let repeats: usize = args.next().map_or(1, |a| a.parse().expect("repeats"));
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/mooncake_synthetic_trace.jsonl"
-    );
-    let text = std::fs::read_to_string(path).expect("trace in tests/data");
-    let requests: Vec<Vec<SequenceHash>> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("trace line is JSON");
-            let ids: Vec<u64> = v["hash_ids"]
-                .as_array()
-                .expect("hash_ids array")
-                .iter()
-                .map(|x| x.as_u64().expect("id"))
-                .collect();
-            hash_trace_ids(CacheSalt(0), &ids)
-        })
-        .collect();
+    let requests = common::trace();
     for _ in 0..repeats {
         let store =
             BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(policy)).unwrap();
-        let stats = replay(&store, &requests).unwrap();
+        let stats = replay(&store, requests).unwrap();
         println!(
             "{policy} {capacity}: {} hits of {} blocks",
             stats.hits, stats.blocks

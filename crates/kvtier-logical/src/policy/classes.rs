@@ -13,47 +13,23 @@
 //!   differently.
 //!
 //! Each class keeps a tally of "reused" and "evicted unused", halved every
-//! [`CLASS_WINDOW`] outcomes so the verdict follows the workload.
+//! [`window`](ClassParams::window) outcomes so the verdict follows the
+//! workload.
 
-/// Outcomes (reused or evicted unused) of a class remembered before its
-/// tallies are halved, so the verdict follows the workload within about a
-/// thousand blocks (a few hundred requests) with enough samples not to flap.
-/// The default of [`ClassParams::window`].
-pub const CLASS_WINDOW: u32 = 1024;
-
-/// Request tails go to the eviction end of probation while fewer than one in
-/// `TAIL_WASTE_RATIO + 1` of them is reused before eviction: a class reused
-/// that rarely is cheaper to drop at once than to keep for a whole probation
-/// cycle. The default of [`ClassParams::tail_waste_ratio`].
-pub const TAIL_WASTE_RATIO: u32 = 8;
-
-/// How the class verdicts are learned (shared by `gated-lru`, `gated-arc`
-/// and `prefix-freq`). The defaults are the tuned values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClassParams {
-    /// Outcomes of a class remembered before its tallies are halved (1024):
-    /// the verdicts follow the workload within a few hundred requests, with
-    /// enough samples not to flap.
-    pub window: u32,
-    /// Request tails go to the eviction end of probation while fewer than
-    /// one in `tail_waste_ratio + 1` is reused before eviction (8).
-    pub tail_waste_ratio: u32,
-}
-
-impl Default for ClassParams {
-    fn default() -> Self {
-        ClassParams {
-            window: CLASS_WINDOW,
-            tail_waste_ratio: TAIL_WASTE_RATIO,
-        }
-    }
-}
-
-impl ClassParams {
-    /// The first field out of range (named as a nested `classes` field).
-    pub(crate) fn check(&self) -> Result<(), super::InvalidParam> {
-        super::InvalidParam::unless(self.window >= 1, "classes.window", "must be at least 1")
+policy_params! {
+    /// How the class verdicts are learned (shared by `gated-lru`,
+    /// `gated-arc` and `prefix-freq`). The defaults are the tuned values.
+    pub struct ClassParams {
+        /// Outcomes (reused or evicted unused) of a class remembered before
+        /// its tallies are halved (1024), so the verdict follows the
+        /// workload within about a thousand blocks (a few hundred requests)
+        /// with enough samples not to flap. At least 1.
+        window: u32 [1..=u32::MAX] = 1024,
+        /// Request tails go to the eviction end of probation while fewer
+        /// than one in `tail_waste_ratio + 1` of them is reused before
+        /// eviction (8): a class reused that rarely is cheaper to drop at
+        /// once than to keep for a whole probation cycle.
+        tail_waste_ratio: u32 = 8,
     }
 }
 
@@ -188,7 +164,7 @@ mod tests {
         for _ in 0..2000 {
             c.record_tail(false);
         }
-        assert!(c.tail.reused + c.tail.wasted < CLASS_WINDOW);
+        assert!(c.tail.reused + c.tail.wasted < ClassParams::default().window);
         assert!(c.tails_wasted());
         for _ in 0..3 {
             c.record_cont(true);

@@ -2,12 +2,15 @@
 //! ([`GatedLru`], [`GatedArc`] and [`PrefixFreq`]), tested once for all
 //! through the `EvictionPolicy` trait.
 
-use super::gated::{GatedArc, GatedLru, PROTECTED_SHARE_64THS};
+use super::gated::{GatedArc, GatedLru, GatedParams};
 use super::prefix_freq::PrefixFreq;
 use super::{BlockInfo, EvictionPolicy};
 
-/// The policies, with their protected segment's length.
+/// The policies, with their name and their protected segment's length.
 trait Gated: EvictionPolicy {
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
     fn proven(&self) -> usize;
 }
 
@@ -21,6 +24,11 @@ impl Gated for PrefixFreq {
     fn proven(&self) -> usize {
         self.proven_len()
     }
+}
+
+/// The default protected share, in 1/64ths.
+fn share_64ths() -> usize {
+    GatedParams::default().protected_share_64ths as usize
 }
 
 /// A leaf block with a well-spread hash derived from `h`.
@@ -130,7 +138,7 @@ fn proven_overflow_is_demoted() {
             p.on_hit(s, &i);
             p.insert(s, &i);
         }
-        assert_eq!(p.proven(), cap * PROTECTED_SHARE_64THS / 64, "{}", p.name());
+        assert_eq!(p.proven(), cap * share_64ths() / 64, "{}", p.name());
         assert_eq!(p.len(), cap);
         // Demoted blocks are the oldest proven ones, evicted first.
         assert_eq!(p.evict(), Some(0), "{}", p.name());
@@ -175,7 +183,7 @@ fn reused_continuations_are_protected() {
 fn gated_arc_moves_its_split_both_ways() {
     let cap = 4096;
     let mut p = GatedArc::new(cap);
-    let max = cap * PROTECTED_SHARE_64THS / 64;
+    let max = cap * share_64ths() / 64;
     assert_eq!(p.protected_cap(), max);
     // Blocks registered again right after leaving probation: probation
     // should have been larger.

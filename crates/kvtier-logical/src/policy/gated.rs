@@ -3,133 +3,83 @@
 //! (`gated-arc`).
 
 use super::classes::{ClassParams, Classes};
-use super::ghost::{RecentGhost, ENTRIES_PER_SLOT};
+use super::ghost::RecentGhost;
 use super::lru::NIL;
 use super::seen::{SeenFilter, SeenParams};
-use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId, TuningParams};
 use crate::hash::SequenceHash;
 
-/// Accesses (registrations and hits) that make a block "proven". Two is the
-/// one-hit-wonder cut: on LLM traces most computed blocks (a request's unique
-/// tail, one-off documents) are never read again, while a block read twice is
-/// several times more likely to be read again soon (on the Mooncake trace,
-/// 22% against 8% within 200 requests). Higher cuts starve recently proven
-/// blocks.
-pub const PROVEN_MIN: u8 = 2;
-
-/// Share of the capacity, in 1/64ths, that inactive proven blocks may occupy
-/// before the oldest is demoted to the probation segment (at its most-recent
-/// end). 56/64 = 87.5%, close to SLRU's usual 80%: proven blocks are
-/// protected from a flood of new ones, while a changing working set still
-/// gets an eighth of the cache to prove itself in.
-pub const PROTECTED_SHARE_64THS: usize = 56;
-
-/// `gated-arc`: lower bound of the protected share, in 1/64ths of the
-/// capacity (12.5%), mirror of [`PROTECTED_SHARE_64THS`], its upper bound:
-/// neither segment is ever squeezed below an eighth of the tier.
-pub const MIN_PROTECTED_SHARE_64THS: usize = 8;
-
-/// `gated-arc`: the protected share moves by `capacity / ADAPT_STEP_DIV`
-/// slots per signal (ARC's adaptation, scaled so that its speed in cache
-/// turnovers does not depend on the capacity). Signals: a block registered
-/// again within two probation residences of its last registration (a larger
-/// *new* would have kept it: shrink *proven*), and a hit on a block demoted
-/// from *proven* (a larger *proven* would have kept it: grow). On the
-/// Mooncake chat trace at 16,000 / 32,000 blocks, /512 to /4,096 gave
-/// 0.2467-0.2545 / 0.2985-0.3047 and /2,048 0.2537 / 0.3000; other
-/// workloads and sizes moved by less than 0.3 points.
-pub const ADAPT_STEP_DIV: usize = 2048;
-
-/// `gated-arc`: net signals of one kind (running sum) that move the share,
-/// by that many steps. Signals that alternate move nothing and demote
-/// nothing.
-pub const ADAPT_BATCH: u32 = 16;
-
-/// Extra passes a proven block can earn through hits (S3-FIFO's 2-bit
-/// counter): frequently hit proven blocks are re-queued instead of evicted.
-pub const MAX_PASSES: u8 = 3;
-
-/// Head start of a proven block over a new one, in cache turnovers (units of
-/// `capacity` releases). A proven block that has sat unused while 8 cache's
-/// worth of blocks were released is evicted before newer one-timers: by then
-/// the seen filter (4 to 8 turnovers of registrations) has forgotten it, so
-/// it is no longer treated as popular anywhere, and a workload whose hot set
-/// moved on (finished sessions, retired documents) gets its cache back.
-/// Without a finite credit, finished chat sessions held the cache: -2.2
-/// points on `multi-turn` at 4,000 blocks (measured on `prefix-freq`).
-pub const PROVEN_CREDIT_TURNOVERS: u64 = 8;
-
-/// Tuning of `gated-lru` and `gated-arc` (the `gated-arc`-only fields are
-/// ignored by `gated-lru`). The defaults are the tuned values, documented
-/// with the constants of `gated.rs` and in `docs/policies.md`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GatedParams {
-    /// Accesses that make a block proven (2: the one-hit-wonder cut).
-    pub proven_min: u8,
-    /// Extra passes a proven block can earn through hits (3, S3-FIFO's
-    /// 2-bit counter). At most 254.
-    pub max_passes: u8,
-    /// Share of the capacity, in 1/64ths, that inactive proven blocks may
-    /// occupy before the oldest is demoted (56: 87.5%); `gated-arc`'s upper
-    /// bound. At most 64.
-    pub protected_share_64ths: u32,
-    /// Head start of a proven block over a new one, in cache turnovers (8).
-    pub proven_credit_turnovers: u32,
-    /// How the tail and continuation verdicts are learned.
-    pub classes: ClassParams,
-    /// Size and memory of the seen filter.
-    pub seen: SeenParams,
-    /// `gated-arc`: lower bound of the protected share, in 1/64ths (8:
-    /// 12.5%). At most `protected_share_64ths`.
-    pub min_protected_share_64ths: u32,
-    /// `gated-arc`: the share moves by `capacity / adapt_step_div` slots per
-    /// signal (2048). At least 1.
-    pub adapt_step_div: u32,
-    /// `gated-arc`: net signals that move the share, by that many steps
-    /// (16). At least 1.
-    pub adapt_batch: u32,
-    /// `gated-arc`: entries of the ghost of registrations per slot (2: 16
-    /// bytes per slot). At least 1.
-    pub ghost_entries_per_slot: u32,
-}
-
-impl Default for GatedParams {
-    fn default() -> Self {
-        GatedParams {
-            proven_min: PROVEN_MIN,
-            max_passes: MAX_PASSES,
-            protected_share_64ths: PROTECTED_SHARE_64THS as u32,
-            proven_credit_turnovers: PROVEN_CREDIT_TURNOVERS as u32,
-            classes: ClassParams::default(),
-            seen: SeenParams::default(),
-            min_protected_share_64ths: MIN_PROTECTED_SHARE_64THS as u32,
-            adapt_step_div: ADAPT_STEP_DIV as u32,
-            adapt_batch: ADAPT_BATCH,
-            ghost_entries_per_slot: ENTRIES_PER_SLOT as u32,
-        }
-    }
-}
-
-impl GatedParams {
-    /// The first field out of range. Shared with `prefix-freq`'s fields of
-    /// the same names.
-    pub(crate) fn check_segments(
-        max_passes: u8,
-        protected_share_64ths: u32,
-    ) -> Result<(), InvalidParam> {
-        InvalidParam::unless(max_passes < u8::MAX, "max_passes", "must be at most 254")?;
-        InvalidParam::unless(
-            protected_share_64ths <= 64,
-            "protected_share_64ths",
-            "must be at most 64",
-        )
+policy_params! {
+    /// Tuning of `gated-lru` and `gated-arc` (the `gated-arc`-only fields
+    /// are ignored by `gated-lru`). The defaults are the tuned values
+    /// (`docs/policies.md`).
+    pub struct GatedParams {
+        /// Accesses (registrations and hits) that make a block "proven". Two
+        /// is the one-hit-wonder cut: on LLM traces most computed blocks (a
+        /// request's unique tail, one-off documents) are never read again,
+        /// while a block read twice is several times more likely to be read
+        /// again soon (on the Mooncake trace, 22% against 8% within 200
+        /// requests). Higher cuts starve recently proven blocks. At least 1.
+        proven_min: u8 [1..=255] = 2,
+        /// Extra passes a proven block can earn through hits (S3-FIFO's 2-bit
+        /// counter: 3): frequently hit proven blocks are re-queued instead of
+        /// evicted. At most 254.
+        max_passes: u8 [0..=254] = 3,
+        /// Share of the capacity, in 1/64ths, that inactive proven blocks may
+        /// occupy before the oldest is demoted to the probation segment (at
+        /// its most-recent end). 56/64 = 87.5%, close to SLRU's usual 80%:
+        /// proven blocks are protected from a flood of new ones, while a
+        /// changing working set still gets an eighth of the cache to prove
+        /// itself in. `gated-arc`'s upper bound. At most 64.
+        protected_share_64ths: u32 [0..=64] = 56,
+        /// Head start of a proven block over a new one, in cache turnovers
+        /// (units of `capacity` releases). A proven block that has sat unused
+        /// while 8 cache's worth of blocks were released is evicted before
+        /// newer one-timers: by then the seen filter (4 to 8 turnovers of
+        /// registrations) has forgotten it, and a workload whose hot set
+        /// moved on (finished sessions, retired documents) gets its cache
+        /// back. Without a finite credit, finished chat sessions held the
+        /// cache: -2.2 points on `multi-turn` at 4,000 blocks (measured on
+        /// `prefix-freq`).
+        proven_credit_turnovers: u32 = 8,
+        /// How the tail and continuation verdicts are learned.
+        classes: ClassParams = ClassParams::default(),
+        /// Size and memory of the seen filter.
+        seen: SeenParams = SeenParams::default(),
+        /// `gated-arc`: lower bound of the protected share, in 1/64ths of
+        /// the capacity (8: 12.5%), mirror of `protected_share_64ths`, its
+        /// upper bound: neither segment is ever squeezed below an eighth of
+        /// the tier. At most `protected_share_64ths`.
+        min_protected_share_64ths: u32 [0..=64] = 8,
+        /// `gated-arc`: the protected share moves by `capacity /
+        /// adapt_step_div` slots per signal (ARC's adaptation, scaled so that
+        /// its speed in cache turnovers does not depend on the capacity).
+        /// Signals: a block registered again within two probation residences
+        /// of its last registration (a larger *new* would have kept it:
+        /// shrink *proven*), and a hit on a block demoted from *proven* (a
+        /// larger *proven* would have kept it: grow). On the Mooncake chat
+        /// trace at 16,000 / 32,000 blocks, /512 to /4,096 gave
+        /// 0.2467-0.2545 / 0.2985-0.3047 and /2,048 0.2537 / 0.3000; other
+        /// workloads and sizes moved by less than 0.3 points. At least 1.
+        adapt_step_div: u32 [1..=u32::MAX] = 2048,
+        /// `gated-arc`: net signals of one kind (running sum) that move the
+        /// share, by that many steps (16). Signals that alternate move
+        /// nothing and demote nothing. At least 1.
+        adapt_batch: u32 [1..=u32::MAX] = 16,
+        /// `gated-arc`: entries of the ghost of registrations per slot (2:
+        /// 16 bytes per slot). A key keeps its entry for `n` later
+        /// registrations with probability about e^(-n / entries): 61% at
+        /// half the table, 37% at the whole table (about two probation
+        /// windows at the largest protected share). Losses only weaken the
+        /// "grow probation" signal; both of `gated-arc`'s signals are then
+        /// counted in running sums. In 1..=1024.
+        ghost_entries_per_slot: u32 [1..=1024] = 2,
     }
 }
 
 /// Probation segment: blocks seen once.
 const NEW: u8 = 0;
-/// Protected segment: blocks seen at least [`PROVEN_MIN`] times.
+/// Protected segment: blocks seen at least `proven_min` times.
 const PROVEN: u8 = 1;
 /// `Node::list` of a slot in no segment.
 const NONE: u8 = u8::MAX;
@@ -177,17 +127,17 @@ fn stamp_gap(earlier: u32, later: u32) -> i32 {
 /// time, so the default carries no adaptation code.
 ///
 /// - When a block becomes inactive it joins the *proven* segment if it was
-///   accessed at least [`PROVEN_MIN`] times, counting a registration of a
+///   accessed at least [`proven_min`](GatedParams::proven_min) times, counting a registration of a
 ///   hash the [`SeenFilter`] remembers (computed or evicted in the last 4 to
 ///   8 cache turnovers) as a second access; else the *new* segment.
 ///   Frequency while cached is counted in the slot, so a hit touches no
 ///   table.
 /// - Victims come from *new* first, least recently released first, unless
-///   the oldest proven block has been idle [`PROVEN_CREDIT_TURNOVERS`] cache
+///   the oldest proven block has been idle [`proven_credit_turnovers`](GatedParams::proven_credit_turnovers) cache
 ///   turnovers longer than the oldest new one. Proven blocks above
-///   [`PROTECTED_SHARE_64THS`] of the capacity are demoted to the most-recent
+///   [`protected_share_64ths`](GatedParams::protected_share_64ths) of the capacity are demoted to the most-recent
 ///   end of *new*. A proven block at the eviction end that was hit since it
-///   was registered is re-queued instead, once per hit up to [`MAX_PASSES`].
+///   was registered is re-queued instead, once per hit up to [`max_passes`](GatedParams::max_passes).
 /// - A request's *tail* goes to the eviction end of *new* while tails are
 ///   rarely reused, and *continuations* are admitted as proven while most
 ///   are reused (learned online, see `classes.rs`).
@@ -196,8 +146,8 @@ fn stamp_gap(earlier: u32, later: u32) -> i32 {
 ///   keeps no parent links for it, and victims can be popped in a batch.
 ///
 /// `gated-arc` moves the protected share between
-/// [`MIN_PROTECTED_SHARE_64THS`] and [`PROTECTED_SHARE_64THS`] with ARC's
-/// signals ([`ADAPT_STEP_DIV`]), using a [`RecentGhost`] of registrations:
+/// `min_protected_share_64ths` and `protected_share_64ths` with ARC's
+/// signals ([`adapt_step_div`](GatedParams::adapt_step_div)), using a [`RecentGhost`] of registrations:
 /// large tiers whose blocks come back after more than a probation residence
 /// but within the tier's size (chat turns) keep them as LRU would. Its
 /// replay takes 1.54-1.69x LRU's time, against 1.37-1.49x for `gated-lru`.
@@ -407,8 +357,8 @@ impl<const ADAPT: bool> Gated<ADAPT> {
 
     /// `gated-arc`: one adaptation signal, +1 for "a larger protected
     /// segment would have kept this block", -1 for "a larger probation
-    /// segment would have". The share moves by `ADAPT_BATCH` steps once the
-    /// running sum reaches `±ADAPT_BATCH`. Excess proven blocks are demoted
+    /// segment would have". The share moves by `adapt_batch` steps once the
+    /// running sum reaches `±adapt_batch`. Excess proven blocks are demoted
     /// at the next insert (each block at most once per insertion into
     /// *proven*: amortised O(1)).
     #[inline]
@@ -440,24 +390,6 @@ impl<const ADAPT: bool> Gated<ADAPT> {
 }
 
 impl<const ADAPT: bool> EvictionPolicy for Gated<ADAPT> {
-    fn name(&self) -> &'static str {
-        if ADAPT {
-            "gated-arc"
-        } else {
-            "gated-lru"
-        }
-    }
-
-    fn uses_leaves(&self) -> bool {
-        false
-    }
-
-    /// The next victim only depends on the segments, which `on_evicted`
-    /// does not touch.
-    fn evicts_in_batches(&self) -> bool {
-        true
-    }
-
     #[inline(always)]
     fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
         self.check(slot);
@@ -572,31 +504,27 @@ impl<const ADAPT: bool> EvictionPolicy for Gated<ADAPT> {
         n.freq = 1 + seen as u8;
         n.flags = if cont { CONT } else { 0 };
     }
+
+    fn uses_leaves(&self) -> bool {
+        false
+    }
+
+    /// The next victim only depends on the segments, which `on_evicted`
+    /// does not touch.
+    fn evicts_in_batches(&self) -> bool {
+        true
+    }
 }
 
 impl<const ADAPT: bool> BuildPolicy for Gated<ADAPT> {
     type Params = GatedParams;
 
     fn check_params(p: &GatedParams) -> Result<(), InvalidParam> {
-        InvalidParam::unless(p.proven_min >= 1, "proven_min", "must be at least 1")?;
-        GatedParams::check_segments(p.max_passes, p.protected_share_64ths)?;
-        p.classes.check()?;
-        p.seen.check()?;
+        p.check()?;
         InvalidParam::unless(
             p.min_protected_share_64ths <= p.protected_share_64ths,
             "min_protected_share_64ths",
             "must be at most protected_share_64ths",
-        )?;
-        InvalidParam::unless(
-            p.adapt_step_div >= 1,
-            "adapt_step_div",
-            "must be at least 1",
-        )?;
-        InvalidParam::unless(p.adapt_batch >= 1, "adapt_batch", "must be at least 1")?;
-        InvalidParam::unless(
-            (1..=1024).contains(&p.ghost_entries_per_slot),
-            "ghost_entries_per_slot",
-            "must be in 1..=1024",
         )
     }
 
@@ -626,10 +554,11 @@ mod tests {
         // Proven, then idle while new blocks churn through slot 1 for more
         // than the credit.
         p.insert(0, &info(1));
-        for k in 0..(cap as u64 * PROVEN_CREDIT_TURNOVERS + 2) {
+        let turnovers = GatedParams::default().proven_credit_turnovers as u64;
+        for k in 0..(cap as u64 * turnovers + 2) {
             p.on_register(1, &info(100 + k as u128));
             p.insert(1, &info(100 + k as u128));
-            if k + 1 < cap as u64 * PROVEN_CREDIT_TURNOVERS + 2 {
+            if k + 1 < cap as u64 * turnovers + 2 {
                 p.remove(1);
             }
         }

@@ -4,7 +4,8 @@
 //! after it left probation (ARC's ghost hit).
 //!
 //! A direct-mapped table of `(fingerprint, registration clock)` pairs, one
-//! `u64` per entry, [`ENTRIES_PER_SLOT`] entries per slot of the tier. A
+//! `u64` per entry, a few entries per slot of the tier
+//! (`GatedParams::ghost_entries_per_slot`). A
 //! lookup checks the entry the hash maps to: same 32-bit fingerprint and a
 //! clock at most `window` registrations old. The entry is then overwritten
 //! with the new registration. Another key mapping to the same entry in
@@ -12,13 +13,6 @@
 //! collision.
 
 use crate::hash::SequenceHash;
-
-/// Entries per slot of capacity (16 bytes per slot). A key keeps its entry
-/// for `n` later registrations with probability about e^(-n / entries): 61%
-/// at half the table, 37% at the whole table (about two probation windows
-/// at the largest protected share). Losses only weaken the "grow probation"
-/// signal; both of `gated-arc`'s signals are then counted in running sums.
-pub const ENTRIES_PER_SLOT: usize = 2;
 
 /// Recently registered hashes, with their registration time.
 #[derive(Clone, Debug)]
@@ -30,13 +24,6 @@ pub struct RecentGhost {
 }
 
 impl RecentGhost {
-    /// A ghost for a tier of `capacity` slots, [`ENTRIES_PER_SLOT`] entries
-    /// per slot.
-    #[cfg(test)]
-    pub fn new(capacity: usize) -> Self {
-        Self::with_entries(capacity, ENTRIES_PER_SLOT)
-    }
-
     /// A ghost of about `entries_per_slot` entries per slot of a tier of
     /// `capacity` slots (rounded up to a power of two).
     pub fn with_entries(capacity: usize, entries_per_slot: usize) -> Self {
@@ -90,7 +77,7 @@ mod tests {
 
     #[test]
     fn recent_within_the_window_only() {
-        let mut g = RecentGhost::new(64);
+        let mut g = RecentGhost::with_entries(64, 2);
         assert!(!g.register(key(1), 10), "first registration");
         assert!(g.register(key(1), 10), "again right away");
         for k in 0..20 {
@@ -103,7 +90,7 @@ mod tests {
     #[test]
     fn few_lost_and_no_invented_hits() {
         let cap = 1024;
-        let mut g = RecentGhost::new(cap);
+        let mut g = RecentGhost::with_entries(cap, 2);
         let window = 2 * cap as u32;
         let (mut hits, mut invented) = (0, 0);
         // A stream of keys, each registered again 500 keys later.

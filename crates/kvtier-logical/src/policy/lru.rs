@@ -134,23 +134,16 @@ impl SlotList {
 /// Least-recently-released-first eviction. With tail-first release of a
 /// request's blocks, a prefix's head outlives its tail.
 #[derive(Debug)]
-pub struct Lru {
-    list: SlotList,
-}
+pub struct Lru(SlotList);
 
-impl Lru {
-    /// An LRU for a tier of `capacity` slots.
-    pub fn new(capacity: usize) -> Self {
-        Lru {
-            list: SlotList::new(capacity),
-        }
+impl BuildPolicy for Lru {
+    type Params = NoParams;
+    fn build(capacity: usize, _params: &NoParams) -> Self {
+        Lru(SlotList::new(capacity))
     }
 }
 
 impl EvictionPolicy for Lru {
-    fn name(&self) -> &'static str {
-        "lru"
-    }
     fn uses_leaves(&self) -> bool {
         false
     }
@@ -159,26 +152,19 @@ impl EvictionPolicy for Lru {
     }
     #[inline(always)]
     fn insert(&mut self, slot: SlotId, _info: &BlockInfo) {
-        self.list.push_back(slot);
+        self.0.push_back(slot);
     }
     #[inline(always)]
     fn remove(&mut self, slot: SlotId) {
-        self.list.remove(slot);
+        self.0.remove(slot);
     }
     #[inline(always)]
     fn evict(&mut self) -> Option<SlotId> {
-        self.list.pop_front()
+        self.0.pop_front()
     }
     #[inline]
     fn len(&self) -> usize {
-        self.list.len()
-    }
-}
-
-impl BuildPolicy for Lru {
-    type Params = NoParams;
-    fn build(capacity: usize, _params: &NoParams) -> Self {
-        Lru::new(capacity)
+        self.0.len()
     }
 }
 
@@ -197,7 +183,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recent_first() {
-        let mut l = Lru::new(4);
+        let mut l = Lru::build(4, &NoParams {});
         for s in [2, 0, 3] {
             l.insert(s, &info());
         }

@@ -90,7 +90,7 @@ for_each_policy!(define_policies);
 impl AnyPolicy {
     /// The policy's name.
     pub(crate) fn name(&self) -> &'static str {
-        with_policy!(self, p => p.name())
+        self.kind().name()
     }
 
     /// Inactive blocks the policy holds.
@@ -160,9 +160,6 @@ pub struct BlockInfo {
 /// and a `BlockInfo` field it does not read is never loaded. Policies mark
 /// their per-block methods `#[inline(always)]` to keep that true.
 pub trait EvictionPolicy: Send + 'static {
-    /// Short name, as accepted by [`PolicyKind::from_str`](std::str::FromStr).
-    fn name(&self) -> &'static str;
-
     /// A registered block became inactive (reference count dropped to zero).
     fn insert(&mut self, slot: SlotId, info: &BlockInfo);
 
@@ -234,13 +231,14 @@ pub trait EvictionPolicy: Send + 'static {
 
 /// How a policy of the list is built: its tuning parameters and constructor.
 pub trait BuildPolicy: EvictionPolicy + Sized {
-    /// The policy's tuning, a `serde` struct (a field of [`PolicyParams`])
-    /// whose `Default` is the tuned values the pinned hit counts come from.
-    type Params: Clone + Debug + Default + PartialEq + Eq + Serialize + DeserializeOwned;
+    /// The policy's tuning (a field of [`PolicyParams`]), whose `Default` is
+    /// the tuned values the pinned hit counts come from.
+    type Params: TuningParams;
 
-    /// Refuse parameters the policy cannot run with (the first bad field).
-    fn check_params(_params: &Self::Params) -> Result<(), InvalidParam> {
-        Ok(())
+    /// Refuse parameters the policy cannot run with (the first bad field):
+    /// by default, each field against its range.
+    fn check_params(params: &Self::Params) -> Result<(), InvalidParam> {
+        params.check()
     }
 
     /// The policy for a tier of `capacity` slots, with parameters that
@@ -248,10 +246,34 @@ pub trait BuildPolicy: EvictionPolicy + Sized {
     fn build(capacity: usize, params: &Self::Params) -> Self;
 }
 
-/// The parameters of a policy that has none.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
+/// A policy's tuning parameters: a `serde` struct whose `Default` is the
+/// tuned values (declared with `policy_params!`).
+pub trait TuningParams:
+    Clone + Debug + Default + PartialEq + Eq + Serialize + DeserializeOwned
+{
+    /// The first field out of its valid range.
+    fn check(&self) -> Result<(), InvalidParam>;
+}
+
+/// A number is a field with no constraint of its own (`policy_params!`
+/// fields with a range are checked against it instead).
+macro_rules! unconstrained {
+    ($($t:ty),*) => {
+        $(
+            impl TuningParams for $t {
+                fn check(&self) -> Result<(), InvalidParam> {
+                    Ok(())
+                }
+            }
+        )*
+    };
+}
+unconstrained!(u8, u32, u64);
+
+policy_params! {
+    /// The parameters of a policy that has none.
+    pub struct NoParams {}
+}
 
 #[cfg(test)]
 mod tests {
@@ -262,7 +284,7 @@ mod tests {
         for &p in PolicyKind::ALL {
             assert_eq!(p.name().parse::<PolicyKind>().unwrap(), p);
             let built = AnyPolicy::build(p, 8, &PolicyParams::default());
-            assert_eq!(with_policy!(&built, q => q.name()), p.name());
+            assert_eq!(built.kind(), p);
             assert_eq!(p.to_string(), p.name());
             let json = serde_json::to_string(&p).unwrap();
             assert_eq!(json, format!("\"{}\"", p.name()));
@@ -291,5 +313,19 @@ mod tests {
         assert_eq!(err.policy, PolicyKind::GatedArc);
         assert_eq!(err.field, "protected_share_64ths");
         assert!(err.to_string().contains("gated-arc.protected_share_64ths"));
+        bad = PolicyParams::default();
+        bad.prefix_freq.sketch.period_per_slot = 0;
+        let err = bad.check().unwrap_err();
+        assert_eq!(err.field, "sketch.period_per_slot");
+        assert!(err
+            .to_string()
+            .contains("prefix-freq.sketch.period_per_slot: must be in"));
+        bad = PolicyParams::default();
+        bad.gated_lru.min_protected_share_64ths = 57;
+        assert_eq!(
+            bad.check().unwrap_err().field,
+            "min_protected_share_64ths",
+            "cross-field check"
+        );
     }
 }

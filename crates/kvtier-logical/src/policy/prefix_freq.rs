@@ -6,45 +6,30 @@
 //! tallies are `classes.rs`'s.
 
 use super::classes::{ClassParams, Classes};
-use super::gated::{
-    GatedParams, MAX_PASSES, PROTECTED_SHARE_64THS, PROVEN_CREDIT_TURNOVERS, PROVEN_MIN,
-};
+use super::gated::GatedParams;
 use super::leaf::LeafFirst;
 use super::sketch::{FrequencySketch, SketchParams};
-use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, SlotId};
 use crate::hash::SequenceHash;
 
-/// Tuning of `prefix-freq`: `gated-lru`'s segment and class parameters
-/// (same meaning and defaults, see [`GatedParams`]) and its count-min
-/// sketch's size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PrefixFreqParams {
-    /// Sketch estimate that makes a block proven (2).
-    pub proven_min: u8,
-    /// Extra passes a proven block can earn through hits (3). At most 254.
-    pub max_passes: u8,
-    /// Share of the capacity, in 1/64ths, that inactive proven blocks may
-    /// occupy (56). At most 64.
-    pub protected_share_64ths: u32,
-    /// Head start of a proven block over a new one, in cache turnovers (8).
-    pub proven_credit_turnovers: u32,
-    /// How the tail and continuation verdicts are learned.
-    pub classes: ClassParams,
-    /// Size and aging of the frequency sketch.
-    pub sketch: SketchParams,
-}
-
-impl Default for PrefixFreqParams {
-    fn default() -> Self {
-        PrefixFreqParams {
-            proven_min: PROVEN_MIN,
-            max_passes: MAX_PASSES,
-            protected_share_64ths: PROTECTED_SHARE_64THS as u32,
-            proven_credit_turnovers: PROVEN_CREDIT_TURNOVERS as u32,
-            classes: ClassParams::default(),
-            sketch: SketchParams::default(),
-        }
+policy_params! {
+    /// Tuning of `prefix-freq`: `gated-lru`'s segment and class parameters
+    /// (same meaning and defaults, see [`GatedParams`]) and its count-min
+    /// sketch's size.
+    pub struct PrefixFreqParams {
+        /// Sketch estimate that makes a block proven (2). At least 1.
+        proven_min: u8 [1..=255] = GatedParams::default().proven_min,
+        /// Extra passes a proven block can earn through hits (3). At most 254.
+        max_passes: u8 [0..=254] = GatedParams::default().max_passes,
+        /// Share of the capacity, in 1/64ths, that inactive proven blocks may
+        /// occupy (56). At most 64.
+        protected_share_64ths: u32 [0..=64] = GatedParams::default().protected_share_64ths,
+        /// Head start of a proven block over a new one, in cache turnovers (8).
+        proven_credit_turnovers: u32 = GatedParams::default().proven_credit_turnovers,
+        /// How the tail and continuation verdicts are learned.
+        classes: ClassParams = ClassParams::default(),
+        /// Size and aging of the frequency sketch.
+        sketch: SketchParams = SketchParams::default(),
     }
 }
 
@@ -52,9 +37,6 @@ impl Default for PrefixFreqParams {
 const NEW: usize = 0;
 /// Segment of blocks seen at least `proven_min` times (protected).
 const PROVEN: usize = 1;
-
-#[cfg(doc)]
-use super::classes::{CLASS_WINDOW, TAIL_WASTE_RATIO};
 
 /// Per-slot state, stored in the leaf layer's node of the slot (one cache
 /// line per call). 16 bytes aligned to 16: with the node's 12 bytes of
@@ -78,26 +60,26 @@ struct Meta {
 /// Frequency-gated segmented LRU with leaf-first eviction (`prefix-freq`).
 ///
 /// - When a block becomes inactive it joins the *proven* segment if the
-///   frequency sketch has seen it at least [`PROVEN_MIN`] times (hits plus
+///   frequency sketch has seen it at least [`proven_min`](PrefixFreqParams::proven_min) times (hits plus
 ///   registrations, over the sketch's aging period), else the *new* segment.
 ///   The sketch remembers blocks after they are evicted, so a block that comes
 ///   back is recognised: this is TinyLFU's admission idea without a window.
 /// - Victims come from the new segment first (least recently released first),
 ///   then from the proven one, unless the oldest proven block has been idle
-///   [`PROVEN_CREDIT_TURNOVERS`] cache turnovers longer than the oldest new
-///   one. Proven blocks above [`PROTECTED_SHARE_64THS`] of the capacity are
+///   [`proven_credit_turnovers`](PrefixFreqParams::proven_credit_turnovers) cache turnovers longer than the oldest new
+///   one. Proven blocks above [`protected_share_64ths`](PrefixFreqParams::protected_share_64ths) of the capacity are
 ///   demoted to the most-recent end of the new segment.
 /// - A request's *tail* (its last block, seen once) goes to the eviction end
-///   of the new segment while tails are rarely reused ([`TAIL_WASTE_RATIO`]):
+///   of the new segment while tails are rarely reused ([`tail_waste_ratio`](ClassParams::tail_waste_ratio)):
 ///   it is usually a partial block that the next request fills differently.
 /// - *Continuations* (blocks computed right after a matched prefix, in the
 ///   same request: a chat's next turn, an agent's next step) are admitted as
 ///   proven on their first access when, lately, most continuations were
-///   reused before being evicted ([`CLASS_WINDOW`] outcomes). On
+///   reused before being evicted ([`window`](ClassParams::window) outcomes). On
 ///   document-QA traces continuations are one-off questions and stay new; on
 ///   multi-turn chat they are the next turn's prefix and get protected.
 /// - A proven block at the eviction end that was hit since it was last
-///   registered is re-queued instead, once per hit up to [`MAX_PASSES`]
+///   registered is re-queued instead, once per hit up to [`max_passes`](PrefixFreqParams::max_passes)
 ///   (S3-FIFO's lazy promotion): among proven blocks, the often-hit outlive
 ///   the rarely-hit.
 /// - Within a segment, a block with a cached child is skipped (parked) until
@@ -165,10 +147,6 @@ impl PrefixFreq {
 }
 
 impl EvictionPolicy for PrefixFreq {
-    fn name(&self) -> &'static str {
-        "prefix-freq"
-    }
-
     #[inline]
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
         let proven = self.q.data(slot).freq >= self.proven_min
@@ -262,13 +240,6 @@ impl EvictionPolicy for PrefixFreq {
 
 impl BuildPolicy for PrefixFreq {
     type Params = PrefixFreqParams;
-
-    fn check_params(p: &PrefixFreqParams) -> Result<(), InvalidParam> {
-        InvalidParam::unless(p.proven_min >= 1, "proven_min", "must be at least 1")?;
-        GatedParams::check_segments(p.max_passes, p.protected_share_64ths)?;
-        p.classes.check()?;
-        p.sketch.check()
-    }
 
     fn build(capacity: usize, params: &PrefixFreqParams) -> Self {
         PrefixFreq {

@@ -14,9 +14,9 @@ pub struct PrefixLru {
     q: LeafFirst,
 }
 
-impl PrefixLru {
-    /// A prefix-aware LRU for a tier of `capacity` slots.
-    pub fn new(capacity: usize) -> Self {
+impl BuildPolicy for PrefixLru {
+    type Params = NoParams;
+    fn build(capacity: usize, _params: &NoParams) -> Self {
         PrefixLru {
             q: LeafFirst::new(capacity, 1),
         }
@@ -24,9 +24,6 @@ impl PrefixLru {
 }
 
 impl EvictionPolicy for PrefixLru {
-    fn name(&self) -> &'static str {
-        "prefix-lru"
-    }
     #[inline]
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
         self.q.push_back(0, slot, info.is_leaf);
@@ -49,13 +46,6 @@ impl EvictionPolicy for PrefixLru {
     }
 }
 
-impl BuildPolicy for PrefixLru {
-    type Params = NoParams;
-    fn build(capacity: usize, _params: &NoParams) -> Self {
-        PrefixLru::new(capacity)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,7 +61,7 @@ mod tests {
 
     #[test]
     fn evicts_leaves_before_ancestors() {
-        let mut p = PrefixLru::new(4);
+        let mut p = PrefixLru::build(4, &NoParams {});
         p.insert(0, &info(false)); // parent released first (oldest)
         p.insert(1, &info(true)); // its child
         assert_eq!(p.evict(), Some(1), "the child goes first");
@@ -82,7 +72,7 @@ mod tests {
 
     #[test]
     fn falls_back_to_parked_blocks() {
-        let mut p = PrefixLru::new(4);
+        let mut p = PrefixLru::build(4, &NoParams {});
         p.insert(2, &info(false));
         p.insert(3, &info(false));
         assert_eq!(p.len(), 2);

@@ -70,6 +70,13 @@ macro_rules! define_policies {
         }
 
         impl AnyPolicy {
+            /// Which policy this is.
+            pub(crate) fn kind(&self) -> PolicyKind {
+                match self {
+                    $( AnyPolicy::$variant(_) => PolicyKind::$variant, )+
+                }
+            }
+
             /// The policy `kind` for a tier of `capacity` slots, with its
             /// field of `params` (already checked).
             pub(crate) fn build(kind: PolicyKind, capacity: usize, params: &PolicyParams) -> Self {
@@ -84,6 +91,54 @@ macro_rules! define_policies {
         }
     };
 }
+
+/// A policy's params struct: `serde` (unknown fields refused, missing ones
+/// defaulted), `Copy`, a `Default` that is the tuned values and a
+/// [`TuningParams::check`], all from one declaration per field:
+/// `name: Type [valid range] = default`, or `name: Params = default` for a
+/// nested params struct (checked field by field).
+macro_rules! policy_params {
+    ($(#[$doc:meta])* pub struct $name:ident {
+        $( $(#[$fdoc:meta])* $field:ident : $ty:ty $([$range:expr])? = $default:expr ),* $(,)?
+    }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            $( $(#[$fdoc])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $( $field: $default, )* }
+            }
+        }
+
+        impl $crate::policy::TuningParams for $name {
+            fn check(&self) -> Result<(), $crate::policy::InvalidParam> {
+                $(
+                    $crate::policy::registry::check_field!(self.$field, $field $([$range])?);
+                )*
+                Ok(())
+            }
+        }
+    };
+}
+
+/// One field's check in [`policy_params!`]: its range, or its own fields.
+macro_rules! check_field {
+    ($value:expr, $field:ident [$range:expr]) => {
+        $crate::policy::InvalidParam::unless(
+            ($range).contains(&$value),
+            stringify!($field),
+            concat!("must be in ", stringify!($range)),
+        )?
+    };
+    ($value:expr, $field:ident) => {
+        $crate::policy::TuningParams::check(&$value).map_err(|e| e.within(stringify!($field)))?
+    };
+}
+pub(crate) use check_field;
 
 /// Called with the policy list: a `match` on an `AnyPolicy` place binding
 /// each concrete policy to one name (see [`with_policy!`]).
@@ -142,34 +197,45 @@ impl fmt::Display for PolicyKind {
 
 /// A policy parameter outside what the policy can run with, as found by
 /// [`BuildPolicy::check_params`](super::BuildPolicy::check_params).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidParam {
     /// The field, as spelled in configs (`classes.window` for a nested one).
-    pub field: &'static str,
+    pub field: String,
     /// What the value must be.
     pub reason: &'static str,
 }
 
 impl InvalidParam {
     /// `Ok` if `ok`, else this error.
-    pub(crate) fn unless(ok: bool, field: &'static str, reason: &'static str) -> Result<(), Self> {
+    pub(crate) fn unless(ok: bool, field: &str, reason: &'static str) -> Result<(), Self> {
         if ok {
             Ok(())
         } else {
-            Err(InvalidParam { field, reason })
+            Err(InvalidParam {
+                field: field.to_string(),
+                reason,
+            })
+        }
+    }
+
+    /// The same error for a field nested in `outer`.
+    pub(crate) fn within(self, outer: &str) -> Self {
+        InvalidParam {
+            field: format!("{outer}.{}", self.field),
+            ..self
         }
     }
 }
 
 /// A field of [`PolicyParams`](super::PolicyParams) that its policy cannot
 /// run with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("policy_params.{policy}.{field}: {reason}")]
 pub struct InvalidPolicyParams {
     /// The policy whose parameters are wrong.
     pub policy: PolicyKind,
-    /// The field, as spelled in configs.
-    pub field: &'static str,
+    /// The field, as spelled in configs (`classes.window` for a nested one).
+    pub field: String,
     /// What the value must be.
     pub reason: &'static str,
 }

@@ -2,40 +2,26 @@
 
 use super::lru::SlotList;
 use super::sketch::{FrequencySketch, SketchParams};
-use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, SlotId};
 use crate::hash::SequenceHash;
 
 const NONE: u8 = 0;
 const SMALL: u8 = 1;
 const MAIN: u8 = 2;
 
-/// Small-queue share of the capacity, in percent: the paper's 10%. New
-/// blocks must be hit while they cross this queue to reach the main one.
-pub const SMALL_PERCENT: usize = 10;
-
-/// Saturation of the per-block access counter (the paper's 2 bits): a main
-/// block survives at most this many passes of the FIFO without a new hit.
-pub const MAX_FREQ: u8 = 3;
-
-/// Tuning of `s3fifo`. The defaults are the paper's values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3FifoParams {
-    /// Small-queue share of the capacity, in percent (10). At most 100.
-    pub small_percent: u32,
-    /// Saturation of the per-block access counter (3: 2 bits). At most 254.
-    pub max_freq: u8,
-    /// Size and aging of the frequency sketch (the ghost).
-    pub sketch: SketchParams,
-}
-
-impl Default for S3FifoParams {
-    fn default() -> Self {
-        S3FifoParams {
-            small_percent: SMALL_PERCENT as u32,
-            max_freq: MAX_FREQ,
-            sketch: SketchParams::default(),
-        }
+policy_params! {
+    /// Tuning of `s3fifo`. The defaults are the paper's values.
+    pub struct S3FifoParams {
+        /// Small-queue share of the capacity, in percent: the paper's 10%.
+        /// New blocks must be hit while they cross this queue to reach the
+        /// main one. At most 100.
+        small_percent: u32 [0..=100] = 10,
+        /// Saturation of the per-block access counter (the paper's 2 bits:
+        /// 3): a main block survives at most this many passes of the FIFO
+        /// without a new hit. At most 254.
+        max_freq: u8 [0..=254] = 3,
+        /// Size and aging of the frequency sketch (the ghost).
+        sketch: SketchParams = SketchParams::default(),
     }
 }
 
@@ -76,9 +62,6 @@ impl S3Fifo {
 }
 
 impl EvictionPolicy for S3Fifo {
-    fn name(&self) -> &'static str {
-        "s3fifo"
-    }
     fn uses_leaves(&self) -> bool {
         false
     }
@@ -162,16 +145,6 @@ impl EvictionPolicy for S3Fifo {
 
 impl BuildPolicy for S3Fifo {
     type Params = S3FifoParams;
-
-    fn check_params(p: &S3FifoParams) -> Result<(), InvalidParam> {
-        InvalidParam::unless(
-            p.small_percent <= 100,
-            "small_percent",
-            "must be at most 100",
-        )?;
-        InvalidParam::unless(p.max_freq < u8::MAX, "max_freq", "must be at most 254")?;
-        p.sketch.check()
-    }
 
     fn build(capacity: usize, params: &S3FifoParams) -> Self {
         S3Fifo {

@@ -2,7 +2,8 @@
 //!
 //! It answers one question at registration: was this block's hash computed
 //! or evicted here within the last one or two *generations* (of
-//! [`GENERATION_PER_SLOT`] × capacity insertions)? A block recomputed after
+//! [`generation_per_slot`](SeenParams::generation_per_slot) × capacity
+//! insertions)? A block recomputed after
 //! it was evicted is then recognised and admitted as proven, which is
 //! TinyLFU's admission idea reduced to the one bit the policy reads.
 //!
@@ -24,65 +25,33 @@ use crate::hash::SequenceHash;
 
 /// Bits set per key in its 32-bit half-word (`SeenFilter::key` sets them).
 /// With about one key per half-word at a full generation (see
-/// [`WORDS_PER_SLOT`]), three bits give well under 1% false positives over
+/// [`words_per_slot`](SeenParams::words_per_slot)), three bits give well under 1% false positives over
 /// both generations (unit test: < 4% at twice that load).
 pub const BITS: u32 = 3;
 const _: () = assert!(BITS == 3, "`SeenFilter::key` sets exactly three bits");
 
-/// Words (buckets) per slot of capacity: 4 words = 32 bytes per slot, so a
-/// generation of [`GENERATION_PER_SLOT`] × capacity keys puts about one key
-/// in each 32-bit half. Two words per slot (16 bytes) lost 0.1-0.4 points of
-/// hit rate on the workloads of `docs/policies.md` to false positives.
-pub const WORDS_PER_SLOT: usize = 4;
-
-/// Insertions per generation, per slot of capacity. Membership lasts one to
-/// two generations: 4 to 8 cache turnovers of registrations, about as long
-/// as the count-min sketch it replaces remembered a block seen once (halved
-/// every 16 capacities of hits and registrations: 0 to 16, about 6
-/// turnovers of registrations at a 30% hit rate). A block is only worth
-/// protecting if its second access is remembered, but a longer memory
-/// admits lukewarm blocks that then push hot ones out: 8 to 16 turnovers
-/// gained 0.4 points on the Mooncake trace at 2,000 blocks and lost 1 to 2
-/// points on `zipf-prefixes` (`docs/policies.md`).
-pub const GENERATION_PER_SLOT: u64 = 4;
-
-/// Size and memory of the seen filter, per slot of the tier's capacity.
-/// The defaults are the tuned values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SeenParams {
-    /// Words (buckets) per slot (4: 32 bytes per slot, about one key per
-    /// half-word at a full generation); the table is rounded up to a power
-    /// of two. 2 words lost 0.1-0.4 points to false positives.
-    pub words_per_slot: u32,
-    /// Insertions per generation, per slot (4): a hash is remembered for 4
-    /// to 8 cache turnovers of registrations. Longer memories admit lukewarm
-    /// blocks that push hot ones out.
-    pub generation_per_slot: u32,
-}
-
-impl Default for SeenParams {
-    fn default() -> Self {
-        SeenParams {
-            words_per_slot: WORDS_PER_SLOT as u32,
-            generation_per_slot: GENERATION_PER_SLOT as u32,
-        }
-    }
-}
-
-impl SeenParams {
-    /// The first field out of range (named as a nested `seen` field).
-    pub(crate) fn check(&self) -> Result<(), super::InvalidParam> {
-        super::InvalidParam::unless(
-            (1..=1024).contains(&self.words_per_slot),
-            "seen.words_per_slot",
-            "must be in 1..=1024",
-        )?;
-        super::InvalidParam::unless(
-            self.generation_per_slot >= 1,
-            "seen.generation_per_slot",
-            "must be at least 1",
-        )
+policy_params! {
+    /// Size and memory of the seen filter, per slot of the tier's capacity.
+    /// The defaults are the tuned values.
+    pub struct SeenParams {
+        /// Words (buckets) per slot of capacity: 4 words = 32 bytes per
+        /// slot, so a generation of `generation_per_slot` × capacity keys
+        /// puts about one key in each 32-bit half. Two words per slot (16
+        /// bytes) lost 0.1-0.4 points of hit rate on the workloads of
+        /// `docs/policies.md` to false positives. The table is rounded up
+        /// to a power of two. In 1..=1024.
+        words_per_slot: u32 [1..=1024] = 4,
+        /// Insertions per generation, per slot of capacity (4). Membership
+        /// lasts one to two generations: 4 to 8 cache turnovers of
+        /// registrations, about as long as the count-min sketch it replaces
+        /// remembered a block seen once (halved every 16 capacities of hits
+        /// and registrations: 0 to 16, about 6 turnovers of registrations at
+        /// a 30% hit rate). A block is only worth protecting if its second
+        /// access is remembered, but a longer memory admits lukewarm blocks
+        /// that then push hot ones out: 8 to 16 turnovers gained 0.4 points
+        /// on the Mooncake trace at 2,000 blocks and lost 1 to 2 points on
+        /// `zipf-prefixes` (`docs/policies.md`). At least 1.
+        generation_per_slot: u32 [1..=u32::MAX] = 4,
     }
 }
 
@@ -187,7 +156,7 @@ mod tests {
         let mut f = SeenFilter::new(cap);
         assert!(!f.check_and_insert(key(1)));
         assert!(f.check_and_insert(key(1)));
-        let gen = cap as u64 * GENERATION_PER_SLOT;
+        let gen = cap as u64 * SeenParams::default().generation_per_slot as u64;
         // Fill the rest of this generation and all of the next with others.
         for k in 0..gen {
             f.check_and_insert(key(1000 + k));
@@ -203,7 +172,7 @@ mod tests {
     fn few_false_positives_at_design_load() {
         let cap = 256;
         let mut f = SeenFilter::new(cap);
-        let gen = cap as u64 * GENERATION_PER_SLOT;
+        let gen = cap as u64 * SeenParams::default().generation_per_slot as u64;
         // Two full generations' worth of distinct keys (the most the filter
         // ever holds), minus one so no rotation forgets the first.
         for k in 0..2 * gen - 1 {

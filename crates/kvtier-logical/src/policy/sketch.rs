@@ -18,67 +18,33 @@ use crate::hash::SequenceHash;
 /// chance that all four probes of an unseen key collide is negligible.
 const PROBES: usize = 4;
 
-/// Words of 16 counters per slot of capacity. 16 words = 256 counters per
-/// cached block, 16 per key the aging period can hold (`PERIOD_PER_SLOT`
-/// distinct keys per slot at most): a count-min sketch answers "seen at least
-/// twice" reliably only when counters outnumber the distinct keys several
-/// times over (at 2 counters per key, a fifth of the keys seen once read as
-/// twice). Scan-heavy workloads, whose one-off blocks fill the sketch, lost
-/// 2 points of hit rate at 8 counters per key. 128 bytes per slot, small
-/// next to a block of KV cache (tens of kilobytes to megabytes).
-const WORDS_PER_SLOT: usize = 16;
-
-/// Aging period in increments per slot of capacity. A block is only worth
-/// protecting if its *second* access is remembered: reuse distances of
-/// several cache turnovers are common (a shared document re-asked long
-/// after its first read), so the sketch keeps about 16 turnovers of history
-/// before halving (W-TinyLFU's paper uses 10). Shorter periods forget reuses
-/// that a policy could still exploit; longer ones keep dead popularity and
-/// need a bigger table for the same accuracy.
-const PERIOD_PER_SLOT: u64 = 16;
-
 /// Mask that clears the top bit of every nibble (used by halving).
 const HALF_MASK: u64 = 0x7777_7777_7777_7777;
 
-/// Size and memory of a [`FrequencySketch`], per slot of the tier's
-/// capacity. The defaults are the tuned values (see the constants' docs in
-/// `sketch.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SketchParams {
-    /// Words of 16 four-bit counters per slot (16: 256 counters, 128 bytes
-    /// per slot); the table is rounded up to a power of two. At 2 counters
-    /// per distinct key of an aging period, a fifth of the keys seen once
-    /// read as seen twice; scan-heavy workloads lost 2 points at 8.
-    pub words_per_slot: u32,
-    /// Aging period, in increments per slot (16): every counter is halved
-    /// after `period_per_slot * capacity` increments. Shorter periods forget
-    /// reuses a policy could still exploit; longer ones keep dead popularity.
-    pub period_per_slot: u32,
-}
-
-impl Default for SketchParams {
-    fn default() -> Self {
-        SketchParams {
-            words_per_slot: WORDS_PER_SLOT as u32,
-            period_per_slot: PERIOD_PER_SLOT as u32,
-        }
-    }
-}
-
-impl SketchParams {
-    /// The first field out of range (named as a nested `sketch` field).
-    pub(crate) fn check(&self) -> Result<(), super::InvalidParam> {
-        super::InvalidParam::unless(
-            (1..=1024).contains(&self.words_per_slot),
-            "sketch.words_per_slot",
-            "must be in 1..=1024",
-        )?;
-        super::InvalidParam::unless(
-            self.period_per_slot >= 1,
-            "sketch.period_per_slot",
-            "must be at least 1",
-        )
+policy_params! {
+    /// Size and aging of a [`FrequencySketch`], per slot of the tier's
+    /// capacity. The defaults are the tuned values.
+    pub struct SketchParams {
+        /// Words of 16 counters per slot of capacity. 16 words = 256
+        /// counters per cached block, 16 per key the aging period can hold
+        /// (`period_per_slot` distinct keys per slot at most): a count-min
+        /// sketch answers "seen at least twice" reliably only when counters
+        /// outnumber the distinct keys several times over (at 2 counters per
+        /// key, a fifth of the keys seen once read as twice). Scan-heavy
+        /// workloads, whose one-off blocks fill the sketch, lost 2 points of
+        /// hit rate at 8 counters per key. 128 bytes per slot, small next to
+        /// a block of KV cache. The table is rounded up to a power of two.
+        /// In 1..=1024.
+        words_per_slot: u32 [1..=1024] = 16,
+        /// Aging period in increments per slot of capacity (16). A block is
+        /// only worth protecting if its *second* access is remembered: reuse
+        /// distances of several cache turnovers are common (a shared
+        /// document re-asked long after its first read), so the sketch keeps
+        /// about 16 turnovers of history before halving (W-TinyLFU's paper
+        /// uses 10). Shorter periods forget reuses that a policy could still
+        /// exploit; longer ones keep dead popularity and need a bigger table
+        /// for the same accuracy. At least 1.
+        period_per_slot: u32 [1..=u32::MAX] = 16,
     }
 }
 
@@ -241,7 +207,7 @@ mod tests {
         // seen once are rarely reported as seen twice.
         let cap = 256;
         let mut s = FrequencySketch::new(cap);
-        let n = (cap as u64 * PERIOD_PER_SLOT - 1) as u128;
+        let n = (cap as u64 * SketchParams::default().period_per_slot as u64 - 1) as u128;
         for k in 0..n {
             s.increment(SequenceHash(k * 0x1234_5678_9abc_def1 + 1));
         }

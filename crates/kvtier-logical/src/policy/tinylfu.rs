@@ -2,7 +2,7 @@
 
 use super::lru::SlotList;
 use super::sketch::{FrequencySketch, SketchParams};
-use super::{BlockInfo, BuildPolicy, EvictionPolicy, InvalidParam, SlotId};
+use super::{BlockInfo, BuildPolicy, EvictionPolicy, SlotId};
 use crate::hash::SequenceHash;
 
 const NONE: u8 = 0;
@@ -10,35 +10,20 @@ const WINDOW: u8 = 1;
 const PROBATION: u8 = 2;
 const PROTECTED: u8 = 3;
 
-/// Window share of the capacity, in percent. 1% is the published default:
-/// the window only has to absorb bursts of new blocks until the sketch has
-/// seen them; frequency decides the rest.
-pub const WINDOW_PERCENT: usize = 1;
-
-/// Protected share of the main region, in percent (the SLRU split of the
-/// paper and of Caffeine): blocks hit while in probation are protected; the
-/// remaining 20% lets newly admitted blocks prove themselves.
-pub const PROTECTED_PERCENT: usize = 80;
-
-/// Tuning of `tinylfu`. The defaults are the published values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TinyLfuParams {
-    /// Window share of the capacity, in percent (1). At most 100.
-    pub window_percent: u32,
-    /// Protected share of the main region, in percent (80). At most 100.
-    pub protected_percent: u32,
-    /// Size and aging of the frequency sketch.
-    pub sketch: SketchParams,
-}
-
-impl Default for TinyLfuParams {
-    fn default() -> Self {
-        TinyLfuParams {
-            window_percent: WINDOW_PERCENT as u32,
-            protected_percent: PROTECTED_PERCENT as u32,
-            sketch: SketchParams::default(),
-        }
+policy_params! {
+    /// Tuning of `tinylfu`. The defaults are the published values.
+    pub struct TinyLfuParams {
+        /// Window share of the capacity, in percent. 1% is the published
+        /// default: the window only has to absorb bursts of new blocks until
+        /// the sketch has seen them; frequency decides the rest. At most 100.
+        window_percent: u32 [0..=100] = 1,
+        /// Protected share of the main region, in percent (the SLRU split of
+        /// the paper and of Caffeine: 80): blocks hit while in probation are
+        /// protected; the remaining 20% lets newly admitted blocks prove
+        /// themselves. At most 100.
+        protected_percent: u32 [0..=100] = 80,
+        /// Size and aging of the frequency sketch.
+        sketch: SketchParams = SketchParams::default(),
     }
 }
 
@@ -97,9 +82,6 @@ impl TinyLfu {
 }
 
 impl EvictionPolicy for TinyLfu {
-    fn name(&self) -> &'static str {
-        "tinylfu"
-    }
     fn uses_leaves(&self) -> bool {
         false
     }
@@ -198,20 +180,6 @@ impl EvictionPolicy for TinyLfu {
 
 impl BuildPolicy for TinyLfu {
     type Params = TinyLfuParams;
-
-    fn check_params(p: &TinyLfuParams) -> Result<(), InvalidParam> {
-        InvalidParam::unless(
-            p.window_percent <= 100,
-            "window_percent",
-            "must be at most 100",
-        )?;
-        InvalidParam::unless(
-            p.protected_percent <= 100,
-            "protected_percent",
-            "must be at most 100",
-        )?;
-        p.sketch.check()
-    }
 
     fn build(capacity: usize, params: &TinyLfuParams) -> Self {
         let window_target = (capacity * params.window_percent as usize / 100).max(1);

@@ -67,14 +67,11 @@ impl BlockStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::hash::{hash_trace_ids, CacheSalt};
-    use crate::store::tests::{put, store};
+    use crate::store::tests::stored;
 
     #[test]
     fn invalidated_blocks_are_freed_not_cached() {
-        let s = store(4);
-        let h = hash_trace_ids(CacheSalt(0), &[1, 2]);
-        let held = put(&s, &h);
+        let (s, h, held) = stored(4, &[1, 2]);
         assert!(s.invalidate(&held[1]));
         assert!(!s.invalidate(&held[1]));
         assert_eq!(s.match_prefix(&h).len(), 1);

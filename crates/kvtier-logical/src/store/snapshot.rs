@@ -39,15 +39,12 @@ impl BlockStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::hash::{hash_trace_ids, CacheSalt};
-    use crate::store::tests::{put, store};
+    use crate::store::tests::stored;
     use crate::SequenceHash;
 
     #[test]
     fn lists_matchable_blocks_only() {
-        let s = store(4);
-        let h = hash_trace_ids(CacheSalt(0), &[1, 2]);
-        let held = put(&s, &h);
+        let (s, h, held) = stored(4, &[1, 2]);
         let _m = s.allocate(1).unwrap(); // held, not registered
         drop(held); // both inactive: still matchable, still listed
         let r = s.registered();

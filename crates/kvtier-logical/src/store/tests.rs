@@ -13,6 +13,18 @@ fn spec(hashes: &[SequenceHash], i: usize) -> BlockSpec {
     BlockSpec::at(hashes, i)
 }
 
+/// A store of `cap` slots holding the chain of `ids` (salt 1), in use:
+/// the store, the chain's hashes and the guards.
+pub(super) fn stored(
+    cap: usize,
+    ids: &[u64],
+) -> (BlockStore, Vec<SequenceHash>, Vec<ImmutableBlock>) {
+    let s = store(cap);
+    let h = hash_trace_ids(CacheSalt(1), ids);
+    let held = put(&s, &h);
+    (s, h, held)
+}
+
 /// Allocate, complete and register a whole chain.
 pub(super) fn put(s: &BlockStore, hashes: &[SequenceHash]) -> Vec<ImmutableBlock> {
     let blocks = s.allocate(hashes.len()).unwrap();
@@ -57,9 +69,7 @@ fn allocation_is_all_or_nothing() {
 
 #[test]
 fn lifecycle_and_resurrection() {
-    let s = store(4);
-    let h = hash_trace_ids(CacheSalt(1), &[1, 2, 3]);
-    let blocks = put(&s, &h);
+    let (s, h, blocks) = stored(4, &[1, 2, 3]);
     assert_eq!(s.metrics().in_use, 3);
     s.release(blocks.into_iter().rev());
     let m = s.metrics();
@@ -96,9 +106,7 @@ fn eviction_reports_victims_in_lru_order() {
 
 #[test]
 fn duplicates_rejected_share_one_slot() {
-    let s = store(4);
-    let h = hash_trace_ids(CacheSalt(1), &[7]);
-    let a = put(&s, &h);
+    let (s, h, a) = stored(4, &[7]);
     let b = put(&s, &h);
     assert_eq!(a[0].slot(), b[0].slot());
     assert_eq!(s.metrics().free, 3, "the duplicate's slot was freed");
@@ -125,15 +133,13 @@ fn duplicates_allowed_keep_their_slot_until_released() {
 
 #[test]
 fn weak_blocks_fail_after_eviction() {
-    let s = store(1);
-    let h = hash_trace_ids(CacheSalt(1), &[1]);
-    let b = put(&s, &h);
+    let (s, _, b) = stored(1, &[1]);
     let w = b[0].downgrade();
     drop(b);
     let up = w.upgrade().expect("inactive block still upgradable");
     drop(up);
     let other = hash_trace_ids(CacheSalt(1), &[2]);
-    let _o = put(&s, &other); // evicts h
+    let _o = put(&s, &other); // evicts the first block
     assert!(w.upgrade().is_none());
     drop(s);
     assert!(w.upgrade().is_none());
@@ -141,9 +147,7 @@ fn weak_blocks_fail_after_eviction() {
 
 #[test]
 fn clones_count_references() {
-    let s = store(2);
-    let h = hash_trace_ids(CacheSalt(1), &[1]);
-    let b = put(&s, &h);
+    let (s, _, b) = stored(2, &[1]);
     let c = b[0].clone();
     drop(b);
     assert_eq!(s.metrics().in_use, 1);
@@ -185,9 +189,7 @@ fn events_are_sequenced_chains() {
 
 #[test]
 fn clear_keeps_in_use_blocks_valid() {
-    let s = store(3);
-    let h = hash_trace_ids(CacheSalt(1), &[1, 2]);
-    let held = put(&s, &h);
+    let (s, h, held) = stored(3, &[1, 2]);
     s.clear();
     assert!(s.match_prefix(&h).is_empty());
     assert_eq!(s.metrics().in_use, 2);
@@ -199,9 +201,7 @@ fn clear_keeps_in_use_blocks_valid() {
 
 #[test]
 fn scan_finds_non_prefix_blocks() {
-    let s = store(4);
-    let h = hash_trace_ids(CacheSalt(1), &[1, 2, 3]);
-    let b = put(&s, &h);
+    let (s, h, b) = stored(4, &[1, 2, 3]);
     s.release(vec![b.into_iter().nth(1).unwrap()]);
     let found = s.scan(&[h[0], SequenceHash(5), h[2]]);
     assert!(found[0].is_some() && found[1].is_none() && found[2].is_some());
@@ -235,9 +235,7 @@ fn recomputed_parent_does_not_inherit_stale_children() {
 
 #[test]
 fn leaf_tracking_survives_parent_eviction() {
-    let s = store(2);
-    let h = hash_trace_ids(CacheSalt(1), &[1, 2]);
-    let b = put(&s, &h);
+    let (s, h, b) = stored(2, &[1, 2]);
     // release head first: the head becomes the LRU victim while its child stays
     s.release(b);
     let g = hash_trace_ids(CacheSalt(1), &[5]);
