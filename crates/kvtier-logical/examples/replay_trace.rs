@@ -12,13 +12,16 @@
 //! ```
 //!
 //! Arguments: policy name (default `lru`), capacity in blocks (6000),
-//! repeats (1).
+//! repeats (1). Prints the hits and the best and median replay times (the
+//! times are for comparing builds run alternately on one machine; the
+//! criterion bench `replay/trace` is the reference figure).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use kvtier_logical::replay;
 use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, Tier};
+use std::time::Instant;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -30,13 +33,24 @@ fn main() {
     let capacity: usize = args.next().map_or(6000, |a| a.parse().expect("capacity"));
     let repeats: usize = args.next().map_or(1, |a| a.parse().expect("repeats"));
     let requests = common::trace();
+    let mut times = Vec::with_capacity(repeats);
+    let mut stats = None;
     for _ in 0..repeats {
         let store =
             BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(policy)).unwrap();
-        let stats = replay(&store, requests).unwrap();
+        let t = Instant::now();
+        stats = Some(replay(&store, requests).unwrap());
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    if let Some(stats) = stats {
+        times.sort_by(f64::total_cmp);
         println!(
-            "{policy} {capacity}: {} hits of {} blocks",
-            stats.hits, stats.blocks
+            "{policy} {capacity}: {} hits of {} blocks; replay best {:.3} ms, median {:.3} ms \
+             ({repeats} replays)",
+            stats.hits,
+            stats.blocks,
+            times[0],
+            times[times.len() / 2]
         );
     }
 }

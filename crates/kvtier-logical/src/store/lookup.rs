@@ -66,6 +66,7 @@ impl Core {
     /// The prefix match under the lock, with one reference per hash added by
     /// the caller (the unused ones are the caller's to give back): returns
     /// the number of blocks matched.
+    #[inline(always)]
     fn match_prefix<P: EvictionPolicy>(
         &mut self,
         p: &mut P,
@@ -87,12 +88,8 @@ impl Core {
                 Some(s) => {
                     self.acquire(p, s);
                     p.on_hit(s, &self.slots[s as usize].info());
-                    out.push(ImmutableBlock {
-                        // SAFETY: one of the references the caller added.
-                        store: unsafe { store.counted_clone() },
-                        slot: s,
-                        hash: h,
-                    });
+                    // SAFETY: one of the references the caller added.
+                    ImmutableBlock::push(out, unsafe { store.counted_clone() }, s, h);
                     matched += 1;
                 }
                 None => {

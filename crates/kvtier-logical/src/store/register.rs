@@ -84,11 +84,7 @@ impl Core {
                 hash: spec.hash,
                 parent: spec.parent,
             };
-            out.push(ImmutableBlock {
-                store: owner,
-                slot: s,
-                hash: spec.hash,
-            });
+            ImmutableBlock::push(out, owner, s, spec.hash);
         }
         start
     }
