@@ -11,8 +11,8 @@ use std::str::FromStr;
 /// store's `AnyPolicy` (one variant per policy, held by value).
 macro_rules! define_policies {
     ([] $( $(#[$doc:meta])* $variant:ident($field:ident) = $name:literal => $ty:ty ),+ $(,)?) => {
-        /// The policies a tier can be configured with (one per line of
-        /// [`for_each_policy!`]).
+        /// The policies a tier can be configured with (one per line of the
+        /// policy list, `for_each_policy!` in `policy/mod.rs`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum PolicyKind {
             $( $(#[$doc])* #[serde(rename = $name)] $variant, )+

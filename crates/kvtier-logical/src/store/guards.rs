@@ -51,7 +51,7 @@ impl std::fmt::Debug for MutableBlock {
 }
 
 /// A full block with a known hash, not yet matchable. Register it with
-/// [`BlockStore::register`]; dropping it returns the slot to the free list.
+/// [`BlockStore::register`](super::BlockStore::register); dropping it returns the slot to the free list.
 pub struct CompleteBlock {
     pub(super) store: Counted<Shared>,
     pub(super) slot: SlotId,
