@@ -37,12 +37,9 @@ impl Inner {
             Err(e) => (Err(e), guards),
         };
         let n = pairs.len() as u64;
-        self.metrics.path(link.path).record(
-            n,
-            n * bytes.block_bytes,
-            start.elapsed(),
-            res.is_ok(),
-        );
+        self.metrics
+            .path(link.path)
+            .record(n, n * bytes.block_bytes, start.elapsed(), res.is_ok());
         (res, guards)
     }
 }

@@ -197,12 +197,11 @@ impl Inner {
             .iter()
             .zip(&src_sums)
             .map(|(d, &src)| match (host, tier) {
-                (Some(h), Tier::G1) => {
-                    kvtier_memory::block_checksum(&**h, d.slot() as usize).unwrap_or_else(|e| {
+                (Some(h), Tier::G1) => kvtier_memory::block_checksum(&**h, d.slot() as usize)
+                    .unwrap_or_else(|e| {
                         tracing::warn!("cannot checksum offloaded block: {e}");
                         0
-                    })
-                }
+                    }),
                 _ => src,
             })
             .collect();

@@ -118,7 +118,10 @@ impl Inner {
                     let b = &l.guards[i];
                     let sum = kvtier_memory::block_checksum(&**h, b.slot() as usize)?;
                     if sum != src_tier.sum(b.slot()) {
-                        tracing::warn!("{from} block {} failed verification: recomputing", b.hash());
+                        tracing::warn!(
+                            "{from} block {} failed verification: recomputing",
+                            b.hash()
+                        );
                         l.failures += 1;
                         self.withdraw(from, b);
                         l.cut = i;

@@ -267,9 +267,7 @@ impl RequestSequence {
         };
         let inner = self.cache.inner.clone();
         let (hashes, specs) = (&self.hashes, self.specs.as_deref());
-        let on = inner
-            .onboard(plan, |i| spec_at(hashes, specs, i))
-            .await?;
+        let on = inner.onboard(plan, |i| spec_at(hashes, specs, i)).await?;
         self.held = on.blocks;
         self.served = on.served;
         Ok(OnboardReport {

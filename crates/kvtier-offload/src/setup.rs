@@ -220,11 +220,7 @@ fn g1_bytes(setup: &CacheSetup, shape: BlockShape) -> Result<Option<G1Bytes>, Se
 
 /// Check every tier's store and memory against the others; build the stores.
 fn validate(setup: &CacheSetup) -> Result<Validated, SetupError> {
-    let shape: Option<BlockShape> = setup
-        .g1
-        .memory
-        .block_memory()
-        .map(|m| *m.layout().shape());
+    let shape: Option<BlockShape> = setup.g1.memory.block_memory().map(|m| *m.layout().shape());
     let mut restored = RestoreStats::default();
     let g1 = tier_state(Tier::G1, &setup.g1, shape, setup, &mut restored)?;
     let mut lower = Vec::new();
@@ -292,10 +288,9 @@ impl TieredCache {
             .iter()
             .any(|w| matches!(w, WritePolicy::WriteThroughSelective { .. }));
         let has_g2 = tiers.below(Tier::G1).is_some();
-        let cleaner = (setup.clean_ahead > 0
-            && has_g2
-            && matches!(setup.g1_to_g2, WritePolicy::WriteBack))
-        .then(|| Arc::new(Cleaner::new(setup.clean_ahead)));
+        let cleaner =
+            (setup.clean_ahead > 0 && has_g2 && matches!(setup.g1_to_g2, WritePolicy::WriteBack))
+                .then(|| Arc::new(Cleaner::new(setup.clean_ahead)));
         let boundaries = write.len();
         let inner = Arc::new(Inner {
             seen: Mutex::new(SeenSketch::new(tiers.g1().store.capacity() * 4)),
@@ -316,18 +311,20 @@ impl TieredCache {
             if matches!(policy, WritePolicy::WriteBack) {
                 continue;
             }
-            let runtime = tokio::runtime::Handle::try_current().map_err(|_| SetupError::NoRuntime {
-                task: "write-through",
-            })?;
+            let runtime =
+                tokio::runtime::Handle::try_current().map_err(|_| SetupError::NoRuntime {
+                    task: "write-through",
+                })?;
             let (tx, rx) = mpsc::channel(setup.queue_depth.max(1));
             inner.wt_tx.lock()[b] = Some(tx);
             tasks.workers[b] =
                 Some(runtime.spawn(write_through_worker(inner.clone(), Tier::ALL[b], rx)));
         }
         if let Some(c) = &inner.cleaner {
-            let runtime = tokio::runtime::Handle::try_current().map_err(|_| SetupError::NoRuntime {
-                task: "proactive cleaning",
-            })?;
+            let runtime =
+                tokio::runtime::Handle::try_current().map_err(|_| SetupError::NoRuntime {
+                    task: "proactive cleaning",
+                })?;
             tasks.cleaner = Some(runtime.spawn(cleaner_task(inner.clone(), c.clone())));
         }
         Ok(TieredCache::from_parts(inner, tasks))

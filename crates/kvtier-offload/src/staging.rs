@@ -113,8 +113,11 @@ impl Inner {
                 let mut staging = staging.clone().lock_owned().await;
                 let per = staging.num_blocks();
                 for (c, chunk) in slots.chunks(per).enumerate() {
-                    let pairs: Vec<(usize, usize)> =
-                        chunk.iter().enumerate().map(|(j, &slot)| (slot, j)).collect();
+                    let pairs: Vec<(usize, usize)> = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &slot)| (slot, j))
+                        .collect();
                     let dst: Arc<dyn BlockMemory> = (*staging).clone();
                     let transfer = engine.copy_blocks(mem, &dst, &pairs)?;
                     // Staging stays taken until the bytes have landed.

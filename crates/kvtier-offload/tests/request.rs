@@ -105,7 +105,11 @@ async fn blocks_are_released_tail_first() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn data_round_trips_through_g2_into_device_g1() {
-    let mut s = setup(tier(Tier::G1, 2, mock(2)), Some(tier(Tier::G2, 8, host(8))), None);
+    let mut s = setup(
+        tier(Tier::G1, 2, mock(2)),
+        Some(tier(Tier::G2, 8, host(8))),
+        None,
+    );
     s.device_engine = Some(Arc::new(MemcpyEngine::new(1).unwrap()));
     let cache = TieredCache::new(s).unwrap();
     let h = hashes(&[1, 2]);
@@ -124,7 +128,10 @@ async fn data_round_trips_through_g2_into_device_g1() {
     assert_eq!(seen, vec![1, 0]);
     assert!(matches!(
         req.read_back(&[2], |_, _| {}).await,
-        Err(OffloadError::NotHeld { position: 2, held: 2 })
+        Err(OffloadError::NotHeld {
+            position: 2,
+            held: 2
+        })
     ));
     drop(req);
     let m = cache.metrics();
@@ -189,7 +196,10 @@ async fn a_closed_cache_refuses_requests() {
     assert_eq!(cache.close().await.unwrap().flushed_blocks, 0);
     let mut req = cache.request(&hashes(&[1]));
     assert!(matches!(req.onboard().await, Err(OffloadError::Closed)));
-    assert!(matches!(req.allocate_rest().await, Err(OffloadError::Closed)));
+    assert!(matches!(
+        req.allocate_rest().await,
+        Err(OffloadError::Closed)
+    ));
     // The stores stay readable; a second close does nothing.
     assert_eq!(cache.store(Tier::G1).unwrap().metrics().inactive, 1);
     cache.close().await.unwrap();
@@ -235,7 +245,10 @@ async fn close_flushes_to_a_journaled_g3_then_closes_the_journal() {
     assert_eq!(closed.flushed_blocks, 6);
     assert_eq!(*journal.log.lock(), vec!["stored 3", "close"]);
     assert_eq!(
-        cache.store(Tier::G3).unwrap().contains_all(&hashes(&[1, 2, 3])),
+        cache
+            .store(Tier::G3)
+            .unwrap()
+            .contains_all(&hashes(&[1, 2, 3])),
         vec![true; 3]
     );
     cache.close().await.unwrap();
@@ -262,7 +275,11 @@ fn setup_errors_name_the_tier_at_fault() {
             above: Tier::G2
         }
     ));
-    let e = err(setup(tier(Tier::G1, 4, none()), Some(tier(Tier::G3, 4, none())), None));
+    let e = err(setup(
+        tier(Tier::G1, 4, none()),
+        Some(tier(Tier::G3, 4, none())),
+        None,
+    ));
     assert!(matches!(
         e,
         SetupError::TierMismatch {
@@ -270,7 +287,11 @@ fn setup_errors_name_the_tier_at_fault() {
             configured: Tier::G3
         }
     ));
-    let e = err(setup(tier(Tier::G1, 4, host(4)), Some(tier(Tier::G2, 4, none())), None));
+    let e = err(setup(
+        tier(Tier::G1, 4, host(4)),
+        Some(tier(Tier::G2, 4, none())),
+        None,
+    ));
     assert!(matches!(
         e,
         SetupError::MixedData {
@@ -290,11 +311,23 @@ fn setup_errors_name_the_tier_at_fault() {
     let other = TierMemory::Host(Arc::new(
         HostMemory::new(Layout::contiguous(BlockShape::llama3_8b(), 2).unwrap()).unwrap(),
     ));
-    let e = err(setup(tier(Tier::G1, 2, host(2)), Some(tier(Tier::G2, 2, other)), None));
+    let e = err(setup(
+        tier(Tier::G1, 2, host(2)),
+        Some(tier(Tier::G2, 2, other)),
+        None,
+    ));
     assert!(matches!(e, SetupError::ShapeMismatch { tier: Tier::G2 }));
-    let e = err(setup(tier(Tier::G1, 2, host(2)), Some(tier(Tier::G2, 2, mock(2))), None));
+    let e = err(setup(
+        tier(Tier::G1, 2, host(2)),
+        Some(tier(Tier::G2, 2, mock(2))),
+        None,
+    ));
     assert!(matches!(e, SetupError::NotHostVisible { tier: Tier::G2 }));
-    let e = err(setup(tier(Tier::G1, 2, host(2)), Some(tier(Tier::G2, 2, host(2))), None));
+    let e = err(setup(
+        tier(Tier::G1, 2, host(2)),
+        Some(tier(Tier::G2, 2, host(2))),
+        None,
+    ));
     assert!(matches!(
         e,
         SetupError::MissingEngine {
@@ -304,7 +337,11 @@ fn setup_errors_name_the_tier_at_fault() {
     ));
     let e = err(setup(tier(Tier::G1, 2, mock(2)), None, None));
     assert!(matches!(e, SetupError::MissingStagingEngine));
-    let mut s = setup(tier(Tier::G1, 2, none()), Some(tier(Tier::G2, 2, none())), None);
+    let mut s = setup(
+        tier(Tier::G1, 2, none()),
+        Some(tier(Tier::G2, 2, none())),
+        None,
+    );
     s.g1_to_g2 = WritePolicy::WriteThrough;
     let e = err(s);
     assert!(matches!(
