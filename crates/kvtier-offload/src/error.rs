@@ -71,7 +71,7 @@ pub enum SetupError {
     MissingStagingEngine,
     /// The host staging buffer of a device-only G1 could not be made.
     #[error("host staging for device-only G1: {0}")]
-    Staging(#[source] MemoryError),
+    Staging(MemoryError),
     /// A tier's block store refused its configuration (each error names
     /// its tier).
     #[error(transparent)]
@@ -102,7 +102,7 @@ pub enum OffloadError {
     Setup(#[from] SetupError),
     /// The G3 journal failed to close (its last records may not be durable).
     #[error("G3 journal: {0}")]
-    Journal(#[source] JournalError),
+    Journal(JournalError),
     /// A tier that this cache does not have.
     #[error("no {tier} tier is configured")]
     NoSuchTier {
