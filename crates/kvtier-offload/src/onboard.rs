@@ -115,16 +115,11 @@ impl Inner {
                     if l.verified[i] {
                         continue;
                     }
-                    let b = &l.guards[i];
-                    let sum = kvtier_memory::block_checksum(&**h, b.slot() as usize)?;
-                    if sum != src_tier.sum(b.slot()) {
-                        tracing::warn!(
-                            "{from} block {} failed verification: recomputing",
-                            b.hash()
-                        );
-                        l.failures += 1;
-                        self.withdraw(from, b);
-                        l.cut = i;
+                    let slot = l.guards[i].slot();
+                    let sum = kvtier_memory::block_checksum(&**h, slot as usize)?;
+                    let expect = src_tier.sum(slot);
+                    if sum != expect {
+                        self.reject(l, from, i, sum, expect);
                         break;
                     }
                 }
@@ -163,13 +158,7 @@ impl Inner {
                     None => None,
                 };
                 if let Some(sum) = sum.filter(|&s| s != expect) {
-                    tracing::warn!(
-                        "{from} block {} failed verification (checksum {sum:016x}, expected {expect:016x}): recomputing",
-                        src.hash()
-                    );
-                    l.failures += 1;
-                    self.withdraw(from, src);
-                    l.cut = i;
+                    self.reject(l, from, i, sum, expect);
                     break;
                 }
                 dst_tier.set_sum(d.slot(), sum.unwrap_or(0));
@@ -190,14 +179,22 @@ impl Inner {
         Ok(())
     }
 
-    /// Withdraw a copy that failed verification from its tier (and from a
-    /// persistent tier's journal).
-    fn withdraw(&self, tier: Tier, block: &ImmutableBlock) {
+    /// Position `i`'s copy in `tier` failed verification: count it, withdraw
+    /// the copy from its tier (and from a persistent tier's journal), and
+    /// cut the served prefix there.
+    fn reject(&self, l: &mut Lifting, tier: Tier, i: usize, sum: u64, expect: u64) {
+        let block = &l.guards[i];
+        tracing::warn!(
+            "{tier} block {} failed verification (checksum {sum:016x}, expected {expect:016x}): recomputing",
+            block.hash()
+        );
         if let Some(t) = self.tiers.get(tier) {
             t.store.invalidate(block);
         }
         if let Some(j) = self.journaled(tier) {
             j.removed(&[(block.slot(), block.hash())]);
         }
+        l.failures += 1;
+        l.cut = i;
     }
 }
