@@ -237,7 +237,17 @@ fn replay(args: ReplayArgs) -> Result<()> {
             ack_log: args.ack_log.clone(),
         },
     };
-    let outcome = replay::run(&config, &name, &hashed, &opts).context("replay failed")?;
+    let outcome = replay::run(&config, &name, &hashed, &opts).map_err(|e| {
+        let mismatch = matches!(
+            e,
+            replay::ReplayError::Setup(kvtier::setup::SetupError::G3Mismatch { .. })
+        );
+        if mismatch {
+            anyhow::anyhow!("replay failed: {e}; use another --g3-dir, or --g3-reset to discard it")
+        } else {
+            anyhow::Error::new(e).context("replay failed")
+        }
+    })?;
     if let Some(p) = &args.plot {
         std::fs::write(p, outcome.plot_svg())
             .with_context(|| format!("cannot write plot {}", p.display()))?;

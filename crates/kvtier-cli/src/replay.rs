@@ -4,15 +4,16 @@
 //! One tier without data takes the direct store path
 //! ([`kvtier_logical::SingleTierReplay`]: match, allocate, register,
 //! release on the public store API). Anything else goes through the offload
-//! engine ([`TieredCache`]): lookup across tiers, onboard, allocate with
-//! write-back, write the computed blocks' bytes, register, release tail first.
+//! engine, one [`kvtier_offload::RequestSequence`] per request: lookup across
+//! tiers, onboard, allocate with write-back, write the computed blocks' bytes,
+//! register, release tail first.
 
 use crate::plot::{line_chart, Series};
 use kvtier::config::Config;
 use kvtier::setup::{self, SetupError};
 use kvtier_harness::pattern;
 use kvtier_harness::trace::HashedTrace;
-use kvtier_logical::{BlockSpec, BlockStore, SequenceHash, StoreConfig, StoreError, Tier};
+use kvtier_logical::{BlockStore, SequenceHash, StoreConfig, StoreError, Tier};
 use kvtier_logical::{ReplayStats, SingleTierReplay};
 use kvtier_offload::{OffloadError, TieredCache};
 use serde::Serialize;
@@ -308,58 +309,43 @@ struct RequestStats {
     mismatches: u64,
 }
 
-/// One request through the tiered cache: lookup, onboard (verified), compute
-/// the rest (allocate + write its bytes), register, release tail first.
+/// One request through the tiered cache: lookup and onboard (verified),
+/// compute the rest (allocate + write its bytes), register; the request
+/// releases its blocks tail first when it drops.
 async fn request(
     cache: &TieredCache,
     hashes: &[SequenceHash],
 ) -> Result<RequestStats, ReplayError> {
-    let cap = cache.store(Tier::G1).expect("G1").capacity();
-    let hashes = &hashes[..hashes.len().min(cap)];
-    let data = cache.has_data();
+    let hashes = &hashes[..hashes.len().min(cache.g1_capacity())];
     let mut st = RequestStats {
         blocks: hashes.len() as u64,
         ..Default::default()
     };
-    let plan = cache.lookup(hashes).await;
-    let on = cache.onboard(plan).await?;
-    st.hits = on.hits_by_tier;
-    let k = on.blocks.len();
-    if data {
+    let mut req = cache.request(hashes);
+    st.hits = req.onboard().await?.hits_by_tier;
+    if cache.has_data() {
         // End-to-end check of every onboarded block's bytes in G1.
-        let onboarded: Vec<usize> = (0..k).filter(|&i| on.served[i] != Tier::G1).collect();
+        let onboarded: Vec<usize> = (0..req.served().len())
+            .filter(|&i| req.served()[i] != Tier::G1)
+            .collect();
         if !onboarded.is_empty() {
-            let blocks: Vec<_> = onboarded.iter().map(|&i| on.blocks[i].clone()).collect();
             let mut bad = 0u64;
-            cache
-                .read_back(&blocks, |j, bytes| {
-                    if !pattern::matches(hashes[onboarded[j]], bytes) {
-                        bad += 1;
-                    }
-                })
-                .await?;
+            req.read_back(&onboarded, |pos, bytes| {
+                if !pattern::matches(hashes[pos], bytes) {
+                    bad += 1;
+                }
+            })
+            .await?;
             st.mismatches = bad;
             st.verified = onboarded.len() as u64 * cache.block_bytes();
-            // Same store: one lock for the clones' release.
-            cache.release(blocks);
         }
     }
-    let fresh = cache.allocate(hashes.len() - k).await?;
-    if data {
-        cache
-            .write_new(&fresh, |i, buf| pattern::fill(hashes[k + i], buf))
-            .await?;
-        st.written = fresh.len() as u64 * cache.block_bytes();
-    }
-    let complete = fresh
-        .into_iter()
-        .zip(k..)
-        .map(|(b, i)| b.complete(BlockSpec::at(hashes, i)))
-        .collect();
-    let registered = cache.register(complete).await;
-    let mut all = on.blocks;
-    all.extend(registered);
-    cache.release(all.into_iter().rev());
+    let fresh = req.allocate_rest().await?;
+    st.written = fresh.len() as u64 * cache.block_bytes();
+    let written = req
+        .write(fresh, |pos, buf| pattern::fill(hashes[pos], buf))
+        .await?;
+    req.register(written).await?;
     Ok(st)
 }
 
@@ -437,16 +423,9 @@ async fn run_tiered(
             }
         }
     }
-    // A persistent G3 gets everything the cache holds before a clean stop.
-    let flushed = match &built.journal {
-        Some(_) => cache.flush_down().await,
-        None => 0,
-    };
-    cache.shutdown().await;
-    if let Some(j) = &built.journal {
-        j.close()
-            .map_err(|e| ReplayError::Runtime(std::io::Error::other(format!("G3 journal: {e}"))))?;
-    }
+    // A clean stop: a persistent G3 gets everything the cache holds, the
+    // background copies finish, the journal is closed.
+    let flushed = cache.close().await?.flushed_blocks;
     let seconds = start.elapsed().as_secs_f64();
     if let Some(b) = bar {
         b.finish_and_clear();

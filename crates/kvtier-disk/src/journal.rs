@@ -106,9 +106,9 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kvtier_memory::HostVisible;
+use kvtier_memory::{block_checksum, HostVisible};
 use thiserror::Error;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, Xxh3};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// Journal file name inside the G3 directory.
 pub const JOURNAL_FILE: &str = "g3.journal";
@@ -164,7 +164,8 @@ pub struct Record {
     pub parent: u128,
     /// Position of the block in its sequence.
     pub position: u32,
-    /// xxh3-64 of the block's bytes (regions in layer order).
+    /// The block's [`kvtier_memory::block_checksum`] (xxh3-64 of its bytes,
+    /// regions in layer order).
     pub checksum: u64,
 }
 
@@ -943,22 +944,11 @@ impl Journal {
     }
 }
 
-/// xxh3-64 of a block's bytes, regions in layer order (the checksum
-/// [`Record::checksum`] holds; same as `kvtier_offload::block_checksum`).
-pub fn block_checksum(mem: &dyn HostVisible, slot: u32) -> Result<u64, kvtier_memory::MemoryError> {
-    let view = mem.block(slot as usize)?;
-    let mut h = Xxh3::new();
-    for r in view.regions() {
-        h.update(r);
-    }
-    Ok(h.digest())
-}
-
 /// `--verify full`: re-read every record's block from `mem` (e.g. a
 /// [`crate::DiskMemory`]) and check its checksum. Returns `(ok, bad)`, each in
 /// input order; a block that cannot be read counts as bad.
 pub fn verify_full(records: &[Record], mem: &dyn HostVisible) -> (Vec<Record>, Vec<Record>) {
-    verify_full_with(records, |r| block_checksum(mem, r.slot).ok())
+    verify_full_with(records, |r| block_checksum(mem, r.slot as usize).ok())
 }
 
 /// [`verify_full`] with any block reader: `checksum_of(record)` returns the

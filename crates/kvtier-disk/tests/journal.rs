@@ -505,7 +505,10 @@ fn verify_full_against_a_disk_file() {
         let data: Vec<u8> = (0..bb).map(|i| (i as u32 * 7 + slot * 13) as u8).collect();
         disk.write_block(slot as usize, &data).unwrap();
         let sum = xxhash_rust::xxh3::xxh3_64(&disk.read_block(slot as usize).unwrap());
-        assert_eq!(sum, journal::block_checksum(&disk, slot).unwrap());
+        assert_eq!(
+            sum,
+            kvtier_memory::block_checksum(&disk, slot as usize).unwrap()
+        );
         records.push(Record {
             checksum: sum,
             ..rec(slot, slot as u128)

@@ -9,6 +9,7 @@
 //! * [`CopyEngine`]: moves batches of `(src block, dst block)` pairs and returns
 //!   a [`Transfer`] (a `Future`, or [`Transfer::wait`]). [`MemcpyEngine`] does
 //!   it with worker threads for host-addressable memories.
+//! * [`block_checksum`]: the checksum of a block's bytes every tier agrees on.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -24,12 +25,14 @@
 //! assert_eq!(host.read_block(2).unwrap(), vec![7u8; 512]);
 //! ```
 
+pub mod checksum;
 pub mod engine;
 pub mod error;
 pub mod layout;
 pub mod memory;
 pub mod transfer;
 
+pub use checksum::block_checksum;
 pub use engine::{
     lock_and_plan, plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region,
     WorkerPool,

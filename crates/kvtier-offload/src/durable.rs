@@ -22,14 +22,23 @@ pub struct DurableEntry {
     pub checksum: u64,
 }
 
+/// Why a journal refused or failed: the journal's own error, boxed.
+pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Receives G3 changes for persistence. Called on the cache's tasks: must not
 /// block for long (buffer and commit in the background).
 pub trait G3Journal: Send + Sync {
     /// Blocks whose bytes are now in their G3 slots. An error drops them (they
     /// are not registered).
-    fn stored(&self, entries: &[DurableEntry]) -> Result<(), String>;
+    fn stored(&self, entries: &[DurableEntry]) -> Result<(), JournalError>;
     /// Blocks no longer in G3 (evicted or withdrawn).
     fn removed(&self, entries: &[(SlotId, kvtier_logical::SequenceHash)]);
+    /// Make everything recorded so far durable and stop taking records.
+    /// [`crate::TieredCache::close`] calls it last, after the flush-down and
+    /// after the background copies stopped. The default has nothing to do.
+    fn close(&self) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 /// What [`restore_store`] did.

@@ -2,6 +2,7 @@
 //! histogram) and per cache (verify failures, dropped blocks), in Prometheus
 //! text format.
 
+use kvtier_logical::Tier;
 use serde::Serialize;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -31,6 +32,17 @@ impl Path {
             Path::G2ToG3 => "g2_to_g3",
             Path::G3ToG2 => "g3_to_g2",
             Path::G2ToG1 => "g2_to_g1",
+        }
+    }
+
+    /// The path from `from` to `to`, if they are adjacent tiers.
+    pub fn between(from: Tier, to: Tier) -> Option<Path> {
+        match (from, to) {
+            (Tier::G1, Tier::G2) => Some(Path::G1ToG2),
+            (Tier::G2, Tier::G3) => Some(Path::G2ToG3),
+            (Tier::G3, Tier::G2) => Some(Path::G3ToG2),
+            (Tier::G2, Tier::G1) => Some(Path::G2ToG1),
+            _ => None,
         }
     }
 

@@ -14,59 +14,63 @@ use std::task::{Context, Poll};
 /// A transfer plus the guards it pins. Resolves to the transfer's result and
 /// gives the guards back.
 pub struct Pinned<G: Send + 'static> {
-    transfer: Option<Transfer>,
-    guards: Option<G>,
+    /// The transfer and its guards; `None` once resolved.
+    state: Option<(Transfer, G)>,
 }
 
 impl<G: Send + 'static> Pinned<G> {
     /// Pin `guards` until `transfer` completes.
     pub fn new(transfer: Transfer, guards: G) -> Self {
         Pinned {
-            transfer: Some(transfer),
-            guards: Some(guards),
+            state: Some((transfer, guards)),
         }
     }
 }
 
 impl<G: Send + Unpin + 'static> Future for Pinned<G> {
     type Output = (Result<(), CopyError>, G);
+
+    /// # Panics
+    /// If polled again after it resolved (the `Future` contract).
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let t = self.transfer.as_mut().expect("polled after completion");
-        match Pin::new(t).poll(cx) {
-            Poll::Ready(r) => {
-                self.transfer = None;
-                let g = self.guards.take().expect("guards present until completion");
-                Poll::Ready((r, g))
-            }
-            Poll::Pending => Poll::Pending,
+        let Some((t, _)) = self.state.as_mut() else {
+            panic!("Pinned polled after completion");
+        };
+        let Poll::Ready(r) = Pin::new(t).poll(cx) else {
+            return Poll::Pending;
+        };
+        match self.state.take() {
+            Some((_, g)) => Poll::Ready((r, g)),
+            None => Poll::Pending, // taken just above: unreachable
         }
     }
 }
 
 impl<G: Send + 'static> Drop for Pinned<G> {
     fn drop(&mut self) {
-        if let (Some(t), Some(g)) = (self.transfer.take(), self.guards.take()) {
-            if t.is_done() {
-                return;
-            }
-            // Cancelled mid-transfer: release the blocks only after the copy.
-            let slot = std::sync::Arc::new(parking_lot::Mutex::new(Some((t, g))));
-            let theirs = slot.clone();
-            let spawned = std::thread::Builder::new()
-                .name("kvtier-unpin".into())
-                .spawn(move || {
-                    if let Some((t, g)) = theirs.lock().take() {
-                        let _ = t.wait();
-                        drop(g);
-                    }
-                });
-            if let Err(e) = spawned {
-                // Cannot spawn: wait here rather than free a slot under a copy.
-                tracing::warn!("cannot spawn unpin thread ({e}); waiting inline");
-                if let Some((t, g)) = slot.lock().take() {
+        let Some((t, g)) = self.state.take() else {
+            return;
+        };
+        if t.is_done() {
+            return;
+        }
+        // Cancelled mid-transfer: release the blocks only after the copy.
+        let slot = std::sync::Arc::new(parking_lot::Mutex::new(Some((t, g))));
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kvtier-unpin".into())
+            .spawn(move || {
+                if let Some((t, g)) = theirs.lock().take() {
                     let _ = t.wait();
                     drop(g);
                 }
+            });
+        if let Err(e) = spawned {
+            // Cannot spawn: wait here rather than free a slot under a copy.
+            tracing::warn!("cannot spawn unpin thread ({e}); waiting inline");
+            if let Some((t, g)) = slot.lock().take() {
+                let _ = t.wait();
+                drop(g);
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use kvtier_disk::{DiskCopyEngine, DiskIo, DiskMemory, OpenMode};
 use kvtier_logical::hash_trace_ids;
-use kvtier_logical::{BlockSpec, CacheSalt, SequenceHash, StoreConfig, Tier};
+use kvtier_logical::{CacheSalt, SequenceHash, StoreConfig, Tier};
 use kvtier_memory::{
     BlockMemory, BlockShape, CopyEngine, CopyError, HostMemory, Layout, MemcpyEngine, MemoryKind,
     MockDeviceMemory, Transfer,
@@ -122,33 +122,27 @@ fn rig(g1: usize, g2: usize, g3: usize, g1_mock: bool, write: WritePolicy) -> Ri
 /// One request: returns (hits, served blocks whose bytes were wrong).
 async fn request(cache: &TieredCache, ids: &[u64]) -> (usize, usize) {
     let hashes = hash_trace_ids(CacheSalt(9), ids);
-    let plan = cache.lookup(&hashes).await;
-    let on = cache.onboard(plan).await.unwrap();
-    let k = on.blocks.len();
+    let mut req = cache.request(&hashes);
+    req.onboard().await.unwrap();
+    let k = req.held();
     let bb = cache.block_bytes() as usize;
     let mut wrong = 0;
-    cache
-        .read_back(&on.blocks, |i, bytes| {
-            if bytes != expected(hashes[i], bb) {
-                wrong += 1;
-            }
-        })
+    let served: Vec<usize> = (0..k).collect();
+    req.read_back(&served, |pos, bytes| {
+        if bytes != expected(hashes[pos], bb) {
+            wrong += 1;
+        }
+    })
+    .await
+    .unwrap();
+    let fresh = req.allocate_rest().await.unwrap();
+    let written = req
+        .write(fresh, |pos, buf| fill(hashes[pos], buf))
         .await
         .unwrap();
-    let fresh = cache.allocate(hashes.len() - k).await.unwrap();
-    cache
-        .write_new(&fresh, |i, buf| fill(hashes[k + i], buf))
-        .await
-        .unwrap();
-    let complete = fresh
-        .into_iter()
-        .zip(k..)
-        .map(|(b, i)| b.complete(BlockSpec::at(&hashes, i)))
-        .collect();
-    let mut all = on.blocks;
-    all.extend(cache.register(complete).await);
-    cache.release(all.into_iter().rev());
-    (k, wrong)
+    req.register(written).await.unwrap();
+    assert_eq!(req.held(), hashes.len());
+    (k, wrong) // the request drops here: released tail first
 }
 
 fn assert_no_leak(cache: &TieredCache) {
@@ -163,10 +157,7 @@ fn assert_no_leak(cache: &TieredCache) {
 
 fn g3_slot(cache: &TieredCache, h: SequenceHash) -> usize {
     let g3 = cache.store(Tier::G3).unwrap();
-    let found = g3.scan(&[h]);
-    let slot = found[0].as_ref().expect("block is in G3").slot() as usize;
-    g3.release(found.into_iter().flatten());
-    slot
+    g3.peek(&[h])[0].expect("block is in G3").0 as usize
 }
 
 fn flip_byte(file: &Path, offset: u64) {
@@ -213,7 +204,7 @@ async fn corrupted_disk_block_is_recomputed_never_served() {
         let (hits, wrong) = request(&r.cache, &a).await;
         assert_eq!((hits, wrong), (3, 0));
         assert_eq!(r.cache.metrics().verify_failures, 1);
-        r.cache.shutdown().await;
+        r.cache.close().await.unwrap();
         assert_no_leak(&r.cache);
     }
 }
@@ -244,7 +235,7 @@ async fn failing_disk_writes_drop_blocks_and_the_run_completes() {
         request(&r.cache, &[2000 + p, 3000 + p]).await;
     }
     assert!(r.cache.store(Tier::G3).unwrap().metrics().inactive > 0);
-    r.cache.shutdown().await;
+    r.cache.close().await.unwrap();
     assert_no_leak(&r.cache);
 }
 
@@ -252,7 +243,7 @@ async fn failing_disk_writes_drop_blocks_and_the_run_completes() {
 async fn write_through_copies_down_without_eviction() {
     let r = rig(16, 16, 64, true, WritePolicy::WriteThrough);
     request(&r.cache, &[1, 2, 3]).await;
-    r.cache.shutdown().await; // drains the queues
+    r.cache.close().await.unwrap(); // drains the queues
     let h = hash_trace_ids(CacheSalt(9), &[1, 2, 3]);
     assert_eq!(
         r.cache.store(Tier::G2).unwrap().contains_all(&h),
@@ -276,7 +267,7 @@ async fn write_through_selective_skips_one_hit_wonders() {
     );
     request(&r.cache, &[1, 2]).await; // seen once: not copied
     request(&r.cache, &[1, 2, 3]).await; // 1, 2 seen twice; 3 once
-    r.cache.shutdown().await;
+    r.cache.close().await.unwrap();
     let g2 = r.cache.store(Tier::G2).unwrap();
     let h = hash_trace_ids(CacheSalt(9), &[1, 2, 3]);
     assert_eq!(
@@ -305,7 +296,7 @@ async fn write_through_selective_skips_one_hit_wonders() {
     );
     let (hits, _) = request(&r.cache, &[5]).await;
     assert_eq!(hits, 0);
-    r.cache.shutdown().await;
+    r.cache.close().await.unwrap();
     assert_eq!(
         r.cache.store(Tier::G2).unwrap().contains_all(&h5),
         vec![true]
@@ -380,7 +371,7 @@ proptest! {
             for h in handles {
                 let _ = h.await;
             }
-            r.cache.shutdown().await;
+            r.cache.close().await.unwrap();
             // In-flight copies of cancelled requests finish on unpin threads.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             loop {

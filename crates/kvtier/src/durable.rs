@@ -21,7 +21,7 @@ use kvtier_disk::journal::{Entry, G3Header, Journal, JournalError, OnMismatch, R
 use kvtier_disk::DiskMemory;
 use kvtier_logical::{BlockSpec, SequenceHash, SlotId};
 use kvtier_memory::{BlockShape, LayoutKind};
-use kvtier_offload::{DurableEntry, G3Journal};
+use kvtier_offload::{DurableEntry, G3Journal, JournalError as HookError};
 use parking_lot::{Condvar, Mutex};
 use std::io::Write;
 use std::path::Path;
@@ -217,25 +217,6 @@ impl DiskJournal {
         }
     }
 
-    /// Commit everything buffered now, and stop the committer.
-    pub fn close(&self) -> Result<(), String> {
-        {
-            let mut st = self.state.lock();
-            if !st.pending.is_empty() {
-                self.flush_locked(&mut st);
-            }
-            st.stop = true;
-            self.wake.notify_all();
-            if let Some(e) = &st.error {
-                return Err(e.clone());
-            }
-        }
-        if let Some(h) = self.committer.lock().take() {
-            let _ = h.join();
-        }
-        Ok(())
-    }
-
     /// Forget (durably) every live record whose slot is not in `keep`: the
     /// records recovery did not restore (failed verification, duplicate
     /// hash, missing data). Their slots are free in the store and will be
@@ -276,10 +257,10 @@ impl DiskJournal {
 }
 
 impl G3Journal for DiskJournal {
-    fn stored(&self, entries: &[DurableEntry]) -> Result<(), String> {
+    fn stored(&self, entries: &[DurableEntry]) -> Result<(), HookError> {
         let mut st = self.state.lock();
         if let Some(e) = &st.error {
-            return Err(e.clone());
+            return Err(e.clone().into());
         }
         for e in entries {
             let r = to_record(e);
@@ -304,6 +285,25 @@ impl G3Journal for DiskJournal {
         // The slots are about to be rewritten: their removal must be durable
         // first.
         self.flush_locked(&mut st);
+    }
+
+    /// Commit everything buffered now, and stop the committer.
+    fn close(&self) -> Result<(), HookError> {
+        {
+            let mut st = self.state.lock();
+            if !st.pending.is_empty() {
+                self.flush_locked(&mut st);
+            }
+            st.stop = true;
+            self.wake.notify_all();
+            if let Some(e) = &st.error {
+                return Err(e.clone().into());
+            }
+        }
+        if let Some(h) = self.committer.lock().take() {
+            let _ = h.join();
+        }
+        Ok(())
     }
 }
 

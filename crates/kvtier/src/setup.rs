@@ -29,6 +29,15 @@ pub enum SetupError {
     /// A copy engine could not start.
     #[error("copy engine: {0}")]
     Engine(String),
+    /// A persistent G3 directory holds a journal written for another layout,
+    /// salt, size or format (refused unless `reset_on_mismatch`).
+    #[error("g3: {}: {error}", dir.display())]
+    G3Mismatch {
+        /// The directory.
+        dir: PathBuf,
+        /// What differs.
+        error: kvtier_disk::journal::JournalError,
+    },
 }
 
 /// How a persistent G3 directory is opened.
@@ -173,8 +182,7 @@ pub fn build(
                     );
                     if tc.path.is_some() {
                         let (j, rep, entries) =
-                            open_persistent(&dir, config, shape, kind, tc.blocks, &m, existed, persist)
-                                .map_err(mem_err)?;
+                            open_persistent(&dir, config, shape, kind, tc.blocks, &m, existed, persist)?;
                         journal = Some(j);
                         recovery = Some(rep);
                         g3_restored = entries;
@@ -277,7 +285,7 @@ fn open_persistent(
         RecoveryReport,
         Vec<kvtier_offload::DurableEntry>,
     ),
-    String,
+    SetupError,
 > {
     use kvtier_disk::journal::{verify_full, G3Header, OnMismatch};
     let start = std::time::Instant::now();
@@ -300,10 +308,14 @@ fn open_persistent(
     )
     .map_err(|e| match e {
         kvtier_disk::journal::JournalError::Mismatch { .. }
-        | kvtier_disk::journal::JournalError::BadHeader { .. } => {
-            format!("{e}; use another --g3-dir, or --g3-reset to discard it")
-        }
-        e => e.to_string(),
+        | kvtier_disk::journal::JournalError::BadHeader { .. } => SetupError::G3Mismatch {
+            dir: dir.to_path_buf(),
+            error: e,
+        },
+        e => SetupError::Memory {
+            tier: Tier::G3,
+            message: e.to_string(),
+        },
     })?;
     let recovered = rec.records.len() as u64;
     let mut records = rec.records.clone();
@@ -323,7 +335,7 @@ fn open_persistent(
         dropped_verify = bad.len() as u64;
         if !bad.is_empty() {
             tracing::warn!(
-                "--verify full: {} G3 blocks failed their checksum and were dropped",
+                "full verification: {} G3 blocks failed their checksum and were dropped",
                 bad.len()
             );
         }

@@ -1,0 +1,267 @@
+//! Moving blocks down: allocation with write-back, and the one copy-down
+//! path every downward move goes through.
+//!
+//! [`Inner::copy_down`] serves four callers, told apart by [`Reason`]:
+//! an eviction (write-back: copy unless the tier below has the block or the
+//! boundary writes through), the write-through worker, the proactive cleaner
+//! and the flush at a clean stop. All of them skip blocks the tier below
+//! already holds (lower tiers are inclusive), allocate there (which may move
+//! that tier's own victims further down), copy with the sources pinned,
+//! checksum what landed, tell a persistent G3's journal, register, and
+//! account for blocks that could not be copied in one place.
+
+use crate::durable::DurableEntry;
+use crate::error::OffloadError;
+use crate::setup::WritePolicy;
+use crate::state::{Data, Inner};
+use kvtier_logical::{BlockSpec, Evicted, MutableBlock, SequenceHash, Tier};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why blocks are copied down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// Evicted by an allocation (they leave their tier): copy per the
+    /// boundary's write policy; lookups wait for them meanwhile.
+    Eviction,
+    /// Queued at registration by a write-through boundary (sources pinned
+    /// by the queue's guards).
+    WriteThrough,
+    /// Copied ahead of eviction by the cleaner (sources gated by it).
+    Clean,
+    /// Copied at a clean stop (sources pinned by guards).
+    Flush,
+}
+
+impl Reason {
+    /// Whether the blocks leave their tier (so a block not copied is lost).
+    fn leaves(self) -> bool {
+        self == Reason::Eviction
+    }
+}
+
+impl Inner {
+    /// Allocate `n` blocks in `tier`, first moving its evicted blocks down.
+    pub(crate) fn allocate_in(
+        self: Arc<Self>,
+        tier: Tier,
+        n: usize,
+    ) -> BoxFut<'static, Result<Vec<MutableBlock>, OffloadError>> {
+        Box::pin(async move {
+            let store = &self
+                .tiers
+                .get(tier)
+                .ok_or(OffloadError::NoSuchTier { tier })?
+                .store;
+            let mut evicted = Vec::new();
+            let blocks = store.allocate_with_evicted(n, &mut evicted)?;
+            if evicted.is_empty() {
+                return Ok(blocks);
+            }
+            if let Some(j) = self.journaled(tier) {
+                // The victims' slots are about to be rewritten: a persistent
+                // tier must forget them durably first.
+                let gone: Vec<(u32, SequenceHash)> =
+                    evicted.iter().map(|e| (e.slot, e.hash)).collect();
+                j.removed(&gone);
+            }
+            Ok(self
+                .copy_down(tier, evicted, blocks, Reason::Eviction)
+                .await)
+        })
+    }
+
+    /// Blocks of `tier` that could not be copied down: lost if they were
+    /// leaving their tier, a skipped copy if they stay.
+    fn not_copied(&self, reason: Reason, n: usize) {
+        let m = &self.metrics;
+        if reason.leaves() {
+            m.dropped_blocks.fetch_add(n as u64, Relaxed);
+        } else if reason == Reason::WriteThrough {
+            m.write_through_skipped.fetch_add(n as u64, Relaxed);
+        }
+        // Cleaning and flushing leave the blocks in their tier: a later
+        // eviction copies them again.
+    }
+
+    /// Copy `blocks` of `tier` (whose slots `holders` keep from being
+    /// rewritten) down one tier, unless it already holds them or (for an
+    /// eviction) the boundary's policy drops them. Returns `holders` once
+    /// their bytes are no longer needed.
+    pub(crate) async fn copy_down<H: Send + Unpin + 'static>(
+        self: Arc<Self>,
+        tier: Tier,
+        blocks: Vec<Evicted>,
+        holders: H,
+        reason: Reason,
+    ) -> H {
+        let m = &self.metrics;
+        let Some(lower) = self.tiers.below(tier) else {
+            // The last tier: its victims leave the cache.
+            m.dropped_blocks.fetch_add(blocks.len() as u64, Relaxed);
+            return holders;
+        };
+        // Evicted blocks are out of their tier's index already: until they
+        // are registered below (or dropped), lookups wait instead of missing.
+        let _transit = (reason == Reason::Eviction)
+            .then(|| self.transit.enter(blocks.iter().map(|e| e.hash).collect()));
+        let cleaner = match (tier, reason, &self.cleaner) {
+            (Tier::G1, Reason::Eviction, Some(c)) => Some(c),
+            _ => None,
+        };
+        if let Some(c) = cleaner {
+            // A victim the cleaner is copying: wait for that copy (its slot
+            // must not be rewritten under it), then it is clean.
+            c.wait_for_copies(&blocks).await;
+        }
+        let hashes: Vec<SequenceHash> = blocks.iter().map(|e| e.hash).collect();
+        let present = lower.store.contains_all(&hashes);
+        let todo: Vec<Evicted> = blocks
+            .iter()
+            .zip(present)
+            .filter(|(_, p)| !p)
+            .map(|(e, _)| *e)
+            .collect();
+        if let Some(c) = cleaner {
+            c.evicted_clean((blocks.len() - todo.len()) as u64);
+        }
+        if todo.is_empty() {
+            return holders;
+        }
+        if reason == Reason::Eviction && self.write_policy(tier) != WritePolicy::WriteBack {
+            // Write-through: what is not below by now was not selected (or
+            // its copy is still queued, which pins it, so it was not evicted).
+            m.dropped_blocks.fetch_add(todo.len() as u64, Relaxed);
+            return holders;
+        }
+        let lower_tier = lower.tier;
+        let dst = match self.clone().allocate_in(lower_tier, todo.len()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(
+                    "{lower_tier} full, not copying {} blocks down: {e}",
+                    todo.len()
+                );
+                self.not_copied(reason, todo.len());
+                return holders;
+            }
+        };
+        let up = self.tiers.get(tier);
+        let src_sums: Vec<u64> = todo
+            .iter()
+            .map(|e| up.map_or(0, |t| t.sum(e.slot)))
+            .collect();
+        let pairs: Vec<(usize, usize)> = todo
+            .iter()
+            .zip(&dst)
+            .map(|(e, d)| (e.slot as usize, d.slot() as usize))
+            .collect();
+        let (res, (holders, dst)) = self
+            .copy_pinned(tier, lower_tier, &pairs, (holders, dst))
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(
+                "offload {tier}->{lower_tier} of {} blocks failed, not copying them: {e}",
+                pairs.len()
+            );
+            m.offload_errors.fetch_add(1, Relaxed);
+            self.not_copied(reason, pairs.len());
+            return holders;
+        }
+        let host = match &self.data {
+            Data::On(b) => {
+                let n = pairs.len() as u64;
+                match reason {
+                    Reason::Eviction => {
+                        m.eviction_copies.fetch_add(n, Relaxed);
+                    }
+                    Reason::Clean => {
+                        m.cleaned_blocks.fetch_add(n, Relaxed);
+                        if let Some(c) = &self.cleaner {
+                            c.cleaned(n);
+                        }
+                    }
+                    Reason::WriteThrough | Reason::Flush => {}
+                }
+                b.host(lower_tier)
+            }
+            Data::Off => None,
+        };
+        // Checksums: lower tiers pass theirs along; G1 keeps none (its bytes
+        // may be device-only), so take it from what landed.
+        let sums: Vec<u64> = dst
+            .iter()
+            .zip(&src_sums)
+            .map(|(d, &src)| match (host, tier) {
+                (Some(h), Tier::G1) => kvtier_memory::block_checksum(&**h, d.slot() as usize)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("cannot checksum offloaded block: {e}");
+                        0
+                    }),
+                _ => src,
+            })
+            .collect();
+        for (d, s) in dst.iter().zip(&sums) {
+            lower.set_sum(d.slot(), *s);
+        }
+        let specs: Vec<BlockSpec> = todo
+            .iter()
+            .map(|e| BlockSpec {
+                hash: e.hash,
+                parent: e.parent,
+                position: e.position,
+            })
+            .collect();
+        if !self.journal_stored(lower_tier, &dst, &specs, &sums) {
+            self.not_copied(reason, dst.len());
+            return holders;
+        }
+        let registered = lower
+            .store
+            .register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
+        self.queue_write_through(lower_tier, &registered, &specs)
+            .await;
+        lower.store.release(registered.into_iter().rev());
+        holders
+    }
+
+    /// Tell a persistent tier's journal about blocks just written to it
+    /// (before they are registered). False if the journal refused: the
+    /// caller drops them.
+    fn journal_stored(
+        &self,
+        tier: Tier,
+        dst: &[MutableBlock],
+        specs: &[BlockSpec],
+        sums: &[u64],
+    ) -> bool {
+        let Some(j) = self.journaled(tier) else {
+            return true;
+        };
+        let entries: Vec<DurableEntry> = dst
+            .iter()
+            .zip(specs)
+            .zip(sums)
+            .map(|((d, s), c)| DurableEntry {
+                slot: d.slot(),
+                spec: *s,
+                checksum: *c,
+            })
+            .collect();
+        match j.stored(&entries) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "G3 journal refused {} blocks, dropping them: {e}",
+                    entries.len()
+                );
+                self.metrics.offload_errors.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+}
