@@ -9,18 +9,12 @@
 //! and a slot overwritten after its last durable record is caught by the
 //! record's checksum when the block is read, never served.
 
-use kvtier_logical::{BlockSpec, BlockStore, SlotId, StoreConfig, StoreError};
+use kvtier_logical::{BlockStore, SlotId, StoreConfig, StoreError};
 
-/// One block of a persistent G3: its slot, identity and checksum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DurableEntry {
-    /// Slot in the G3 file.
-    pub slot: SlotId,
-    /// Hash, parent, position.
-    pub spec: BlockSpec,
-    /// xxh3-64 of the block's bytes.
-    pub checksum: u64,
-}
+/// One block of a persistent G3: its slot, identity (hash, parent, position)
+/// and checksum. The journal's own record type: what the cache hands to
+/// [`G3Journal::stored`] is what the journal writes and recovery returns.
+pub use kvtier_disk::journal::Record as DurableEntry;
 
 /// Receives G3 changes for persistence. Called on the cache's tasks: must not
 /// block for long (buffer and commit in the background).
@@ -30,6 +24,16 @@ pub trait G3Journal: Send + Sync {
     fn stored(&self, entries: &[DurableEntry]) -> Result<(), String>;
     /// Blocks no longer in G3 (evicted or withdrawn).
     fn removed(&self, entries: &[(SlotId, kvtier_logical::SequenceHash)]);
+}
+
+/// The disk journal with group commit persists G3 for a running cache.
+impl G3Journal for kvtier_disk::GroupJournal {
+    fn stored(&self, entries: &[DurableEntry]) -> Result<(), String> {
+        kvtier_disk::GroupJournal::stored(self, entries).map_err(|e| e.to_string())
+    }
+    fn removed(&self, entries: &[(SlotId, kvtier_logical::SequenceHash)]) {
+        kvtier_disk::GroupJournal::removed(self, entries)
+    }
 }
 
 /// What [`restore_store`] did.
@@ -85,7 +89,7 @@ pub fn restore_store(
 mod tests {
     use super::*;
     use kvtier_logical::hash_trace_ids;
-    use kvtier_logical::{CacheSalt, PolicyKind, SequenceHash, Tier};
+    use kvtier_logical::{BlockSpec, CacheSalt, PolicyKind, SequenceHash, Tier};
 
     #[test]
     fn restores_slots_in_order() {

@@ -1,58 +1,45 @@
-//! A persistent G3 directory: the journal of `kvtier-disk` behind the offload
-//! engine's [`G3Journal`] hooks, with group commit.
+//! Group commit for a running cache: a [`Journal`] behind a buffer and a
+//! committer thread.
 //!
-//! - `stored` buffers records (cheap, called on the cache's tasks);
-//! - a committer thread flushes every [`COMMIT_INTERVAL`]: `msync` +
-//!   `fdatasync` of the data file first (covering both disk I/O modes), then the records are appended and the journal
-//!   `fdatasync`ed (the durability contract of `kvtier_disk::journal`);
-//! - `removed` (a G3 eviction, just before the slot is rewritten) flushes
-//!   synchronously, pending stores included, so a slot whose record was
-//!   acknowledged is never overwritten while that record still claims it:
-//!   everything acknowledged is recovered intact;
-//! - the journal is compacted when it holds more than
-//!   [`COMPACT_FACTOR`] x the live records (plus slack).
+//! - [`GroupJournal::stored`] buffers records (cheap, called on the cache's
+//!   tasks);
+//! - the committer flushes every [`COMMIT_INTERVAL`]: `msync` + `fdatasync`
+//!   of the data file first (covering both disk I/O modes), then the records
+//!   are appended and the journal `fdatasync`ed (the durability contract of
+//!   [`crate::journal`]);
+//! - [`GroupJournal::removed`] (a G3 eviction, just before the slot is
+//!   rewritten) flushes synchronously, pending stores included, so a slot
+//!   whose record was acknowledged is never overwritten while that record
+//!   still claims it: everything acknowledged is recovered intact;
+//! - the journal is compacted when it holds more than [`COMPACT_FACTOR`] x
+//!   the live records (plus slack).
+//!
+//! The first failed commit (a full disk, an I/O error) stops persistence: the
+//! error is kept, every later [`GroupJournal::stored`] and
+//! [`GroupJournal::close`] returns [`JournalError::Stopped`] naming it, and
+//! nothing is logged here (the caller reports it once).
 //!
 //! An optional *ack log* gets one line per commit: the journal's length and
 //! the number of live records acknowledged (for crash tests: after a
 //! `SIGKILL`, recovery must find every acknowledged record except those a
 //! later, persisted removal took away).
 
-use kvtier_disk::journal::{Entry, G3Header, Journal, JournalError, OnMismatch, Record, Recovery};
-use kvtier_disk::DiskMemory;
-use kvtier_logical::{BlockSpec, SequenceHash, SlotId};
-use kvtier_memory::{BlockShape, LayoutKind};
-use kvtier_offload::{DurableEntry, G3Journal};
-use parking_lot::{Condvar, Mutex};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+use kvtier_logical::{SequenceHash, SlotId};
+use parking_lot::{Condvar, Mutex};
+
+use super::{Entry, Journal, JournalError, Record};
+use crate::DiskMemory;
 
 /// How often buffered records are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(20);
 /// Compact when the journal holds more than this many times the live records.
 pub const COMPACT_FACTOR: u64 = 4;
-
-/// Identity of a G3 directory's contents: block shape and arrangement.
-/// Two configurations with different fingerprints never read each other's
-/// blocks as KV.
-pub fn layout_fingerprint(shape: &BlockShape, kind: LayoutKind) -> u64 {
-    let mut b = Vec::with_capacity(48);
-    for v in [
-        shape.num_layers,
-        shape.block_size,
-        shape.kv_heads,
-        shape.head_dim,
-        shape.dtype_bytes,
-        match kind {
-            LayoutKind::FullyContiguous => 1,
-            LayoutKind::LayerSeparate => 2,
-        },
-    ] {
-        b.extend_from_slice(&(v as u64).to_le_bytes());
-    }
-    xxhash_rust::xxh3::xxh3_64(&b)
-}
 
 struct State {
     journal: Journal,
@@ -61,58 +48,33 @@ struct State {
     live: Vec<Option<Record>>,
     live_count: u64,
     ack: Option<std::fs::File>,
+    /// The first commit failure: persistence stopped there.
     error: Option<String>,
     stop: bool,
 }
 
-/// The persistent G3 journal with group commit. Create with [`DiskJournal::open`].
-pub struct DiskJournal {
+/// The persistent G3 journal with group commit. Create with
+/// [`GroupJournal::start`].
+pub struct GroupJournal {
     state: Mutex<State>,
     wake: Condvar,
     data: Arc<DiskMemory>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn to_record(e: &DurableEntry) -> Record {
-    Record {
-        slot: e.slot,
-        hash: e.spec.hash.0,
-        parent: e.spec.parent.0,
-        position: e.spec.position,
-        checksum: e.checksum,
-    }
-}
-
-/// The recovered records as the offload engine's restore entries.
-pub fn to_entries(records: &[Record]) -> Vec<DurableEntry> {
-    records
-        .iter()
-        .map(|r| DurableEntry {
-            slot: r.slot,
-            spec: BlockSpec {
-                hash: SequenceHash(r.hash),
-                parent: SequenceHash(r.parent),
-                position: r.position,
-            },
-            checksum: r.checksum,
-        })
-        .collect()
-}
-
-impl DiskJournal {
-    /// Open (or create) the journal in `dir` for `header`, recover it, and
-    /// start the committer. `ack_log`, if given, receives the acknowledged
-    /// live count after every commit.
-    pub fn open(
-        dir: &Path,
-        header: &G3Header,
-        on_mismatch: OnMismatch,
+impl GroupJournal {
+    /// Run `journal` (whose live records are `recovered`) with group commit:
+    /// start the committer thread. `data` is the data file synced before each
+    /// commit; `ack_log`, if given, receives the acknowledged live count after
+    /// every commit.
+    pub fn start(
+        journal: Journal,
+        recovered: &[Record],
         data: Arc<DiskMemory>,
         ack_log: Option<&Path>,
-    ) -> Result<(Arc<DiskJournal>, Recovery), JournalError> {
-        let (journal, recovery) = Journal::open(dir, header, on_mismatch)?;
-        let mut live = vec![None; header.num_blocks as usize];
-        for r in &recovery.records {
+    ) -> Result<Arc<GroupJournal>, JournalError> {
+        let mut live = vec![None; journal.header().num_blocks as usize];
+        for r in recovered {
             live[r.slot as usize] = Some(*r);
         }
         let ack = match ack_log {
@@ -120,6 +82,7 @@ impl DiskJournal {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(p)
                     .map_err(|source| JournalError::Io {
                         path: p.to_path_buf(),
@@ -128,11 +91,12 @@ impl DiskJournal {
             ),
             None => None,
         };
-        let j = Arc::new(DiskJournal {
+        let dir = journal.dir().path().to_path_buf();
+        let j = Arc::new(GroupJournal {
             state: Mutex::new(State {
                 journal,
                 pending: Vec::new(),
-                live_count: recovery.records.len() as u64,
+                live_count: recovered.len() as u64,
                 live,
                 ack,
                 error: None,
@@ -162,12 +126,16 @@ impl DiskJournal {
                     return;
                 }
             })
-            .map_err(|source| JournalError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| JournalError::Io { path: dir, source })?;
         *j.committer.lock() = Some(h);
-        Ok((j, recovery))
+        Ok(j)
+    }
+
+    fn stopped(st: &State) -> Option<JournalError> {
+        st.error.as_ref().map(|cause| JournalError::Stopped {
+            path: st.journal.path().to_path_buf(),
+            cause: cause.clone(),
+        })
     }
 
     /// Data first, then records: the journal's durability contract.
@@ -193,14 +161,13 @@ impl DiskJournal {
                     Self::ack(st, "compact");
                     match st.journal.compact(&records) {
                         Ok(()) => Self::ack(st, ""),
-                        Err(e) => tracing::warn!("G3 journal compaction failed: {e}"),
+                        // The journal is poisoned: the next commit fails
+                        // and stops persistence with this cause.
+                        Err(e) => st.error = Some(format!("compaction failed: {e}")),
                     }
                 }
             }
-            Err(e) => {
-                tracing::error!("G3 journal commit failed, G3 stops persisting: {e}");
-                st.error = Some(e);
-            }
+            Err(e) => st.error = Some(e),
         }
     }
 
@@ -217,23 +184,64 @@ impl DiskJournal {
         }
     }
 
-    /// Commit everything buffered now, and stop the committer.
-    pub fn close(&self) -> Result<(), String> {
-        {
+    /// Blocks whose bytes are now in their G3 slots: buffered for the next
+    /// commit. Fails with [`JournalError::Stopped`] once persistence stopped,
+    /// and with [`JournalError::SlotOutOfRange`] for a slot outside the data
+    /// file (nothing buffered then).
+    pub fn stored(&self, records: &[Record]) -> Result<(), JournalError> {
+        let mut st = self.state.lock();
+        if let Some(e) = Self::stopped(&st) {
+            return Err(e);
+        }
+        let n = st.live.len() as u64;
+        if let Some(r) = records.iter().find(|r| r.slot as u64 >= n) {
+            return Err(JournalError::SlotOutOfRange {
+                slot: r.slot,
+                num_blocks: n,
+            });
+        }
+        for r in records {
+            let slot = &mut st.live[r.slot as usize];
+            if slot.is_none() {
+                st.live_count += 1;
+            }
+            st.live[r.slot as usize] = Some(*r);
+            st.pending.push(Entry::Stored(*r));
+        }
+        Ok(())
+    }
+
+    /// Blocks no longer in G3 (evicted or withdrawn); their slots are about
+    /// to be rewritten, so the removal is committed before this returns.
+    pub fn removed(&self, entries: &[(SlotId, SequenceHash)]) {
+        let mut st = self.state.lock();
+        for &(slot, hash) in entries {
+            if let Some(l) = st.live.get_mut(slot as usize) {
+                if l.take().is_some() {
+                    st.live_count -= 1;
+                }
+                st.pending.push(Entry::Removed { slot, hash });
+            }
+        }
+        self.flush_locked(&mut st);
+    }
+
+    /// Commit everything buffered now, and stop the committer. Returns the
+    /// error that stopped persistence, if one did.
+    pub fn close(&self) -> Result<(), JournalError> {
+        let stopped = {
             let mut st = self.state.lock();
             if !st.pending.is_empty() {
                 self.flush_locked(&mut st);
             }
             st.stop = true;
             self.wake.notify_all();
-            if let Some(e) = &st.error {
-                return Err(e.clone());
-            }
-        }
+            Self::stopped(&st)
+        };
         if let Some(h) = self.committer.lock().take() {
             let _ = h.join();
         }
-        Ok(())
+        stopped.map_or(Ok(()), Err)
     }
 
     /// Forget (durably) every live record whose slot is not in `keep`: the
@@ -249,20 +257,18 @@ impl DiskJournal {
                 *k = true;
             }
         }
-        let gone: Vec<(u32, u128)> = st
+        let gone: Vec<(SlotId, SequenceHash)> = st
             .live
             .iter_mut()
             .zip(&kept)
             .enumerate()
             .filter(|(_, (r, k))| r.is_some() && !**k)
-            .map(|(slot, (r, _))| (slot as u32, r.take().expect("filtered on is_some").hash))
+            .map(|(slot, (r, _))| (slot as SlotId, r.take().expect("filtered on is_some").spec.hash))
             .collect();
         let removed = gone.len() as u64;
         st.live_count -= removed;
-        st.pending.extend(
-            gone.into_iter()
-                .map(|(slot, hash)| Entry::Removed { slot, hash }),
-        );
+        st.pending
+            .extend(gone.into_iter().map(|(slot, hash)| Entry::Removed { slot, hash }));
         if removed > 0 {
             self.flush_locked(&mut st);
         }
@@ -273,41 +279,15 @@ impl DiskJournal {
     pub fn live(&self) -> u64 {
         self.state.lock().live_count
     }
-}
 
-impl G3Journal for DiskJournal {
-    fn stored(&self, entries: &[DurableEntry]) -> Result<(), String> {
-        let mut st = self.state.lock();
-        if let Some(e) = &st.error {
-            return Err(e.clone());
-        }
-        for e in entries {
-            let r = to_record(e);
-            let slot = &mut st.live[e.slot as usize];
-            if slot.is_none() {
-                st.live_count += 1;
-            }
-            st.live[e.slot as usize] = Some(r);
-            st.pending.push(Entry::Stored(r));
-        }
-        Ok(())
-    }
-
-    fn removed(&self, entries: &[(SlotId, SequenceHash)]) {
-        let mut st = self.state.lock();
-        for &(slot, hash) in entries {
-            if st.live[slot as usize].take().is_some() {
-                st.live_count -= 1;
-            }
-            st.pending.push(Entry::Removed { slot, hash: hash.0 });
-        }
-        // The slots are about to be rewritten: their removal must be durable
-        // first.
-        self.flush_locked(&mut st);
+    /// The failure that stopped persistence, if one did (what the disk holds
+    /// then is what the next start recovers).
+    pub fn error(&self) -> Option<String> {
+        self.state.lock().error.clone()
     }
 }
 
-impl Drop for DiskJournal {
+impl Drop for GroupJournal {
     fn drop(&mut self) {
         let mut st = self.state.lock();
         if !st.pending.is_empty() {
