@@ -739,7 +739,7 @@ impl TieredCache {
                 .map(|((_, spec), _)| spec)
                 .collect();
             // Pin the sources, in batches that fit the tier below.
-            for chunk in todo.chunks(256) {
+            for chunk in todo.chunks(256.min(lower.store.capacity()).max(1)) {
                 let hashes: Vec<SequenceHash> = chunk.iter().map(|s| s.hash).collect();
                 let mut pinned = Vec::with_capacity(chunk.len());
                 let mut evicted = Vec::with_capacity(chunk.len());
@@ -923,6 +923,14 @@ impl Inner {
             return holders;
         }
         let lower_tier = lower.store.tier();
+        // More victims than the tier below holds: keep the newest that fit.
+        let mut todo = todo;
+        let fit = lower.store.capacity();
+        if todo.len() > fit {
+            let extra = todo.len() - fit;
+            m.dropped_blocks.fetch_add(extra as u64, Relaxed);
+            todo.drain(..extra);
+        }
         let dst = match self.clone().allocate_in(lower_tier, todo.len()).await {
             Ok(d) => d,
             Err(e) => {
