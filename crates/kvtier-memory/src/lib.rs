@@ -24,12 +24,14 @@
 //! assert_eq!(host.read_block(2).unwrap(), vec![7u8; 512]);
 //! ```
 
+pub mod available;
 pub mod engine;
 pub mod error;
 pub mod layout;
 pub mod memory;
 pub mod transfer;
 
+pub use available::available_memory;
 pub use engine::{
     lock_and_plan, plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region,
     WorkerPool,

@@ -79,34 +79,7 @@ pub fn human(n: u64) -> String {
 /// rounded up: used to refuse a tier that cannot fit before it is built.
 pub const STORE_BYTES_PER_BLOCK: u64 = 320;
 
-/// Memory available to this process: `MemAvailable` from `/proc/meminfo`,
-/// lowered by a cgroup v2 memory limit (`memory.max - memory.current`) if
-/// one applies. Returns the bytes and where the limit comes from; `None` if
-/// neither can be read (the check is then skipped).
-pub fn available_memory() -> Option<(u64, String)> {
-    let mut best: Option<(u64, String)> = None;
-    if let Ok(m) = std::fs::read_to_string("/proc/meminfo") {
-        if let Some(kb) = m
-            .lines()
-            .find(|l| l.starts_with("MemAvailable:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            best = Some((kb * 1024, "MemAvailable in /proc/meminfo".into()));
-        }
-    }
-    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
-    if let (Some(max), Some(cur)) = (
-        read("/sys/fs/cgroup/memory.max"),
-        read("/sys/fs/cgroup/memory.current"),
-    ) {
-        let free = max.saturating_sub(cur);
-        if best.as_ref().is_none_or(|(b, _)| free < *b) {
-            best = Some((free, format!("cgroup memory limit {max} bytes, {cur} in use")));
-        }
-    }
-    best
-}
+pub use kvtier_memory::available_memory;
 
 /// Refuse a configuration whose tiers cannot fit in this machine's available
 /// memory: host-side tier bytes (mock or host G1, G2) when `data` is on, plus
