@@ -42,12 +42,13 @@ fn admit(meta: &Metadata<'_>) -> bool {
     e.0 <= PER_SITE
 }
 
-/// Install the stderr subscriber (`RUST_LOG` filter, default `warn`).
+/// Install the stderr subscriber (the rate limit is a per-event filter, not
+/// cached per call site) (`RUST_LOG` filter, default `warn`).
 pub fn init() {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(tracing_subscriber::filter::filter_fn(admit));
+        .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|meta, _| admit(meta)));
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -33,7 +33,7 @@ use super::lock::{file_type_name, G3Dir};
 use super::verify::verify_full;
 use super::{
     GroupJournal, G3Header, Journal, JournalError, OnMismatch, Record, Recovery, DATA_FILE,
-    JOURNAL_FILE, JOURNAL_TMP_FILE, LEGACY_LOCK_FILE,
+    JOURNAL_FILE, JOURNAL_TMP_FILE, LEGACY_LOCK_FILE, RECORD_BYTES,
 };
 use crate::{DiskMemory, OpenMode};
 
@@ -92,8 +92,46 @@ pub fn open_g3(dir: &Path, opts: &G3Options<'_>) -> Result<G3Open, JournalError>
     }
 }
 
+/// True if the journal holds no record at all (a header, or less): a
+/// journal of another identity that names no block can be replaced without
+/// losing anything.
+fn journal_is_empty(g3: &G3Dir) -> bool {
+    matches!(
+        g3.stat(JOURNAL_FILE),
+        Ok(Some((m, size))) if m & libc::S_IFMT == libc::S_IFREG && size <= RECORD_BYTES as u64
+    )
+}
+
 fn attempt(g3: &Arc<G3Dir>, opts: &G3Options<'_>) -> Result<G3Open, JournalError> {
-    let (journal, mut recovery) = Journal::open_in(g3.clone(), &opts.header, OnMismatch::Refuse)?;
+    let (journal, recovery) = match Journal::open_in(g3.clone(), &opts.header, OnMismatch::Refuse) {
+        Err(JournalError::Mismatch { .. } | JournalError::BadHeader { .. })
+            if journal_is_empty(g3) =>
+        {
+            // Written for another configuration but naming no block (e.g. a
+            // first start whose data file could not be created): nothing to
+            // keep, start it anew.
+            g3.remove(JOURNAL_FILE)
+                .map_err(super::io_at(&g3.join(JOURNAL_FILE)))?;
+            Journal::open_in(g3.clone(), &opts.header, OnMismatch::Refuse)?
+        }
+        r => r?,
+    };
+    let created = recovery.created;
+    let res = with_data(g3, opts, journal, recovery);
+    if res.is_err() && created {
+        // Leave no journal naming a data file that could not be made.
+        let _ = g3.remove(JOURNAL_FILE);
+        let _ = g3.sync();
+    }
+    res
+}
+
+fn with_data(
+    g3: &Arc<G3Dir>,
+    opts: &G3Options<'_>,
+    journal: Journal,
+    mut recovery: Recovery,
+) -> Result<G3Open, JournalError> {
     let expected = opts.layout.total_bytes() as u64;
     let data_path = g3.join(DATA_FILE);
     let live = recovery.records.len() as u64;

@@ -47,6 +47,8 @@ struct State {
     /// Live record per slot, as of the last `stored` / `removed`.
     live: Vec<Option<Record>>,
     live_count: u64,
+    /// `live_count` as of the last successful commit: what a restart recovers.
+    durable_live: u64,
     ack: Option<std::fs::File>,
     /// The first commit failure: persistence stopped there.
     error: Option<String>,
@@ -97,6 +99,7 @@ impl GroupJournal {
                 journal,
                 pending: Vec::new(),
                 live_count: recovered.len() as u64,
+                durable_live: recovered.len() as u64,
                 live,
                 ack,
                 error: None,
@@ -153,6 +156,7 @@ impl GroupJournal {
             .and_then(|_| st.journal.commit().map_err(|e| e.to_string()));
         match r {
             Ok(_) => {
+                st.durable_live = st.live_count;
                 Self::ack(st, "");
                 let live = st.live_count;
                 let total = st.journal.entries_since_compaction();
@@ -278,6 +282,12 @@ impl GroupJournal {
     /// Live records as of now (acknowledged or buffered).
     pub fn live(&self) -> u64 {
         self.state.lock().live_count
+    }
+
+    /// Live records as of the last successful commit: what the next open
+    /// recovers (lower than [`GroupJournal::live`] once persistence stopped).
+    pub fn durable_live(&self) -> u64 {
+        self.state.lock().durable_live
     }
 
     /// The failure that stopped persistence, if one did (what the disk holds
