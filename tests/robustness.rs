@@ -168,9 +168,33 @@ fn g3_reset_recovers_every_stuck_directory() {
     assert!(r["g3"]["reset"].is_string(), "{}", r["g3"]);
     // Another block size too.
     let other = write_config(t.path(), &SMALL.replace("block_size = 4", "block_size = 8"));
-    let e = fails(&["replay", "--config", &other, "--g3-dir", g3, "--g3-blocks", "1500", "--limit", "10"]);
-    assert!(e.contains("layout_fingerprint") && e.contains("--g3-reset"), "{e}");
-    let o = kvtier(&["replay", "--config", &other, "--g3-dir", g3, "--g3-blocks", "1500", "--limit", "10", "--g3-reset"]);
+    let e = fails(&[
+        "replay",
+        "--config",
+        &other,
+        "--g3-dir",
+        g3,
+        "--g3-blocks",
+        "1500",
+        "--limit",
+        "10",
+    ]);
+    assert!(
+        e.contains("layout_fingerprint") && e.contains("--g3-reset"),
+        "{e}"
+    );
+    let o = kvtier(&[
+        "replay",
+        "--config",
+        &other,
+        "--g3-dir",
+        g3,
+        "--g3-blocks",
+        "1500",
+        "--limit",
+        "10",
+        "--g3-reset",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = json(&["--g3-reset"]); // back to this test's shape and size
 
@@ -197,7 +221,10 @@ fn g3_reset_recovers_every_stuck_directory() {
     // (d) A garbage journal.
     std::fs::write(d.join("g3.journal"), vec![0x5a; 1000]).unwrap();
     let e = err(&[]);
-    assert!(e.contains("unreadable header") && e.contains("--g3-reset"), "{e}");
+    assert!(
+        e.contains("unreadable header") && e.contains("--g3-reset"),
+        "{e}"
+    );
     json(&["--g3-reset"]);
 
     // (e) A FIFO in the journal's place: refused at once, never waited on.
@@ -246,8 +273,21 @@ fn full_disk_is_a_clear_error_and_recoverable() {
     let g3 = d.to_str().unwrap();
     // 2000 blocks of 64 KiB... the tiny shape with 4 tokens: 512 bytes x 4?
     // Whatever the block size, 4,000,000 blocks cannot fit in 24 MiB.
-    let e = fails(&["replay", "--config", &cfg, "--g3-dir", g3, "--g3-blocks", "4000000", "--limit", "10"]);
-    assert!(e.contains("not enough disk space") && e.contains("available"), "{e}");
+    let e = fails(&[
+        "replay",
+        "--config",
+        &cfg,
+        "--g3-dir",
+        g3,
+        "--g3-blocks",
+        "4000000",
+        "--limit",
+        "10",
+    ]);
+    assert!(
+        e.contains("not enough disk space") && e.contains("available"),
+        "{e}"
+    );
     assert!(!d.join("g3.blocks").exists(), "nothing left behind");
     // A G3 that fits, then a disk filled to the last byte.
     json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "10"]);
@@ -257,16 +297,45 @@ fn full_disk_is_a_clear_error_and_recoverable() {
         .arg(format!("of={}", filler.display()))
         .stderr(Stdio::null())
         .status();
-    let o = kvtier_bounded(&["replay", "--config", &cfg, "--g3-dir", g3, "--g3-blocks", "2000", "--limit", "600"], 120);
+    let o = kvtier_bounded(
+        &[
+            "replay",
+            "--config",
+            &cfg,
+            "--g3-dir",
+            g3,
+            "--g3-blocks",
+            "2000",
+            "--limit",
+            "600",
+        ],
+        120,
+    );
     let e = stderr(&o);
     assert!(!o.status.success(), "a stopped journal fails the run");
     assert!(e.contains("No space left"), "{e}");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("requests"), "the report is printed");
-    assert!(e.lines().count() < 40, "rate-limited: {} lines\n{e}", e.lines().count());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("requests"),
+        "the report is printed"
+    );
+    assert!(
+        e.lines().count() < 40,
+        "rate-limited: {} lines\n{e}",
+        e.lines().count()
+    );
     std::fs::remove_file(&filler).unwrap();
     let r = json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "10"]);
     assert_eq!(u(&r["verify_failures"]), 0);
-    json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "10", "--g3-reset"]);
+    json_ok(&[
+        "replay",
+        "--config",
+        &cfg,
+        "--g3-dir",
+        g3,
+        "--limit",
+        "10",
+        "--g3-reset",
+    ]);
 }
 
 // ---- 3. interrupts ---------------------------------------------------------
@@ -327,14 +396,20 @@ fn outputs_are_checked_before_the_run() {
     let o = kvtier(&["replay", "--plot", "/nonexistent/p.svg"]);
     assert!(o.stdout.is_empty(), "failed before any work");
     // A full stdout is an error, not a panic.
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let o = cmd(&["replay", "--no-data", "--limit", "10"])
         .stdout(full)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("cannot write to standard output") && !e.contains("panicked"), "{e}");
+    assert!(
+        e.contains("cannot write to standard output") && !e.contains("panicked"),
+        "{e}"
+    );
 }
 
 // ---- 5. machine limits ------------------------------------------------------
@@ -358,7 +433,11 @@ fn every_figure_is_right_or_refused() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(u(&r["truncated_requests"]) > 0);
     assert_eq!(u(&r["blocks"]) + u(&r["truncated_blocks"]), 121_877);
-    assert!(stderr(&o).contains("cut to G1's capacity"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cut to G1's capacity"),
+        "{}",
+        stderr(&o)
+    );
     // --repeat is honoured on the multi-tier path.
     let r = json_ok(&["replay", "--repeat", "3", "--limit", "200"]);
     assert_eq!(u(&r["repetitions"]), 3);
@@ -366,7 +445,15 @@ fn every_figure_is_right_or_refused() {
     // A tiny persistent G3 still records blocks.
     let t = tempfile::tempdir().unwrap();
     let g3 = t.path().join("g3");
-    let r = json_ok(&["replay", "--g3-dir", g3.to_str().unwrap(), "--g3-blocks", "120", "--limit", "300"]);
+    let r = json_ok(&[
+        "replay",
+        "--g3-dir",
+        g3.to_str().unwrap(),
+        "--g3-blocks",
+        "120",
+        "--limit",
+        "300",
+    ]);
     assert_eq!(u(&r["g3_live"]), 120);
     // The benchmark refuses an empty batch instead of printing noise.
     let e = fails(&["bench", "--batch", "0", "--block-tokens", "1"]);
@@ -384,12 +471,18 @@ fn g3_files_are_private_and_links_are_never_followed() {
     let d = t.path().join("g3");
     let g3 = d.to_str().unwrap();
     json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "50"]);
-    assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     for f in ["g3.blocks", "g3.journal"] {
         let m = std::fs::metadata(d.join(f)).unwrap().mode() & 0o777;
         assert_eq!(m, 0o600, "{f}: {m:o}");
     }
-    assert!(!d.join("g3.lock").exists(), "the directory itself is locked");
+    assert!(
+        !d.join("g3.lock").exists(),
+        "the directory itself is locked"
+    );
     let size = std::fs::metadata(d.join("g3.blocks")).unwrap().len();
 
     // A planted data-file symlink to an unrelated file of the right size.
@@ -399,10 +492,24 @@ fn g3_files_are_private_and_links_are_never_followed() {
     std::os::unix::fs::symlink(&victim, d.join("g3.blocks")).unwrap();
     let e = fails(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "50"]);
     assert!(e.contains("symbolic link"), "{e}");
-    json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "50", "--g3-reset"]);
+    json_ok(&[
+        "replay",
+        "--config",
+        &cfg,
+        "--g3-dir",
+        g3,
+        "--limit",
+        "50",
+        "--g3-reset",
+    ]);
     let v = std::fs::read(&victim).unwrap();
-    assert!(v.len() == size as usize && v.iter().all(|&b| b == 0x11), "victim untouched");
-    assert!(std::fs::symlink_metadata(d.join("g3.blocks")).unwrap().is_file());
+    assert!(
+        v.len() == size as usize && v.iter().all(|&b| b == 0x11),
+        "victim untouched"
+    );
+    assert!(std::fs::symlink_metadata(d.join("g3.blocks"))
+        .unwrap()
+        .is_file());
 
     // A dangling g3.lock symlink: its target is never created.
     let target = t.path().join("created-by-lock");
@@ -451,7 +558,11 @@ fn diagnostics_name_the_right_thing() {
     assert!(e.contains("--limit 0") && !e.contains("--skip"), "{e}");
     let t = tempfile::tempdir().unwrap();
     let bom = t.path().join("bom.jsonl");
-    std::fs::write(&bom, b"\xef\xbb\xbf{\"hash_ids\": [1, 2]}\n{\"hash_ids\": [1, 3]}\n").unwrap();
+    std::fs::write(
+        &bom,
+        b"\xef\xbb\xbf{\"hash_ids\": [1, 2]}\n{\"hash_ids\": [1, 3]}\n",
+    )
+    .unwrap();
     let r = json_ok(&["replay", "--trace", bom.to_str().unwrap(), "--no-data"]);
     assert_eq!(u(&r["requests"]), 2);
     let bad = t.path().join("bad.jsonl");
@@ -465,12 +576,21 @@ fn diagnostics_name_the_right_thing() {
     // `pinned` without a GPU is reported as the host memory it falls back to.
     let cfg = write_config(
         t.path(),
-        &SMALL.replace("[g2]\nblocks = 800\nmemory = \"host\"", "[g2]\nblocks = 800\nmemory = \"pinned\""),
+        &SMALL.replace(
+            "[g2]\nblocks = 800\nmemory = \"host\"",
+            "[g2]\nblocks = 800\nmemory = \"pinned\"",
+        ),
     );
     let o = kvtier(&["replay", "--config", &cfg, "--limit", "20", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let g2 = r["tiers"].as_array().unwrap().iter().find(|t| t["tier"] == "g2").unwrap().clone();
+    let g2 = r["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tier"] == "g2")
+        .unwrap()
+        .clone();
     if g2["memory"] != "pinned" {
         assert_eq!(g2["memory"], "host");
         assert!(stderr(&o).contains("needs a CUDA device"), "{}", stderr(&o));

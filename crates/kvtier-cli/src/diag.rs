@@ -48,7 +48,9 @@ pub fn init() {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|meta, _| admit(meta)));
+        .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+            admit(meta)
+        }));
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -274,7 +274,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         config.g3.path = Some(d.clone());
     }
     if args.g3_reset && config.g3.path.is_none() {
-        anyhow::bail!("--g3-reset applies to a persistent G3 (--g3-dir DIR or g3.path in the config)");
+        anyhow::bail!(
+            "--g3-reset applies to a persistent G3 (--g3-dir DIR or g3.path in the config)"
+        );
     }
     // Outputs first: a bad path must fail before the run, not after it.
     let plot_file = match &args.plot {

@@ -528,7 +528,11 @@ async fn run_tiered(
         let mut waited = vec![false; trace.len()];
         loop {
             while failure.is_none() && !stopped(opts) && set.len() < opts.concurrency {
-                let Some(i) = queue.front().copied().or((next < trace.len()).then_some(next)) else {
+                let Some(i) = queue
+                    .front()
+                    .copied()
+                    .or((next < trace.len()).then_some(next))
+                else {
                     break;
                 };
                 let need = trace.request(i).len().min(cap);
@@ -549,7 +553,9 @@ async fn run_tiered(
                 set.spawn(async move { (i, need, request(&cache, shared.request(i)).await) });
                 adm.max_in_flight = adm.max_in_flight.max(set.len());
             }
-            let Some(r) = set.join_next().await else { break };
+            let Some(r) = set.join_next().await else {
+                break;
+            };
             let (i, need, res) = match r {
                 Ok(x) => x,
                 Err(e) => {

@@ -167,7 +167,9 @@ impl DiskMemory {
         let remove = |p: &Path| {
             let _ = std::fs::remove_file(p);
         };
-        Self::finish(path.clone(), file, direct, layout, created, avail, || remove(&path))
+        Self::finish(path.clone(), file, direct, layout, created, avail, || {
+            remove(&path)
+        })
     }
 
     /// Opens (or creates) the tier file `name` in a locked G3 directory,
@@ -189,7 +191,9 @@ impl DiskMemory {
         };
         let (file, created) = match mode {
             OpenMode::CreateNew => (dir.open_file(name, Create::New, 0).map_err(open_err)?, true),
-            OpenMode::OpenExisting => (dir.open_file(name, Create::No, 0).map_err(open_err)?, false),
+            OpenMode::OpenExisting => {
+                (dir.open_file(name, Create::No, 0).map_err(open_err)?, false)
+            }
             OpenMode::OpenOrCreate => match dir.open_file(name, Create::New, 0) {
                 Ok(f) => (f, true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

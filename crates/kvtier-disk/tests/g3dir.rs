@@ -43,9 +43,16 @@ fn new_directory_is_private() {
     let d = t.path().join("a/b/g3");
     let o = open(&d, 16, OnMismatch::Refuse).unwrap();
     assert!(o.data_created && o.recovery.created);
-    assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     for f in [DATA_FILE, JOURNAL_FILE] {
-        assert_eq!(std::fs::metadata(d.join(f)).unwrap().mode() & 0o777, 0o600, "{f}");
+        assert_eq!(
+            std::fs::metadata(d.join(f)).unwrap().mode() & 0o777,
+            0o600,
+            "{f}"
+        );
     }
     // Locked while open, within this process too.
     assert!(matches!(
@@ -63,7 +70,11 @@ fn size_change_is_refused_then_reset() {
     o.journal.close().unwrap();
     drop(o);
     match open(&d, 32, OnMismatch::Refuse) {
-        Err(JournalError::Mismatch { found: 16, expected: 32, .. }) => {}
+        Err(JournalError::Mismatch {
+            found: 16,
+            expected: 32,
+            ..
+        }) => {}
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("opened with another size"),
     }
@@ -115,7 +126,9 @@ fn links_and_fifos_are_refused_never_followed() {
     std::fs::remove_file(d.join(DATA_FILE)).unwrap();
     std::os::unix::fs::symlink(&victim, d.join(DATA_FILE)).unwrap();
     drop(open(&d, 16, OnMismatch::Refuse).unwrap());
-    assert!(std::fs::symlink_metadata(d.join(DATA_FILE)).unwrap().is_file());
+    assert!(std::fs::symlink_metadata(d.join(DATA_FILE))
+        .unwrap()
+        .is_file());
     assert!(std::fs::read(&victim).unwrap().iter().all(|&b| b == 1));
     // A FIFO as the journal: refused at once (an open would block on it).
     std::fs::remove_file(d.join(JOURNAL_FILE)).unwrap();

@@ -111,9 +111,18 @@ fn latest_per_slot_and_removed() {
         Entry::Stored(rec(2, 20)),
         Entry::Stored(rec(3, 30)),
         Entry::Stored(rec(1, 11)), // supersedes slot 1, moves to the end
-        Entry::Removed { slot: 2, hash: SequenceHash(20) },
-        Entry::Removed { slot: 9, hash: SequenceHash(1) }, // empty slot: no-op
-        Entry::Removed { slot: 3, hash: SequenceHash(999) }, // empties whatever the slot holds
+        Entry::Removed {
+            slot: 2,
+            hash: SequenceHash(20),
+        },
+        Entry::Removed {
+            slot: 9,
+            hash: SequenceHash(1),
+        }, // empty slot: no-op
+        Entry::Removed {
+            slot: 3,
+            hash: SequenceHash(999),
+        }, // empties whatever the slot holds
         Entry::Stored(rec(2, 21)),
     ];
     write_journal(d.path(), &e, 3);
@@ -122,7 +131,10 @@ fn latest_per_slot_and_removed() {
     assert_eq!(r.records, replay(&e));
     // More entries after reopen.
     j.append(&[
-        Entry::Removed { slot: 1, hash: SequenceHash(11) },
+        Entry::Removed {
+            slot: 1,
+            hash: SequenceHash(11),
+        },
         Entry::Stored(rec(4, 40)),
     ])
     .unwrap();

@@ -154,8 +154,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Err(anyhow::Error::new(e).context("cannot write to standard output"));
     }
     if args.json {
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&report)?)
-            .context("cannot write to standard output")?;
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string(&report)?
+        )
+        .context("cannot write to standard output")?;
     }
     Ok(())
 }
@@ -173,7 +177,10 @@ fn check_args(args: &BenchArgs) -> Result<()> {
         bail!("--batch and --block-tokens need at least one value each");
     }
     if !(args.seconds.is_finite() && args.seconds > 0.0) {
-        bail!("--seconds {}: give a positive number of seconds", args.seconds);
+        bail!(
+            "--seconds {}: give a positive number of seconds",
+            args.seconds
+        );
     }
     if args.threads == Some(0) {
         bail!("--threads 0: at least 1 copy-engine thread");
@@ -534,7 +541,13 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
                             copy(&memcpy, &mock, &hbig, &wins[k % n])
                         },
                     )?;
-                    push("G1->G2", "mock->host memcpy", down, ceil_secs, &all_core_desc);
+                    push(
+                        "G1->G2",
+                        "mock->host memcpy",
+                        down,
+                        ceil_secs,
+                        &all_core_desc,
+                    );
                     let up = timer.time(
                         || Ok(()),
                         || {

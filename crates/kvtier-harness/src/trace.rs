@@ -204,7 +204,10 @@ impl Trace {
             let text = std::str::from_utf8(bytes).map_err(|e| {
                 line_err(
                     line,
-                    format!("not UTF-8 text (invalid byte at column {})", e.valid_up_to() + 1),
+                    format!(
+                        "not UTF-8 text (invalid byte at column {})",
+                        e.valid_up_to() + 1
+                    ),
                 )
             })?;
             if text.trim().is_empty() {
@@ -413,11 +416,15 @@ mod tests {
         let t = Trace::parse("t", "\u{feff}{\"hash_ids\": [1]}\n").unwrap();
         assert_eq!(t.requests.len(), 1);
         let bad = b"{\"hash_ids\": [1]}\n{\"hash_ids\": [\xff]}\n";
-        let e = Trace::from_reader("t", &bad[..], None).unwrap_err().to_string();
+        let e = Trace::from_reader("t", &bad[..], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t:2: not UTF-8"), "{e}");
         // An endless line is cut at the bound.
         let zeros = std::io::BufReader::new(std::io::repeat(0).take(MAX_LINE_BYTES as u64 + 10));
-        let e = Trace::from_reader("z", zeros, None).unwrap_err().to_string();
+        let e = Trace::from_reader("z", zeros, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("z:1: line longer than"), "{e}");
         // Too many ids in one request.
         let mut line = String::from("{\"hash_ids\": [");
@@ -435,9 +442,14 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("too large") && e.contains("100 available"), "{e}");
+        assert!(
+            e.contains("too large") && e.contains("100 available"),
+            "{e}"
+        );
         // Devices are refused before reading.
-        let e = Trace::from_file(Path::new("/dev/zero")).unwrap_err().to_string();
+        let e = Trace::from_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("character device"), "{e}");
     }
 

@@ -98,7 +98,11 @@ pub fn check_resources(config: &Config, block_bytes: u64, data: bool) -> Result<
         }
         let n = tc.blocks as u64;
         let meta = n.saturating_mul(STORE_BYTES_PER_BLOCK);
-        let host_bytes = match (data, tier, tc.memory.unwrap_or_else(|| default_memory(tier))) {
+        let host_bytes = match (
+            data,
+            tier,
+            tc.memory.unwrap_or_else(|| default_memory(tier)),
+        ) {
             (true, Tier::G1, MemoryChoice::Cuda) | (true, Tier::G3, _) | (false, _, _) => 0,
             _ => n.saturating_mul(block_bytes),
         };

@@ -32,7 +32,7 @@ use kvtier_memory::Layout;
 use super::lock::{file_type_name, G3Dir};
 use super::verify::verify_full;
 use super::{
-    GroupJournal, G3Header, Journal, JournalError, OnMismatch, Record, Recovery, DATA_FILE,
+    G3Header, GroupJournal, Journal, JournalError, OnMismatch, Record, Recovery, DATA_FILE,
     JOURNAL_FILE, JOURNAL_TMP_FILE, LEGACY_LOCK_FILE, RECORD_BYTES,
 };
 use crate::{DiskMemory, OpenMode};
@@ -135,9 +135,7 @@ fn with_data(
     let expected = opts.layout.total_bytes() as u64;
     let data_path = g3.join(DATA_FILE);
     let live = recovery.records.len() as u64;
-    let stat = g3
-        .stat(DATA_FILE)
-        .map_err(super::io_at(&data_path))?;
+    let stat = g3.stat(DATA_FILE).map_err(super::io_at(&data_path))?;
     let mut dropped_missing_data = 0;
     let mode = match stat {
         None => {
@@ -161,7 +159,10 @@ fn with_data(
                 });
             }
             // Nothing refers to its bytes: replace it.
-            tracing::info!("G3 data file {} {problem}: recreating it", data_path.display());
+            tracing::info!(
+                "G3 data file {} {problem}: recreating it",
+                data_path.display()
+            );
             g3.remove(DATA_FILE).map_err(super::io_at(&data_path))?;
             OpenMode::CreateNew
         }

@@ -267,12 +267,19 @@ impl GroupJournal {
             .zip(&kept)
             .enumerate()
             .filter(|(_, (r, k))| r.is_some() && !**k)
-            .map(|(slot, (r, _))| (slot as SlotId, r.take().expect("filtered on is_some").spec.hash))
+            .map(|(slot, (r, _))| {
+                (
+                    slot as SlotId,
+                    r.take().expect("filtered on is_some").spec.hash,
+                )
+            })
             .collect();
         let removed = gone.len() as u64;
         st.live_count -= removed;
-        st.pending
-            .extend(gone.into_iter().map(|(slot, hash)| Entry::Removed { slot, hash }));
+        st.pending.extend(
+            gone.into_iter()
+                .map(|(slot, hash)| Entry::Removed { slot, hash }),
+        );
         if removed > 0 {
             self.flush_locked(&mut st);
         }

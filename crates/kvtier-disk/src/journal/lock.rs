@@ -154,16 +154,20 @@ impl G3Dir {
     /// name exists.
     pub fn open_file(&self, name: &str, create: Create, extra_flags: i32) -> io::Result<File> {
         let c = cname(name)?;
-        let mut flags = libc::O_RDWR
-            | libc::O_NOFOLLOW
-            | libc::O_CLOEXEC
-            | libc::O_NONBLOCK
-            | extra_flags;
+        let mut flags =
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | extra_flags;
         if create == Create::New {
             flags |= libc::O_CREAT | libc::O_EXCL;
         }
         // SAFETY: valid dir fd and C string; the fd is owned below.
-        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, 0o600 as libc::c_uint) };
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                flags,
+                0o600 as libc::c_uint,
+            )
+        };
         if fd < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ELOOP) {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::compact::write_fresh;
-use super::format::{decode_entry, decode_header, header_seed, sum_ok, Decoded, Entry, Record, RECORD_BYTES};
+use super::format::{
+    decode_entry, decode_header, header_seed, sum_ok, Decoded, Entry, Record, RECORD_BYTES,
+};
 use super::header::{check_header, show, G3Header, OnMismatch};
 use super::lock::{Create, G3Dir};
 use super::{io_at, Journal, JournalError, JOURNAL_FILE, JOURNAL_TMP_FILE};
@@ -148,7 +150,10 @@ impl Journal {
     ) -> Result<(Journal, Recovery), JournalError> {
         let t0 = Instant::now();
         let path = dir.join(JOURNAL_FILE);
-        if dir.remove(JOURNAL_TMP_FILE).map_err(io_at(&dir.join(JOURNAL_TMP_FILE)))? {
+        if dir
+            .remove(JOURNAL_TMP_FILE)
+            .map_err(io_at(&dir.join(JOURNAL_TMP_FILE)))?
+        {
             dir.sync().map_err(io_at(dir.path()))?;
         }
         let mut rec = Recovery::default();
@@ -179,7 +184,9 @@ impl Journal {
                 rec.created = true;
                 return fresh(0, rec);
             }
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput && on_mismatch == OnMismatch::Reset => {
+            Err(e)
+                if e.kind() == io::ErrorKind::InvalidInput && on_mismatch == OnMismatch::Reset =>
+            {
                 // A link, FIFO or directory in the journal's place: remove
                 // the name (never what a link points at) and start anew.
                 rec.reset = Some(format!("{} {e}", path.display()));
