@@ -154,16 +154,12 @@ impl DiskMemory {
             },
         };
         check_regular(&file).map_err(open_err)?;
-        // O_DIRECT: refused by some file systems (e.g. tmpfs on older kernels,
-        // some FUSE/overlay setups) with EINVAL; fall back to buffered I/O.
-        let direct = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW)
-            .open(&path)
-            .ok()
-            .filter(|d| same_file(&file, d));
-        let avail = if created { free_bytes(&file) } else { None };
+        let direct = reopen_direct(&path, &file);
+        let avail = if created {
+            free_bytes(file.as_raw_fd())
+        } else {
+            None
+        };
         let remove = |p: &Path| {
             let _ = std::fs::remove_file(p);
         };
@@ -236,15 +232,9 @@ impl DiskMemory {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(open_err)?;
-        let direct = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW)
-            .open(&path)
-            .ok()
-            .filter(|d| same_file(&file, d));
+        let direct = reopen_direct(&path, &file);
         std::fs::remove_file(&path).map_err(open_err)?;
-        let avail = free_bytes(&file);
+        let avail = free_bytes(file.as_raw_fd());
         let shown = dir.join(format!("{name} (deleted)"));
         Self::finish(shown, file, direct, layout, true, avail, || {})
     }
@@ -297,13 +287,7 @@ impl DiskMemory {
         }
         // Blocking I/O from here on (O_NONBLOCK only kept a FIFO from
         // hanging the open; regular files ignore it).
-        // SAFETY: valid fd.
-        unsafe {
-            let fl = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-            if fl >= 0 {
-                libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
-            }
-        }
+        clear_nonblock(file.as_raw_fd());
         let map = MmapRaw::map_raw(&file).map_err(io_err(&path))?;
         Ok(Self {
             locks: BlockLocks::new(layout.num_blocks()),
@@ -523,12 +507,38 @@ fn same_file(a: &File, b: &File) -> bool {
 }
 
 /// Bytes available to an unprivileged writer on `file`'s file system.
-fn free_bytes(file: &File) -> Option<u64> {
+pub(crate) fn free_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
     // SAFETY: zeroed statvfs is a valid out-parameter.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and out-pointer.
-    let rc = unsafe { libc::fstatvfs(file.as_raw_fd(), &mut s) };
+    // SAFETY: `fd` is a valid descriptor of the caller's and the out-pointer
+    // is valid.
+    let rc = unsafe { libc::fstatvfs(fd, &mut s) };
     (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// Clear `O_NONBLOCK` on `fd` (set at open so a FIFO in a file's place cannot
+/// hang it; regular files ignore it, but blocking I/O is what is meant).
+pub(crate) fn clear_nonblock(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a valid descriptor of the caller's.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// A second descriptor of `path` with O_DIRECT, if the file system accepts
+/// it (some, e.g. tmpfs on older kernels or FUSE/overlay setups, refuse it
+/// with EINVAL: then buffered I/O is used) and it is still `file`.
+fn reopen_direct(path: &Path, file: &File) -> Option<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+        .filter(|d| same_file(file, d))
 }
 
 fn fallocate(file: &File, len: u64) -> io::Result<()> {

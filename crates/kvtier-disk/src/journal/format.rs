@@ -186,9 +186,10 @@ pub(crate) fn decode_entry(b: &[u8], seed: u64, num_blocks: u64) -> Decoded {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A record whose fields all derive from `slot` and `h`.
     pub(crate) fn rec(slot: u32, h: u128) -> Record {
         Record {
             slot,

@@ -190,13 +190,7 @@ impl G3Dir {
             ));
         }
         // Back to blocking I/O (no effect on regular files, but explicit).
-        // SAFETY: valid fd.
-        unsafe {
-            let fl = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-            if fl >= 0 {
-                libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
-            }
-        }
+        crate::file::clear_nonblock(file.as_raw_fd());
         Ok(file)
     }
 
@@ -261,10 +255,6 @@ impl G3Dir {
     /// Bytes available to an unprivileged writer on the directory's file
     /// system (`fstatvfs`), if known.
     pub fn available_bytes(&self) -> Option<u64> {
-        // SAFETY: zeroed statvfs is a valid out-parameter.
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd and out-pointer.
-        let rc = unsafe { libc::fstatvfs(self.fd.as_raw_fd(), &mut s) };
-        (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+        crate::file::free_bytes(self.fd.as_raw_fd())
     }
 }

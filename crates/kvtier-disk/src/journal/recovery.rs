@@ -309,19 +309,8 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvtier_logical::{BlockSpec, SequenceHash};
-
-    fn rec(slot: u32, h: u128) -> Record {
-        Record {
-            slot,
-            spec: BlockSpec {
-                hash: SequenceHash(h),
-                parent: SequenceHash(h ^ 7),
-                position: slot * 2,
-            },
-            checksum: h as u64 ^ 0xabc,
-        }
-    }
+    use crate::journal::format::tests::rec;
+    use kvtier_logical::SequenceHash;
 
     #[test]
     fn replay_squeezes_long_churn() {
