@@ -3,6 +3,7 @@
 mod diag;
 mod plot;
 mod replay;
+mod report;
 mod signals;
 mod sweep;
 
