@@ -352,15 +352,10 @@ fn two_processes_never_share_a_g3_directory() {
         "--limit",
         "1",
     ]);
-    // Hold the directory's lock from another process (util-linux flock).
+    // Hold the directory's lock from another process (util-linux flock
+    // locks the directory itself, as kvtier does).
     let mut holder = match Command::new("flock")
-        .args([
-            "-x",
-            "-o",
-            g3.join("g3.lock").to_str().unwrap(),
-            "sleep",
-            "30",
-        ])
+        .args(["-x", "-o", g3.to_str().unwrap(), "sleep", "30"])
         .spawn()
     {
         Ok(c) => c,
@@ -416,7 +411,7 @@ fn reopen_a_million_block_g3() {
     let f = std::fs::File::create(g3.join("g3.blocks")).unwrap();
     f.set_len(layout.total_bytes() as u64).unwrap();
     let header = G3Header::new(
-        kvtier::durable::layout_fingerprint(&shape, kind),
+        kvtier::disk::journal::layout_fingerprint(&shape, kind),
         config.cache_salt().0,
         n,
     );
@@ -428,9 +423,11 @@ fn reopen_a_million_block_g3() {
             let hash = (slot as u128 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
             batch.push(Entry::Stored(Record {
                 slot,
-                hash,
-                parent: if slot % 64 == 0 { 0 } else { parent },
-                position: slot % 64,
+                spec: kvtier::logical::BlockSpec {
+                    hash: kvtier::logical::SequenceHash(hash),
+                    parent: kvtier::logical::SequenceHash(if slot % 64 == 0 { 0 } else { parent }),
+                    position: slot % 64,
+                },
                 checksum: 0,
             }));
             parent = hash;

@@ -1,17 +1,36 @@
 //! The `kvtier` command-line program.
 
+mod diag;
 mod plot;
 mod replay;
+mod report;
+mod signals;
 mod sweep;
 
-use crate::replay::ReplayOptions;
+use crate::replay::{ReplayError, ReplayOptions};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kvtier::config::{Config, ConfigError};
 use kvtier::logical::{PolicyKind, Tier};
 use kvtier_harness::trace::{Trace, EMBEDDED_NAME};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// Write `text` to standard output; a closed or full stdout is an error
+/// naming it, never a panic.
+fn print_out(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to standard output")
+}
+
+/// Open an output file now, before any work, so a bad path fails at once
+/// instead of after the run. Returns the open file.
+fn open_output(p: &Path, what: &str) -> Result<std::fs::File> {
+    std::fs::File::create(p).with_context(|| format!("cannot write {what} {}", p.display()))
+}
 
 /// Multi-tier KV-cache manager for LLM inference.
 #[derive(Parser, Debug)]
@@ -56,6 +75,10 @@ fn sweep(args: SweepArgs) -> Result<()> {
     if let Some(c) = args.capacities.iter().find(|c| **c == 0) {
         anyhow::bail!("--capacities: {c} is not a valid capacity (at least 1 block)");
     }
+    let plot_file = match &args.plot {
+        Some(p) => Some(open_output(p, "plot")?),
+        None => None,
+    };
     let trace = match &args.trace {
         Some(p) => Trace::from_file(p)?,
         None => Trace::embedded(),
@@ -67,16 +90,16 @@ fn sweep(args: SweepArgs) -> Result<()> {
         args.policies.clone()
     };
     let points = sweep::run(&hashed, &policies, &args.capacities)?;
-    if let Some(p) = &args.plot {
+    if let (Some(p), Some(mut f)) = (&args.plot, plot_file) {
         let svg = sweep::to_svg(&format!("hit rate vs capacity ({})", trace.name), &points);
-        std::fs::write(p, svg).with_context(|| format!("cannot write plot {}", p.display()))?;
+        f.write_all(svg.as_bytes())
+            .with_context(|| format!("cannot write plot {}", p.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&points)?);
+        print_out(&format!("{}\n", serde_json::to_string(&points)?))
     } else {
-        print!("{}", sweep::to_table(&points));
+        print_out(&sweep::to_table(&points))
     }
-    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -151,7 +174,47 @@ struct ReplayArgs {
     limit: Option<usize>,
 }
 
-fn replay(args: ReplayArgs) -> Result<()> {
+/// The remedy a command-line user has for a setup error, if any: the
+/// library's errors name no flag, the CLI adds them here.
+fn hint(e: &ReplayError) -> Option<String> {
+    use kvtier::setup::SetupError;
+    use kvtier_disk::journal::{HeaderField, JournalError};
+    let ReplayError::Setup(SetupError::G3(j)) = e else {
+        return match e {
+            ReplayError::Setup(SetupError::TooLarge { .. }) => Some(
+                "use smaller tiers (--g1-blocks, --g2-blocks, or the config's blocks / bytes), or --no-data for a logical replay".into(),
+            ),
+            _ => None,
+        };
+    };
+    match j {
+        JournalError::Locked { .. } => Some("wait for the other process, or use another --g3-dir".into()),
+        JournalError::Mismatch {
+            field: HeaderField::NumBlocks,
+            found,
+            ..
+        } => Some(format!(
+            "to keep its blocks, rerun with --g3-blocks {found}; to discard them and use the new size, add --g3-reset"
+        )),
+        JournalError::Mismatch { .. }
+        | JournalError::BadHeader { .. }
+        | JournalError::DataMismatch { .. } => Some(
+            "rerun with the configuration it was written with, use another --g3-dir, or add --g3-reset to discard its blocks".into(),
+        ),
+        JournalError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+            Some("add --g3-reset to replace it (kvtier removes the link or file, never what a link points at)".into())
+        }
+        JournalError::Data(kvtier_disk::DiskError::Open { .. } | kvtier_disk::DiskError::WrongSize { .. }) => {
+            Some("add --g3-reset to recreate the data file".into())
+        }
+        JournalError::Data(kvtier_disk::DiskError::NoSpace { .. }) => {
+            Some("free disk space, use a smaller --g3-blocks, or another --g3-dir".into())
+        }
+        _ => None,
+    }
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let mut config = match &args.config {
         Some(p) => Config::from_file(p)?,
         None => Config::builtin(),
@@ -162,10 +225,8 @@ fn replay(args: ReplayArgs) -> Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "configs/default.toml (built in)".into());
     let (shape, _) = config.block_shape(&config_name)?;
-    config.resolve_bytes(
-        &config_name,
-        shape.block_bytes().map_err(|e| anyhow::anyhow!("{e}"))? as u64,
-    )?;
+    let block_bytes = shape.block_bytes().map_err(|e| anyhow::anyhow!("{e}"))? as u64;
+    config.resolve_bytes(&config_name, block_bytes)?;
     for (tier, n) in [
         (Tier::G1, args.g1_blocks),
         (Tier::G2, args.g2_blocks),
@@ -190,10 +251,15 @@ fn replay(args: ReplayArgs) -> Result<()> {
         ),
         e => e.into(),
     })?;
-    let trace = match &args.trace {
-        Some(p) => Trace::from_file(p)?,
-        None => Trace::embedded(),
-    };
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    if args.repeat == 0 {
+        anyhow::bail!("--repeat must be at least 1");
+    }
+    if args.limit == Some(0) {
+        anyhow::bail!("--limit 0 replays nothing: give at least 1 request");
+    }
     if let Some(d) = &args.g3_dir {
         if args.no_data {
             anyhow::bail!(
@@ -203,8 +269,32 @@ fn replay(args: ReplayArgs) -> Result<()> {
         if config.g3.blocks == 0 {
             anyhow::bail!("--g3-dir needs a G3 tier (--g3-blocks N or g3.blocks in the config)");
         }
+        if args.repeat > 1 {
+            anyhow::bail!("--repeat cannot be combined with --g3-dir: each repetition would start from the previous one's blocks");
+        }
         config.g3.path = Some(d.clone());
     }
+    if args.g3_reset && config.g3.path.is_none() {
+        anyhow::bail!(
+            "--g3-reset applies to a persistent G3 (--g3-dir DIR or g3.path in the config)"
+        );
+    }
+    // Outputs first: a bad path must fail before the run, not after it.
+    let plot_file = match &args.plot {
+        Some(p) => Some(open_output(p, "plot")?),
+        None => None,
+    };
+    kvtier::setup::check_resources(&config, block_bytes, !args.no_data).map_err(|e| {
+        let e = ReplayError::Setup(e);
+        match hint(&e) {
+            Some(h) => anyhow::anyhow!("{e}\n  hint: {h}"),
+            None => anyhow::anyhow!("{e}"),
+        }
+    })?;
+    let trace = match &args.trace {
+        Some(p) => Trace::from_file(p)?,
+        None => Trace::embedded(),
+    };
     let mut hashed = trace.hashed(config.cache_salt());
     if args.skip > 0 || args.limit.is_some() {
         hashed = hashed.slice(args.skip, args.limit.unwrap_or(usize::MAX));
@@ -221,9 +311,6 @@ fn replay(args: ReplayArgs) -> Result<()> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| EMBEDDED_NAME.to_string());
-    if args.concurrency == 0 {
-        anyhow::bail!("--concurrency must be at least 1");
-    }
     let opts = ReplayOptions {
         data: !args.no_data,
         repeat: args.repeat,
@@ -236,56 +323,74 @@ fn replay(args: ReplayArgs) -> Result<()> {
             reset_on_mismatch: args.g3_reset,
             ack_log: args.ack_log.clone(),
         },
+        stop: Some(&signals::STOP),
     };
-    let outcome = replay::run(&config, &name, &hashed, &opts).map_err(|e| {
-        let mismatch = matches!(
-            e,
-            replay::ReplayError::Setup(kvtier::setup::SetupError::G3Mismatch { .. })
-        );
-        if mismatch {
-            anyhow::anyhow!("replay failed: {e}; use another --g3-dir, or --g3-reset to discard it")
-        } else {
-            anyhow::Error::new(e).context("replay failed")
-        }
+    let outcome = replay::run(&config, &name, &hashed, &opts).map_err(|e| match hint(&e) {
+        Some(h) => anyhow::anyhow!("replay failed: {e}\n  hint: {h}"),
+        None => anyhow::anyhow!("replay failed: {e}"),
     })?;
-    if let Some(p) = &args.plot {
-        std::fs::write(p, outcome.plot_svg())
-            .with_context(|| format!("cannot write plot {}", p.display()))?;
-    }
     let report = &outcome.report;
-    if args.metrics {
-        eprint!("{}", outcome.prometheus);
+    if report.truncated_requests > 0 {
+        tracing::warn!(
+            "{} requests are longer than G1's {} blocks: cut to G1's capacity ({} blocks not looked up; counted in the report as truncated)",
+            report.truncated_requests,
+            config.g1.blocks,
+            report.truncated_blocks
+        );
     }
-    if args.json {
-        println!("{}", serde_json::to_string(report)?);
+    // The report of the work done is printed whatever failed after it.
+    let mut failures: Vec<String> = Vec::new();
+    if let (Some(p), Some(mut f)) = (&args.plot, plot_file) {
+        if let Err(e) = f.write_all(outcome.plot_svg().as_bytes()) {
+            failures.push(format!("cannot write plot {}: {e}", p.display()));
+        }
+    }
+    if args.metrics {
+        let _ = std::io::stderr().write_all(outcome.prometheus.as_bytes());
+    }
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string(report)?)
     } else {
-        print!("{}", report.to_table());
+        report.to_table()
+    };
+    print_out(&text)?;
+    if let Some(e) = &report.error {
+        failures.insert(0, e.clone());
     }
     if report.data_mismatches > 0 {
-        anyhow::bail!(
+        failures.push(format!(
             "{} served blocks had wrong bytes: this is a bug, please report it",
             report.data_mismatches
-        );
+        ));
     }
-    Ok(())
+    if !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("; "));
+    }
+    if let Some(sig) = signals::received() {
+        eprintln!(
+            "interrupted by signal {sig}: {} of {} requests replayed",
+            report.requests,
+            report.requests + report.requests_not_run
+        );
+        return Ok(ExitCode::from(128 + sig as u8));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    diag::init();
+    signals::install();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(args),
-        Command::Bench(args) => kvtier_harness::migration::run(&args),
-        Command::Sweep(args) => sweep(args),
+        Command::Bench(args) => kvtier_harness::migration::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Sweep(args) => sweep(args).map(|()| ExitCode::SUCCESS),
     };
+    for line in diag::summary() {
+        eprintln!("note: {line}");
+    }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use kvtier_disk::journal::JOURNAL_FILE;
 use kvtier_disk::{Entry, G3Header, Journal, OnMismatch, Record};
+use kvtier_logical::{BlockSpec, SequenceHash};
 
 fn drop_cache(path: &Path) {
     let f = File::open(path).expect("open journal");
@@ -34,9 +35,11 @@ fn run(dir: &Path, name: &str, n: u64, slots: u64) {
         let slot = (i % slots) as u32;
         batch.push(Entry::Stored(Record {
             slot,
-            hash: (i as u128 + 1) * 0x9e37_79b9_7f4a_7c15,
-            parent: i as u128,
-            position: (i % 4096) as u32,
+            spec: BlockSpec {
+                hash: SequenceHash((i as u128 + 1) * 0x9e37_79b9_7f4a_7c15),
+                parent: SequenceHash(i as u128),
+                position: (i % 4096) as u32,
+            },
             checksum: i.wrapping_mul(0x2545_f491_4f6c_dd1d),
         }));
         if batch.len() == batch.capacity() {
@@ -95,9 +98,11 @@ fn commit_latency(dir: &Path) {
                 .map(|k| {
                     Entry::Stored(Record {
                         slot: (i * per + k) % (1 << 20),
-                        hash: i as u128,
-                        parent: 0,
-                        position: k,
+                        spec: BlockSpec {
+                            hash: SequenceHash(i as u128),
+                            parent: SequenceHash(0),
+                            position: k,
+                        },
                         checksum: 7,
                     })
                 })

@@ -59,12 +59,15 @@ pub enum DiskError {
         found: u64,
     },
     /// The file system cannot hold the file (refused at start-up).
-    #[error("not enough disk space for {path}: {needed} bytes needed ({source})")]
+    #[error("not enough disk space for {path}: {needed} bytes needed{} ({source})",
+            available.map(|a| format!(", {a} available")).unwrap_or_default())]
     NoSpace {
         /// The path.
         path: PathBuf,
         /// Bytes needed.
         needed: u64,
+        /// Bytes the file system had available, if known.
+        available: Option<u64>,
         /// The OS error.
         source: io::Error,
     },
@@ -121,21 +124,24 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> DiskError + '_ {
 impl DiskMemory {
     /// Opens (or creates) the tier file at `path` for `layout`.
     ///
-    /// A new file is allocated in full with `posix_fallocate`, so a disk that
-    /// is too small is refused here ([`DiskError::NoSpace`]) and the partial
-    /// file removed. An existing file must have exactly
-    /// `layout.total_bytes()` bytes ([`DiskError::WrongSize`]); it is never
-    /// resized. Only `path` itself is created or written: no directories, no
-    /// side files.
+    /// A new file is created `0600` and allocated in full with
+    /// `posix_fallocate`, so a disk that is too small is refused here
+    /// ([`DiskError::NoSpace`]) and the partial file removed. An existing file
+    /// must be a regular file (a symlink is refused, never followed) with
+    /// exactly `layout.total_bytes()` bytes ([`DiskError::WrongSize`]); it is
+    /// never resized. Only `path` itself is created or written: no
+    /// directories, no side files.
     pub fn open(path: impl AsRef<Path>, layout: Layout, mode: OpenMode) -> Result<Self, DiskError> {
         let path = path.as_ref().to_path_buf();
-        let total = layout.total_bytes() as u64;
         let open_err = |source| DiskError::Open {
             path: path.clone(),
             source,
         };
         let mut opts = OpenOptions::new();
-        opts.read(true).write(true);
+        opts.read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
         let (file, created) = match mode {
             OpenMode::CreateNew => (opts.create_new(true).open(&path).map_err(open_err)?, true),
             OpenMode::OpenExisting => (opts.open(&path).map_err(open_err)?, false),
@@ -147,10 +153,113 @@ impl DiskMemory {
                 Err(e) => return Err(open_err(e)),
             },
         };
+        check_regular(&file).map_err(open_err)?;
+        let direct = reopen_direct(&path, &file);
+        let avail = if created {
+            free_bytes(file.as_raw_fd())
+        } else {
+            None
+        };
+        let remove = |p: &Path| {
+            let _ = std::fs::remove_file(p);
+        };
+        Self::finish(path.clone(), file, direct, layout, created, avail, || {
+            remove(&path)
+        })
+    }
+
+    /// Opens (or creates) the tier file `name` in a locked G3 directory,
+    /// relative to the directory's descriptor (see
+    /// [`crate::journal::lock`]): same rules as [`open`](Self::open), and the
+    /// free space of the file system is checked before a new file is
+    /// allocated.
+    pub fn open_in(
+        dir: &crate::journal::G3Dir,
+        name: &str,
+        layout: Layout,
+        mode: OpenMode,
+    ) -> Result<Self, DiskError> {
+        use crate::journal::lock::Create;
+        let path = dir.join(name);
+        let open_err = |source| DiskError::Open {
+            path: path.clone(),
+            source,
+        };
+        let (file, created) = match mode {
+            OpenMode::CreateNew => (dir.open_file(name, Create::New, 0).map_err(open_err)?, true),
+            OpenMode::OpenExisting => {
+                (dir.open_file(name, Create::No, 0).map_err(open_err)?, false)
+            }
+            OpenMode::OpenOrCreate => match dir.open_file(name, Create::New, 0) {
+                Ok(f) => (f, true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    (dir.open_file(name, Create::No, 0).map_err(open_err)?, false)
+                }
+                Err(e) => return Err(open_err(e)),
+            },
+        };
+        let direct = dir
+            .open_file(name, Create::No, libc::O_DIRECT)
+            .ok()
+            .filter(|d| same_file(&file, d));
+        let avail = if created { dir.available_bytes() } else { None };
+        Self::finish(path, file, direct, layout, created, avail, || {
+            let _ = dir.remove(name);
+        })
+    }
+
+    /// Creates a tier file in `dir` that has no name: it is created `0600`,
+    /// opened, and unlinked before it is allocated, so its space returns to
+    /// the file system when the process exits, however it exits (`SIGKILL`
+    /// included). For a G3 that does not outlive the process.
+    pub fn create_unlinked(dir: &Path, layout: Layout) -> Result<Self, DiskError> {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("kvtier-g3-{}-{nanos:08x}.blocks", std::process::id());
+        let path = dir.join(&name);
+        let open_err = |source| DiskError::Open {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(open_err)?;
+        let direct = reopen_direct(&path, &file);
+        std::fs::remove_file(&path).map_err(open_err)?;
+        let avail = free_bytes(file.as_raw_fd());
+        let shown = dir.join(format!("{name} (deleted)"));
+        Self::finish(shown, file, direct, layout, true, avail, || {})
+    }
+
+    /// Common tail of the opens: allocate a new file (checking `avail`
+    /// first; `cleanup` removes it on failure) or check an existing one's
+    /// size, then map it.
+    fn finish(
+        path: PathBuf,
+        file: File,
+        direct: Option<File>,
+        layout: Layout,
+        created: bool,
+        avail: Option<u64>,
+        cleanup: impl FnOnce(),
+    ) -> Result<Self, DiskError> {
+        let total = layout.total_bytes() as u64;
         if created {
-            if let Err(e) = fallocate(&file, total) {
+            let res = match avail {
+                Some(a) if a < total => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+                _ => fallocate(&file, total),
+            };
+            if let Err(e) = res {
                 drop(file);
-                let _ = std::fs::remove_file(&path);
+                cleanup();
                 return Err(
                     if e.raw_os_error() == Some(libc::ENOSPC)
                         || e.raw_os_error() == Some(libc::EFBIG)
@@ -158,6 +267,7 @@ impl DiskMemory {
                         DiskError::NoSpace {
                             path,
                             needed: total,
+                            available: avail,
                             source: e,
                         }
                     } else {
@@ -175,15 +285,10 @@ impl DiskMemory {
                 });
             }
         }
+        // Blocking I/O from here on (O_NONBLOCK only kept a FIFO from
+        // hanging the open; regular files ignore it).
+        clear_nonblock(file.as_raw_fd());
         let map = MmapRaw::map_raw(&file).map_err(io_err(&path))?;
-        // O_DIRECT: refused by some file systems (e.g. tmpfs on older kernels,
-        // some FUSE/overlay setups) with EINVAL; fall back to buffered I/O.
-        let direct = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
-            .ok();
         Ok(Self {
             locks: BlockLocks::new(layout.num_blocks()),
             path,
@@ -372,6 +477,68 @@ impl DiskMemory {
         // impossible because layouts are non-empty.
         NonNull::new(self.map.as_mut_ptr()).unwrap_or(NonNull::dangling())
     }
+}
+
+/// Refuse anything but a regular file (a FIFO or device in a tier file's
+/// place), naming what it is.
+fn check_regular(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = file.metadata()?.mode() as libc::mode_t;
+    if mode & libc::S_IFMT == libc::S_IFREG {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is {}, not a regular file",
+                crate::journal::lock::file_type_name(mode)
+            ),
+        ))
+    }
+}
+
+/// True if both descriptors are the same file (device and inode).
+fn same_file(a: &File, b: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.metadata(), b.metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Bytes available to an unprivileged writer on `file`'s file system.
+pub(crate) fn free_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is a valid descriptor of the caller's and the out-pointer
+    // is valid.
+    let rc = unsafe { libc::fstatvfs(fd, &mut s) };
+    (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// Clear `O_NONBLOCK` on `fd` (set at open so a FIFO in a file's place cannot
+/// hang it; regular files ignore it, but blocking I/O is what is meant).
+pub(crate) fn clear_nonblock(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a valid descriptor of the caller's.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// A second descriptor of `path` with O_DIRECT, if the file system accepts
+/// it (some, e.g. tmpfs on older kernels or FUSE/overlay setups, refuse it
+/// with EINVAL: then buffered I/O is used) and it is still `file`.
+fn reopen_direct(path: &Path, file: &File) -> Option<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+        .filter(|d| same_file(file, d))
 }
 
 fn fallocate(file: &File, len: u64) -> io::Result<()> {

@@ -33,5 +33,6 @@ pub mod journal;
 pub use engine::{DiskCopyEngine, DiskIo};
 pub use file::{DiskError, DiskMemory, OpenMode};
 pub use journal::{
-    verify_full, Entry, G3Header, Journal, JournalError, OnMismatch, Record, Recovery,
+    open_g3, verify_full, Entry, G3Dir, G3Header, G3Open, G3Options, GroupJournal, Journal,
+    JournalError, OnMismatch, Record, Recovery,
 };

@@ -5,9 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use kvtier_disk::journal::{
-    verify_full_with, HeaderField, JOURNAL_FILE, JOURNAL_TMP_FILE, LOCK_FILE, RECORD_BYTES,
+    verify_full_with, HeaderField, JOURNAL_FILE, JOURNAL_TMP_FILE, RECORD_BYTES,
 };
 use kvtier_disk::*;
+use kvtier_logical::{BlockSpec, SequenceHash};
 use proptest::prelude::*;
 
 const NB: u64 = 64;
@@ -19,9 +20,11 @@ fn hdr() -> G3Header {
 fn rec(slot: u32, h: u128) -> Record {
     Record {
         slot,
-        hash: h,
-        parent: h.wrapping_mul(31) ^ 0x77,
-        position: (h as u32) % 1000,
+        spec: BlockSpec {
+            hash: SequenceHash(h),
+            parent: SequenceHash(h.wrapping_mul(31) ^ 0x77),
+            position: (h as u32) % 1000,
+        },
         checksum: (h as u64).rotate_left(17) ^ 0xdead_beef,
     }
 }
@@ -64,7 +67,7 @@ fn sample(n: usize) -> Vec<Entry> {
             if i % 7 == 6 {
                 Entry::Removed {
                     slot: (i as u32 * 5) % NB as u32,
-                    hash: 0,
+                    hash: SequenceHash(0),
                 }
             } else {
                 Entry::Stored(rec((i as u32 * 3) % NB as u32, i as u128 * 1_000_003 + 1))
@@ -108,9 +111,18 @@ fn latest_per_slot_and_removed() {
         Entry::Stored(rec(2, 20)),
         Entry::Stored(rec(3, 30)),
         Entry::Stored(rec(1, 11)), // supersedes slot 1, moves to the end
-        Entry::Removed { slot: 2, hash: 20 },
-        Entry::Removed { slot: 9, hash: 1 }, // empty slot: no-op
-        Entry::Removed { slot: 3, hash: 999 }, // empties whatever the slot holds
+        Entry::Removed {
+            slot: 2,
+            hash: SequenceHash(20),
+        },
+        Entry::Removed {
+            slot: 9,
+            hash: SequenceHash(1),
+        }, // empty slot: no-op
+        Entry::Removed {
+            slot: 3,
+            hash: SequenceHash(999),
+        }, // empties whatever the slot holds
         Entry::Stored(rec(2, 21)),
     ];
     write_journal(d.path(), &e, 3);
@@ -119,7 +131,10 @@ fn latest_per_slot_and_removed() {
     assert_eq!(r.records, replay(&e));
     // More entries after reopen.
     j.append(&[
-        Entry::Removed { slot: 1, hash: 11 },
+        Entry::Removed {
+            slot: 1,
+            hash: SequenceHash(11),
+        },
         Entry::Stored(rec(4, 40)),
     ])
     .unwrap();
@@ -395,7 +410,7 @@ fn compaction_keeps_the_live_set() {
     assert_eq!(j.commit().unwrap(), live.len() as u64 + 1);
     j.append(&[Entry::Removed {
         slot: live[0].slot,
-        hash: live[0].hash,
+        hash: live[0].spec.hash,
     }])
     .unwrap();
     j.commit().unwrap();
@@ -406,7 +421,7 @@ fn compaction_keeps_the_live_set() {
     expect.push(Entry::Stored(rec(63, 777)));
     expect.push(Entry::Removed {
         slot: live[0].slot,
-        hash: live[0].hash,
+        hash: live[0].spec.hash,
     });
     assert_eq!(r2.records, replay(&expect));
     assert_eq!(r2.bytes_read, (live.len() as u64 + 3) * RECORD_BYTES as u64);
@@ -445,7 +460,6 @@ fn crash_mid_compaction_is_harmless() {
 fn second_open_is_locked_until_the_first_is_dropped() {
     let d = tempfile::tempdir().unwrap();
     let (j, _) = open(d.path());
-    assert!(d.path().join(LOCK_FILE).exists());
     // flock belongs to the open file description: a second open in the same
     // process gets its own description and is refused too.
     let err = Journal::open(d.path(), &hdr(), OnMismatch::Refuse).unwrap_err();
@@ -466,12 +480,11 @@ fn second_open_is_locked_until_the_first_is_dropped() {
 
 #[test]
 fn lock_excludes_another_process() {
-    // `flock(1)` from util-linux holds the lock in a child process.
+    // `flock(1)` from util-linux holds the directory's lock in a child process.
     let d = tempfile::tempdir().unwrap();
-    let lock = d.path().join(LOCK_FILE);
     let child = std::process::Command::new("flock")
         .arg("-n")
-        .arg(&lock)
+        .arg(d.path())
         .args(["-c", "echo locked; read x"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -528,7 +541,7 @@ fn verify_full_against_a_disk_file() {
 fn arb_entry() -> impl Strategy<Value = Entry> {
     prop_oneof![
         3 => (0u32..12, any::<u64>()).prop_map(|(s, h)| Entry::Stored(rec(s, h as u128 | 1 << 100))),
-        1 => (0u32..12, any::<u64>()).prop_map(|(s, h)| Entry::Removed { slot: s, hash: h as u128 }),
+        1 => (0u32..12, any::<u64>()).prop_map(|(s, h)| Entry::Removed { slot: s, hash: SequenceHash(h as u128) }),
     ]
 }
 

@@ -1,6 +1,8 @@
-//! Bandwidth ceilings measured in the same run as a replay, for its floor:
-//! single-thread memcpy, and raw sequential O_DIRECT file I/O in the disk
-//! tier's directory (the device's bandwidth, writes then reads).
+//! Bandwidth ceilings measured in the same run as a replay or benchmark:
+//! single-thread memcpy, all-core memcpy over a working set well beyond the
+//! last-level cache (the machine's memory bandwidth), and raw sequential
+//! O_DIRECT file I/O in the disk tier's directory (the device's bandwidth,
+//! writes then reads).
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,6 +15,62 @@ pub fn memcpy_bandwidth(bytes: usize) -> f64 {
     for _ in 0..5 {
         let t = Instant::now();
         dst.copy_from_slice(&src);
+        std::hint::black_box(&mut dst);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    bytes as f64 / best.max(1e-9)
+}
+
+/// Size of the largest CPU cache (`/sys/devices/system/cpu/cpu0/cache`), or
+/// 32 MiB when it cannot be read.
+pub fn last_level_cache_bytes() -> usize {
+    let mut best = 0usize;
+    for i in 0..8 {
+        let base = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+        let Ok(size) = std::fs::read_to_string(format!("{base}/size")) else {
+            continue;
+        };
+        let size = size.trim();
+        let (num, mult) = match size.strip_suffix('K') {
+            Some(n) => (n, 1usize << 10),
+            None => match size.strip_suffix('M') {
+                Some(n) => (n, 1 << 20),
+                None => (size, 1),
+            },
+        };
+        if let Ok(n) = num.parse::<usize>() {
+            best = best.max(n * mult);
+        }
+    }
+    if best == 0 {
+        32 << 20
+    } else {
+        best
+    }
+}
+
+/// A working-set size that no CPU cache holds: 8x the last-level cache, at
+/// least 256 MiB.
+pub fn beyond_cache_bytes() -> usize {
+    (8 * last_level_cache_bytes()).max(256 << 20)
+}
+
+/// Memory bandwidth with every core copying: `threads` threads each copy
+/// their share of a `bytes` buffer into another (so `bytes` is well beyond
+/// the caches), best of 5 passes, in bytes copied per second.
+pub fn memcpy_bandwidth_all_cores(bytes: usize, threads: usize) -> f64 {
+    let threads = threads.max(1);
+    let src = vec![0x5au8; bytes];
+    let mut dst = vec![0u8; bytes];
+    let per = bytes.div_ceil(threads);
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for (d, c) in dst.chunks_mut(per).zip(src.chunks(per)) {
+                s.spawn(move || d.copy_from_slice(c));
+            }
+        });
         std::hint::black_box(&mut dst);
         best = best.min(t.elapsed().as_secs_f64());
     }
@@ -71,6 +129,9 @@ mod tests {
     #[test]
     fn measures_something_positive() {
         assert!(memcpy_bandwidth(1 << 20) > 0.0);
+        assert!(memcpy_bandwidth_all_cores(4 << 20, 2) > 0.0);
+        assert!(last_level_cache_bytes() >= 1 << 10);
+        assert!(beyond_cache_bytes() >= 256 << 20);
         let d = tempfile::tempdir().unwrap();
         assert!(file_bandwidth(d.path(), 4 << 20).unwrap() > 0.0);
         assert!(!d.path().join(".kvtier-ceiling.tmp").exists());

@@ -6,7 +6,11 @@
 //! ceiling measured in the same run on the same bytes:
 //!
 //! * G1 <-> G2 (mock device <-> host, [`kvtier_memory::MemcpyEngine`]): the
-//!   ceiling is one single-threaded `memcpy` of the same number of bytes.
+//!   memories hold a working set well beyond the last-level cache (8x it, at
+//!   least 256 MiB) and every timed batch moves a different window of it, so
+//!   no batch is served from the CPU cache; the ceiling is the all-core
+//!   memcpy bandwidth over the same working-set size, measured once in the
+//!   run ([`crate::ceiling::memcpy_bandwidth_all_cores`]).
 //!   With CUDA, G1 <-> G2 is pinned <-> device through
 //!   [`kvtier_cuda::CudaCopyEngine`], against one contiguous copy of the same
 //!   bytes.
@@ -134,17 +138,71 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-/// Runs the benchmark and prints the table (or JSON with `--json`).
+/// Runs the benchmark and prints the table (or JSON with `--json`). A
+/// closed or full standard output is an error, not a panic.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    use std::io::Write;
+    let mut failed: Option<std::io::Error> = None;
     let report = measure(args, &mut |line| {
-        if !args.json {
-            println!("{line}");
+        if !args.json && failed.is_none() {
+            if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+                failed = Some(e);
+            }
         }
     })?;
+    if let Some(e) = failed {
+        return Err(anyhow::Error::new(e).context("cannot write to standard output"));
+    }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string(&report)?
+        )
+        .context("cannot write to standard output")?;
     }
     Ok(())
+}
+
+/// Refuse arguments that would make a figure meaningless (an empty batch
+/// moves nothing, so any bandwidth printed for it would be noise).
+fn check_args(args: &BenchArgs) -> Result<()> {
+    if let Some(b) = args.batches.iter().find(|b| **b == 0) {
+        bail!("--batch {b}: a batch moves at least 1 block");
+    }
+    if let Some(t) = args.block_tokens.iter().find(|t| **t == 0) {
+        bail!("--block-tokens {t}: a block holds at least 1 token");
+    }
+    if args.batches.is_empty() || args.block_tokens.is_empty() {
+        bail!("--batch and --block-tokens need at least one value each");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!(
+            "--seconds {}: give a positive number of seconds",
+            args.seconds
+        );
+    }
+    if args.threads == Some(0) {
+        bail!("--threads 0: at least 1 copy-engine thread");
+    }
+    if args.max_mib == 0 {
+        bail!("--max-mib 0 skips every configuration");
+    }
+    Ok(())
+}
+
+/// `batch`-block windows of a working set of `windows * batch` blocks, each
+/// scattered within itself: window `w` maps block `w*batch + i` to
+/// `w*batch + batch - 1 - i`.
+fn windows(batch: usize, windows: usize) -> Vec<Vec<(usize, usize)>> {
+    (0..windows)
+        .map(|w| {
+            scattered(batch)
+                .into_iter()
+                .map(|(a, b)| (w * batch + a, w * batch + b))
+                .collect()
+        })
+        .collect()
 }
 
 struct Timer {
@@ -323,6 +381,7 @@ impl RawFile {
 /// Runs every measurement, reporting progress lines to `out`; returns the
 /// report (what `--json` prints).
 pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
+    check_args(args)?;
     let shape0 = BlockShape::preset(&args.model)
         .with_context(|| format!("unknown model preset {:?}", args.model))?;
     let kind = match args.layout.as_str() {
@@ -364,6 +423,16 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
         ));
     }
     let memcpy = MemcpyEngine::new(threads)?;
+    // The machine's memory bandwidth: every core copying a working set no
+    // cache holds. Host-side figures are compared with it.
+    let ws_bytes = crate::ceiling::beyond_cache_bytes();
+    let all_core = crate::ceiling::memcpy_bandwidth_all_cores(ws_bytes, cores);
+    let all_core_desc = format!("{cores}-core memcpy, {} MiB set", ws_bytes >> 20);
+    out(&format!(
+        "memory ceiling: {:.2} GB/s ({all_core_desc}); host-side paths cycle through a {} MiB working set",
+        all_core / 1e9,
+        ws_bytes >> 20
+    ));
     let disk_direct = DiskCopyEngine::new(DiskIo::Direct, threads)?;
     let disk_mmap = DiskCopyEngine::new(DiskIo::Mmap, threads)?;
     let cuda = match &gpu {
@@ -422,19 +491,6 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
                 rows.push(row);
             };
 
-            // Host-side ceiling: one single-threaded memcpy of the same bytes.
-            let mut a = AlignedBuf::zeroed(bytes, PAGE_SIZE)?;
-            let mut b = AlignedBuf::zeroed(bytes, PAGE_SIZE)?;
-            a.as_mut_slice().fill(1);
-            let memcpy_secs = timer.time(
-                || Ok(()),
-                || {
-                    b.as_mut_slice().copy_from_slice(a.as_slice());
-                    Ok(())
-                },
-            )?;
-            drop((a, b));
-
             let host: Arc<dyn BlockMemory> = Arc::new(HostMemory::new(layout)?);
             // G1 <-> G2
             match (&gpu, &cuda) {
@@ -466,23 +522,40 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
                     );
                 }
                 _ => {
-                    let mock: Arc<dyn BlockMemory> = Arc::new(MockDeviceMemory::new(layout)?);
-                    let down = timer.time(|| Ok(()), || copy(&memcpy, &mock, &host, &pairs))?;
+                    // A working set no cache holds; each timed batch is the
+                    // next window of it.
+                    let n = ws_bytes.div_ceil(bb).max(batch).div_ceil(batch);
+                    let big = Layout::new(shape, kind, n * batch)?;
+                    let wins = windows(batch, n);
+                    let mock: Arc<dyn BlockMemory> = Arc::new(MockDeviceMemory::new(big)?);
+                    let hbig: Arc<dyn BlockMemory> = Arc::new(HostMemory::new(big)?);
+                    // Touch every page once so no first-touch fault is timed.
+                    copy(&memcpy, &mock, &hbig, &windows(n * batch, 1)[0])?;
+                    copy(&memcpy, &hbig, &mock, &windows(n * batch, 1)[0])?;
+                    let ceil_secs = bytes as f64 / all_core;
+                    let mut k = 0usize;
+                    let down = timer.time(
+                        || Ok(()),
+                        || {
+                            k += 1;
+                            copy(&memcpy, &mock, &hbig, &wins[k % n])
+                        },
+                    )?;
                     push(
                         "G1->G2",
                         "mock->host memcpy",
                         down,
-                        memcpy_secs,
-                        "1-thread memcpy",
+                        ceil_secs,
+                        &all_core_desc,
                     );
-                    let up = timer.time(|| Ok(()), || copy(&memcpy, &host, &mock, &pairs))?;
-                    push(
-                        "G2->G1",
-                        "host->mock memcpy",
-                        up,
-                        memcpy_secs,
-                        "1-thread memcpy",
-                    );
+                    let up = timer.time(
+                        || Ok(()),
+                        || {
+                            k += 1;
+                            copy(&memcpy, &hbig, &mock, &wins[k % n])
+                        },
+                    )?;
+                    push("G2->G1", "host->mock memcpy", up, ceil_secs, &all_core_desc);
                 }
             }
 

@@ -5,6 +5,13 @@
 //! required; each id stands for a 512-token block *and everything before it*.
 //! Blank lines are skipped. Any other malformed line is an error naming the
 //! file, the line and the field.
+//!
+//! Input is bounded: only regular files are read (a device or FIFO such as
+//! `/dev/zero` never ends), a line may hold at most [`MAX_LINE_BYTES`] and a
+//! request at most [`MAX_IDS_PER_REQUEST`] ids, and the whole trace must fit
+//! in the memory available (each id costs about [`BYTES_PER_ID`] once
+//! parsed and hashed). A UTF-8 byte-order mark at the start is skipped;
+//! bytes that are not UTF-8 are an error naming the line.
 
 use kvtier_logical::hash_trace_ids_into;
 use kvtier_logical::{CacheSalt, SequenceHash};
@@ -30,6 +37,15 @@ pub struct TraceRequest {
     pub hash_ids: Vec<u64>,
 }
 
+/// Longest line read, in bytes (a request of [`MAX_IDS_PER_REQUEST`] ids
+/// written with 10-digit ids fits).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// Most block ids in one request (2^20 blocks of 512 tokens: 512 M tokens).
+pub const MAX_IDS_PER_REQUEST: usize = 1 << 20;
+/// Memory one parsed id costs: 8 bytes as an id, 16 as a sequence hash, and
+/// vector slack.
+pub const BYTES_PER_ID: u64 = 48;
+
 /// A parse error, pointing at the file, line and field.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -51,6 +67,28 @@ pub enum TraceError {
         /// What is wrong, naming the field where possible.
         message: String,
     },
+    /// The path is not a regular file.
+    #[error("cannot read trace {path}: it is {what}, not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`a character device`, `a FIFO`, ...).
+        what: &'static str,
+    },
+    /// The trace needs more memory than is available.
+    #[error("trace {path} is too large: about {needed} bytes once parsed at line {line}, {available} available ({limit})")]
+    TooLarge {
+        /// The trace file.
+        path: String,
+        /// Line reached.
+        line: usize,
+        /// Bytes the trace needs so far.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+        /// Where the limit comes from.
+        limit: String,
+    },
     /// The trace holds no request.
     #[error("{path}: the trace holds no request")]
     Empty {
@@ -69,13 +107,45 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Read and parse a trace file.
+    /// Read and parse a trace file (a regular file; bounded, see the module
+    /// docs).
     pub fn from_file(path: &Path) -> Result<Trace, TraceError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        let io = |source| TraceError::Io {
             path: path.to_owned(),
             source,
-        })?;
-        Trace::parse(&path.display().to_string(), &text)
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            let what = if t.is_dir() {
+                "a directory"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "of an unknown type"
+            };
+            return Err(TraceError::NotAFile {
+                path: path.to_owned(),
+                what,
+            });
+        }
+        let file = std::fs::File::open(path).map_err(io)?;
+        Trace::from_reader(
+            &path.display().to_string(),
+            std::io::BufReader::with_capacity(1 << 20, file),
+            kvtier_memory::available_memory(),
+        )
+        .map_err(|e| match e {
+            TraceError::Io { source, .. } => io(source),
+            e => e,
+        })
     }
 
     /// The embedded default workload.
@@ -85,16 +155,78 @@ impl Trace {
 
     /// Parse JSONL text; `name` labels errors.
     pub fn parse(name: &str, text: &str) -> Result<Trace, TraceError> {
+        Trace::from_reader(name, text.as_bytes(), None)
+    }
+
+    /// Parse JSONL from `reader` line by line, within the bounds of the
+    /// module docs; `memory` is the available memory and where its limit
+    /// comes from (no memory check when `None`).
+    pub fn from_reader(
+        name: &str,
+        mut reader: impl std::io::BufRead,
+        memory: Option<(u64, String)>,
+    ) -> Result<Trace, TraceError> {
+        use std::io::{BufRead, Read};
+        let line_err = |line: usize, message: String| TraceError::Line {
+            path: name.to_string(),
+            line,
+            message,
+        };
         let mut requests = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
+        let mut buf = Vec::new();
+        let mut ids = 0u64;
+        let mut line = 0usize;
+        loop {
+            buf.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| TraceError::Io {
+                    path: PathBuf::from(name),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            line += 1;
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            } else if buf.len() > MAX_LINE_BYTES {
+                return Err(line_err(
+                    line,
+                    format!("line longer than {MAX_LINE_BYTES} bytes (no end of line found)"),
+                ));
+            }
+            let mut bytes = &buf[..];
+            if line == 1 {
+                bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+            }
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                line_err(
+                    line,
+                    format!(
+                        "not UTF-8 text (invalid byte at column {})",
+                        e.valid_up_to() + 1
+                    ),
+                )
+            })?;
+            if text.trim().is_empty() {
                 continue;
             }
-            let req = parse_line(line).map_err(|message| TraceError::Line {
-                path: name.to_string(),
-                line: i + 1,
-                message,
-            })?;
+            let req = parse_line(text).map_err(|m| line_err(line, m))?;
+            ids += req.hash_ids.len() as u64;
+            if let Some((available, limit)) = &memory {
+                let needed = ids * BYTES_PER_ID;
+                if needed > *available {
+                    return Err(TraceError::TooLarge {
+                        path: name.to_string(),
+                        line,
+                        needed,
+                        available: *available,
+                        limit: limit.clone(),
+                    });
+                }
+            }
             requests.push(req);
         }
         if requests.is_empty() {
@@ -141,6 +273,12 @@ fn parse_line(line: &str) -> Result<TraceRequest, String> {
     };
     let ids = match obj.get("hash_ids") {
         None => return Err("missing field `hash_ids`".to_string()),
+        Some(serde_json::Value::Array(a)) if a.len() > MAX_IDS_PER_REQUEST => {
+            return Err(format!(
+                "field `hash_ids`: {} ids, at most {MAX_IDS_PER_REQUEST} per request",
+                a.len()
+            ))
+        }
         Some(serde_json::Value::Array(a)) => a,
         Some(x) => {
             return Err(format!(
@@ -228,6 +366,7 @@ impl HashedTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn embedded_parses() {
@@ -269,6 +408,49 @@ mod tests {
 
         let e = Trace::parse("t.jsonl", "\n\n").unwrap_err().to_string();
         assert!(e.contains("no request"), "{e}");
+    }
+
+    #[test]
+    fn bounded_and_well_located_input_errors() {
+        // A BOM is skipped; non-UTF-8 names its line.
+        let t = Trace::parse("t", "\u{feff}{\"hash_ids\": [1]}\n").unwrap();
+        assert_eq!(t.requests.len(), 1);
+        let bad = b"{\"hash_ids\": [1]}\n{\"hash_ids\": [\xff]}\n";
+        let e = Trace::from_reader("t", &bad[..], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t:2: not UTF-8"), "{e}");
+        // An endless line is cut at the bound.
+        let zeros = std::io::BufReader::new(std::io::repeat(0).take(MAX_LINE_BYTES as u64 + 10));
+        let e = Trace::from_reader("z", zeros, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("z:1: line longer than"), "{e}");
+        // Too many ids in one request.
+        let mut line = String::from("{\"hash_ids\": [");
+        for i in 0..=MAX_IDS_PER_REQUEST {
+            line.push_str(if i == 0 { "1" } else { ",1" });
+        }
+        line.push_str("]}");
+        let e = Trace::parse("t", &line).unwrap_err().to_string();
+        assert!(e.contains("at most"), "{e}");
+        // More than the memory available.
+        let e = Trace::from_reader(
+            "m",
+            &b"{\"hash_ids\": [1, 2, 3]}\n"[..],
+            Some((100, "test".into())),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("too large") && e.contains("100 available"),
+            "{e}"
+        );
+        // Devices are refused before reading.
+        let e = Trace::from_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("character device"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! assert_eq!(host.read_block(2).unwrap(), vec![7u8; 512]);
 //! ```
 
+pub mod available;
 pub mod checksum;
 pub mod engine;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod layout;
 pub mod memory;
 pub mod transfer;
 
+pub use available::available_memory;
 pub use checksum::block_checksum;
 pub use engine::{
     lock_and_plan, plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region,

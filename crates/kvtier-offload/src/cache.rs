@@ -147,7 +147,7 @@ impl TieredCache {
                 .map(|((_, spec), _)| spec)
                 .collect();
             // Pin the sources, in batches that fit the tier below.
-            for chunk in todo.chunks(256) {
+            for chunk in todo.chunks(256.min(lower.store.capacity()).max(1)) {
                 let hashes: Vec<SequenceHash> = chunk.iter().map(|s| s.hash).collect();
                 let mut pinned: Vec<ImmutableBlock> = Vec::with_capacity(chunk.len());
                 let mut blocks = Vec::with_capacity(chunk.len());

@@ -9,18 +9,12 @@
 //! and a slot overwritten after its last durable record is caught by the
 //! record's checksum when the block is read, never served.
 
-use kvtier_logical::{BlockSpec, BlockStore, SlotId, StoreConfig, StoreError};
+use kvtier_logical::{BlockStore, SlotId, StoreConfig, StoreError};
 
-/// One block of a persistent G3: its slot, identity and checksum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DurableEntry {
-    /// Slot in the G3 file.
-    pub slot: SlotId,
-    /// Hash, parent, position.
-    pub spec: BlockSpec,
-    /// xxh3-64 of the block's bytes.
-    pub checksum: u64,
-}
+/// One block of a persistent G3: its slot, identity (hash, parent, position)
+/// and checksum. The journal's own record type: what the cache hands to
+/// [`G3Journal::stored`] is what the journal writes and recovery returns.
+pub use kvtier_disk::journal::Record as DurableEntry;
 
 /// Why a journal refused or failed: the journal's own error, boxed.
 pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,6 +32,19 @@ pub trait G3Journal: Send + Sync {
     /// after the background copies stopped. The default has nothing to do.
     fn close(&self) -> Result<(), JournalError> {
         Ok(())
+    }
+}
+
+/// The disk journal with group commit persists G3 for a running cache.
+impl G3Journal for kvtier_disk::GroupJournal {
+    fn stored(&self, entries: &[DurableEntry]) -> Result<(), JournalError> {
+        Ok(kvtier_disk::GroupJournal::stored(self, entries)?)
+    }
+    fn close(&self) -> Result<(), JournalError> {
+        Ok(kvtier_disk::GroupJournal::close(self)?)
+    }
+    fn removed(&self, entries: &[(SlotId, kvtier_logical::SequenceHash)]) {
+        kvtier_disk::GroupJournal::removed(self, entries)
     }
 }
 
@@ -94,7 +101,7 @@ pub fn restore_store(
 mod tests {
     use super::*;
     use kvtier_logical::hash_trace_ids;
-    use kvtier_logical::{CacheSalt, PolicyKind, SequenceHash, Tier};
+    use kvtier_logical::{BlockSpec, CacheSalt, PolicyKind, SequenceHash, Tier};
 
     #[test]
     fn restores_slots_in_order() {

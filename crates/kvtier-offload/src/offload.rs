@@ -139,6 +139,14 @@ impl Inner {
             return holders;
         }
         let lower_tier = lower.tier;
+        // More victims than the tier below holds: keep the newest that fit.
+        let mut todo = todo;
+        let fit = lower.store.capacity();
+        if todo.len() > fit {
+            let extra = todo.len() - fit;
+            m.dropped_blocks.fetch_add(extra as u64, Relaxed);
+            todo.drain(..extra);
+        }
         let dst = match self.clone().allocate_in(lower_tier, todo.len()).await {
             Ok(d) => d,
             Err(e) => {

@@ -112,7 +112,7 @@ pub struct TierConfig {
     /// Memory kind; defaults: G1 mock, G2 host, G3 disk.
     #[serde(default)]
     pub memory: Option<MemoryChoice>,
-    /// Directory for disk tiers (a temporary directory when absent).
+    /// Directory for disk tiers (when absent: an unnamed file in the system temp dir).
     #[serde(default)]
     pub path: Option<PathBuf>,
 }

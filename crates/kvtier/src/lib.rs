@@ -6,8 +6,8 @@
 //! - [`logical`]: block stores per tier, eviction policies, hashing, events.
 //! - [`memory`], [`disk`], [`cuda`]: layouts, memory kinds, copy engines.
 //! - [`offload`]: the tiered cache moving blocks between tiers.
-//! - [`config`]: the TOML config; [`setup`]: a cache built from it;
-//!   [`durable`]: the persistent G3 journal glue.
+//! - [`config`]: the TOML config; [`setup`]: a cache built from it (G3
+//!   persistence itself lives in [`disk::journal`]).
 //!
 //! It builds no command-line parsing, progress bars or benchmarks: those live
 //! in `kvtier-cli` and `kvtier-harness`.
@@ -19,5 +19,4 @@ pub use kvtier_memory as memory;
 pub use kvtier_offload as offload;
 
 pub mod config;
-pub mod durable;
 pub mod setup;

@@ -1,8 +1,17 @@
 //! Building a [`TieredCache`] from a [`Config`]: memories per tier, copy
-//! engines, disk files.
+//! engines, disk files, and the resource check that refuses tiers the
+//! machine cannot hold before anything is allocated.
+//!
+//! G3 persistence (journal, recovery, the directory's lock and files) lives
+//! in `kvtier_disk::journal`; this module only opens it
+//! ([`kvtier_disk::open_g3`]) and hands its records to the cache. Without a
+//! configured directory G3 is a file with no name ([`DiskMemory::create_unlinked`]
+//! in the system temp dir): its space returns when the process ends, however
+//! it ends.
 
 use crate::config::{Config, ConfigError, MemoryChoice};
-use kvtier_disk::{DiskCopyEngine, DiskIo, DiskMemory, OpenMode};
+use kvtier_disk::journal::{G3Header, GroupJournal, JournalError};
+use kvtier_disk::{DiskCopyEngine, DiskIo, DiskMemory, G3Options, OnMismatch};
 use kvtier_logical::{StoreConfig, Tier};
 use kvtier_memory::{CopyEngine, HostMemory, Layout, MemcpyEngine, MockDeviceMemory};
 use kvtier_offload::{CacheSetup, TierMemory, TierSetup, TieredCache};
@@ -29,15 +38,90 @@ pub enum SetupError {
     /// A copy engine could not start.
     #[error("copy engine: {0}")]
     Engine(String),
-    /// A persistent G3 directory holds a journal written for another layout,
-    /// salt, size or format (refused unless `reset_on_mismatch`).
-    #[error("g3: {}: {error}", dir.display())]
-    G3Mismatch {
-        /// The directory.
-        dir: PathBuf,
-        /// What differs.
-        error: kvtier_disk::journal::JournalError,
+    /// The persistent G3 directory cannot be opened as it is (in use, written
+    /// for another configuration, damaged): the variant says which.
+    #[error(transparent)]
+    G3(#[from] JournalError),
+    /// The configured tiers need more memory (or disk) than the machine has
+    /// available.
+    #[error("{what} needs {} ({needed} bytes), but only {} ({available} bytes) is available ({limit})",
+            human(*needed), human(*available))]
+    TooLarge {
+        /// What needs it (e.g. `G2 (8000 blocks of 16384 bytes) host memory`).
+        what: String,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+        /// Where the limit comes from (`MemAvailable in /proc/meminfo`, a cgroup limit, ...).
+        limit: String,
     },
+}
+
+/// `n` bytes as a short human-readable size (`19.6 GiB`).
+pub fn human(n: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// Host memory the block store of one tier needs per block (index, policy,
+/// checksum and lock bookkeeping), measured with the largest policy and
+/// rounded up: used to refuse a tier that cannot fit before it is built.
+pub const STORE_BYTES_PER_BLOCK: u64 = 320;
+
+pub use kvtier_memory::available_memory;
+
+/// Refuse a configuration whose tiers cannot fit in this machine's available
+/// memory: host-side tier bytes (mock or host G1, G2) when `data` is on, plus
+/// every tier's block-store bookkeeping ([`STORE_BYTES_PER_BLOCK`]). Disk
+/// space is checked when the G3 file is created. Call before building.
+pub fn check_resources(config: &Config, block_bytes: u64, data: bool) -> Result<(), SetupError> {
+    let Some((available, limit)) = available_memory() else {
+        return Ok(());
+    };
+    let mut needed: u64 = 0;
+    let mut parts = Vec::new();
+    for tier in Tier::ALL {
+        let tc = config.tier(tier);
+        if tc.blocks == 0 {
+            continue;
+        }
+        let n = tc.blocks as u64;
+        let meta = n.saturating_mul(STORE_BYTES_PER_BLOCK);
+        let host_bytes = match (
+            data,
+            tier,
+            tc.memory.unwrap_or_else(|| default_memory(tier)),
+        ) {
+            (true, Tier::G1, MemoryChoice::Cuda) | (true, Tier::G3, _) | (false, _, _) => 0,
+            _ => n.saturating_mul(block_bytes),
+        };
+        needed = needed.saturating_add(meta).saturating_add(host_bytes);
+        if host_bytes > 0 {
+            parts.push(format!("{tier} {} blocks x {block_bytes} bytes", tc.blocks));
+        } else {
+            parts.push(format!("{tier} {} blocks of bookkeeping", tc.blocks));
+        }
+    }
+    if needed > available {
+        return Err(SetupError::TooLarge {
+            what: format!("host memory for the tiers ({})", parts.join(", ")),
+            needed,
+            available,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// How a persistent G3 directory is opened.
@@ -85,14 +169,14 @@ pub struct RecoveryReport {
 pub struct Built {
     /// The cache.
     pub cache: TieredCache,
-    /// Temporary directory of the disk tier (removed on drop).
-    pub temp_dir: Option<tempfile::TempDir>,
-    /// Directory of the disk tier, if any.
+    /// Directory of the disk tier, if any (for a G3 without a configured
+    /// directory: the temp dir its unnamed file lives in).
     pub g3_dir: Option<PathBuf>,
-    /// Memory kind per present tier.
+    /// Memory kind per present tier, as built: `pinned` without CUDA falls
+    /// back to (and is reported as) `host`.
     pub memories: Vec<(Tier, MemoryChoice)>,
     /// The persistent G3 journal, when G3 has a configured directory.
-    pub journal: Option<Arc<crate::durable::DiskJournal>>,
+    pub journal: Option<Arc<GroupJournal>>,
     /// What start-up recovered from it.
     pub recovery: Option<RecoveryReport>,
 }
@@ -114,21 +198,24 @@ pub fn build(
     persist: &PersistOptions,
 ) -> Result<Built, SetupError> {
     let (shape, kind) = config.block_shape(name)?;
+    if let Ok(bb) = shape.block_bytes() {
+        check_resources(config, bb as u64, data)?;
+    }
     let mut journal = None;
     let mut recovery = None;
     let mut g3_restored = Vec::new();
     let mut cuda_dev = None;
-    let mut temp_dir = None;
     let mut g3_dir = None;
     let mut memories = Vec::new();
     let mut g1_is_cuda = false;
+    let g3_start = std::time::Instant::now();
     let mut tiers: [Option<TierSetup>; 3] = [None, None, None];
     for tier in Tier::ALL {
         let tc = config.tier(tier);
         if tc.blocks == 0 {
             continue;
         }
-        let choice = tc.memory.unwrap_or_else(|| default_memory(tier));
+        let mut choice = tc.memory.unwrap_or_else(|| default_memory(tier));
         let mem_err = |message: String| SetupError::Memory { tier, message };
         let memory = if !data {
             TierMemory::None
@@ -152,44 +239,67 @@ pub fn build(
                 (Tier::G1 | Tier::G2, MemoryChoice::Host) => TierMemory::Host(Arc::new(
                     HostMemory::new(layout).map_err(|e| mem_err(e.to_string()))?,
                 )),
-                (Tier::G1 | Tier::G2, MemoryChoice::Pinned) => TierMemory::Host(Arc::new(
-                    kvtier_cuda::PinnedMemory::new_or_fallback(cuda_dev.as_ref(), layout)
-                        .map_err(|e| mem_err(e.to_string()))?,
-                )),
-                (Tier::G3, MemoryChoice::Disk) => {
-                    let dir = match &tc.path {
-                        Some(p) => {
-                            std::fs::create_dir_all(p).map_err(|e| {
-                                mem_err(format!("cannot create disk tier directory {}: {e}", p.display()))
-                            })?;
-                            p.clone()
-                        }
-                        None => {
-                            let t = tempfile::Builder::new()
-                                .prefix("kvtier-g3-")
-                                .tempdir()
-                                .map_err(|e| mem_err(format!("cannot create a temporary directory: {e}")))?;
-                            let p = t.path().to_path_buf();
-                            temp_dir = Some(t);
-                            p
-                        }
-                    };
-                    let file = dir.join("g3.blocks");
-                    let existed = file.exists();
-                    let m = Arc::new(
-                        DiskMemory::open(&file, layout, OpenMode::OpenOrCreate)
-                            .map_err(|e| mem_err(e.to_string()))?,
-                    );
-                    if tc.path.is_some() {
-                        let (j, rep, entries) =
-                            open_persistent(&dir, config, shape, kind, tc.blocks, &m, existed, persist)?;
-                        journal = Some(j);
-                        recovery = Some(rep);
-                        g3_restored = entries;
+                (Tier::G1 | Tier::G2, MemoryChoice::Pinned) => {
+                    let m = kvtier_cuda::PinnedMemory::new_or_fallback(cuda_dev.as_ref(), layout)
+                        .map_err(|e| mem_err(e.to_string()))?;
+                    if !m.is_page_locked() {
+                        tracing::warn!(
+                            "{tier}: memory = \"pinned\" needs a CUDA device; using ordinary host memory"
+                        );
+                        choice = MemoryChoice::Host;
                     }
-                    g3_dir = Some(dir);
-                    TierMemory::Host(m)
+                    TierMemory::Host(Arc::new(m))
                 }
+                (Tier::G3, MemoryChoice::Disk) => match &tc.path {
+                    Some(dir) => {
+                        let opened = kvtier_disk::open_g3(
+                            dir,
+                            &G3Options {
+                                layout,
+                                header: G3Header::for_layout(
+                                    &shape,
+                                    kind,
+                                    config.cache_salt().0,
+                                    tc.blocks as u64,
+                                ),
+                                on_mismatch: if persist.reset_on_mismatch {
+                                    OnMismatch::Reset
+                                } else {
+                                    OnMismatch::Refuse
+                                },
+                                verify_full: persist.verify_full,
+                                ack_log: persist.ack_log.as_deref(),
+                            },
+                        )?;
+                        let rec = &opened.recovery;
+                        recovery = Some(RecoveryReport {
+                            dir: dir.display().to_string(),
+                            created: rec.created,
+                            recovered: (opened.records.len() as u64)
+                                + opened.dropped_verify
+                                + opened.dropped_missing_data,
+                            restored: 0,
+                            dropped_torn: rec.dropped_torn,
+                            dropped_corrupt: rec.dropped_corrupt,
+                            dropped_verify: opened.dropped_verify,
+                            dropped_missing_data: opened.dropped_missing_data,
+                            reset: opened.reset.clone(),
+                            verify: if persist.verify_full { "full" } else { "fast" }.into(),
+                            seconds: g3_start.elapsed().as_secs_f64(),
+                        });
+                        journal = Some(opened.journal);
+                        g3_restored = opened.records;
+                        g3_dir = Some(dir.clone());
+                        TierMemory::Host(opened.data)
+                    }
+                    None => {
+                        let tmp = std::env::temp_dir();
+                        let m = DiskMemory::create_unlinked(&tmp, layout)
+                            .map_err(|e| mem_err(e.to_string()))?;
+                        g3_dir = Some(tmp);
+                        TierMemory::Host(Arc::new(m))
+                    }
+                },
                 (t, c) => {
                     return Err(mem_err(format!(
                         "memory = \"{}\" is not supported for {t} (G1: mock, cuda, host, pinned; G2: host, pinned; G3: disk)",
@@ -260,100 +370,9 @@ pub fn build(
     }
     Ok(Built {
         cache,
-        temp_dir,
         g3_dir,
         memories,
         journal,
         recovery,
     })
-}
-
-/// Open the journal of a persistent G3 directory and recover its blocks.
-#[allow(clippy::too_many_arguments)]
-fn open_persistent(
-    dir: &std::path::Path,
-    config: &Config,
-    shape: kvtier_memory::BlockShape,
-    kind: kvtier_memory::LayoutKind,
-    blocks: usize,
-    data: &Arc<DiskMemory>,
-    data_existed: bool,
-    persist: &PersistOptions,
-) -> Result<
-    (
-        Arc<crate::durable::DiskJournal>,
-        RecoveryReport,
-        Vec<kvtier_offload::DurableEntry>,
-    ),
-    SetupError,
-> {
-    use kvtier_disk::journal::{verify_full, G3Header, OnMismatch};
-    let start = std::time::Instant::now();
-    let header = G3Header::new(
-        crate::durable::layout_fingerprint(&shape, kind),
-        config.cache_salt().0,
-        blocks as u64,
-    );
-    let on_mismatch = if persist.reset_on_mismatch {
-        OnMismatch::Reset
-    } else {
-        OnMismatch::Refuse
-    };
-    let (j, rec) = crate::durable::DiskJournal::open(
-        dir,
-        &header,
-        on_mismatch,
-        data.clone(),
-        persist.ack_log.as_deref(),
-    )
-    .map_err(|e| match e {
-        kvtier_disk::journal::JournalError::Mismatch { .. }
-        | kvtier_disk::journal::JournalError::BadHeader { .. } => SetupError::G3Mismatch {
-            dir: dir.to_path_buf(),
-            error: e,
-        },
-        e => SetupError::Memory {
-            tier: Tier::G3,
-            message: e.to_string(),
-        },
-    })?;
-    let recovered = rec.records.len() as u64;
-    let mut records = rec.records.clone();
-    let mut dropped_missing_data = 0;
-    if !data_existed && !records.is_empty() {
-        tracing::warn!(
-            "G3 data file {} was missing: dropping {} journal records",
-            dir.join("g3.blocks").display(),
-            records.len()
-        );
-        dropped_missing_data = records.len() as u64;
-        records.clear();
-    }
-    let mut dropped_verify = 0;
-    if persist.verify_full && !records.is_empty() {
-        let (ok, bad) = verify_full(&records, &**data);
-        dropped_verify = bad.len() as u64;
-        if !bad.is_empty() {
-            tracing::warn!(
-                "full verification: {} G3 blocks failed their checksum and were dropped",
-                bad.len()
-            );
-        }
-        records = ok;
-    }
-    let entries = crate::durable::to_entries(&records);
-    let report = RecoveryReport {
-        dir: dir.display().to_string(),
-        created: rec.created,
-        recovered,
-        restored: 0,
-        dropped_torn: rec.dropped_torn,
-        dropped_corrupt: rec.dropped_corrupt,
-        dropped_verify,
-        dropped_missing_data,
-        reset: rec.reset.clone(),
-        verify: if persist.verify_full { "full" } else { "fast" }.into(),
-        seconds: start.elapsed().as_secs_f64(),
-    };
-    Ok((j, report, entries))
 }
