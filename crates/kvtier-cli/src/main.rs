@@ -1,6 +1,7 @@
 //! The `kvtier` command-line program.
 
 mod diag;
+mod events;
 mod plot;
 mod replay;
 mod report;
@@ -49,6 +50,9 @@ enum Command {
     /// Hit rate of several eviction policies over several capacities (one
     /// tier), as a table and an SVG plot.
     Sweep(SweepArgs),
+    /// Subscribe to a KV-event publisher (a kvtier replay, vLLM, SGLang) and
+    /// print its events, checking sequence continuity and set consistency.
+    Events(events::EventsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,6 +176,8 @@ struct ReplayArgs {
     /// Replay at most N requests (after --skip).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    #[command(flatten)]
+    events: events::PublishArgs,
 }
 
 /// The remedy a command-line user has for a setup error, if any: the
@@ -254,6 +260,10 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if args.concurrency == 0 {
         anyhow::bail!("--concurrency must be at least 1");
     }
+    let events = args.events.resolve(&config, shape.block_size as u32)?;
+    if events.is_some() && args.repeat > 1 {
+        anyhow::bail!("--events publishes one replay: it cannot be combined with --repeat");
+    }
     if args.repeat == 0 {
         anyhow::bail!("--repeat must be at least 1");
     }
@@ -324,6 +334,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             ack_log: args.ack_log.clone(),
         },
         stop: Some(&signals::STOP),
+        events,
     };
     let outcome = replay::run(&config, &name, &hashed, &opts).map_err(|e| match hint(&e) {
         Some(h) => anyhow::anyhow!("replay failed: {e}\n  hint: {h}"),
@@ -385,6 +396,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Bench(args) => kvtier_harness::migration::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sweep(args) => sweep(args).map(|()| ExitCode::SUCCESS),
+        Command::Events(args) => events::run(args).map(|()| ExitCode::SUCCESS),
     };
     for line in diag::summary() {
         eprintln!("note: {line}");

@@ -36,6 +36,9 @@ pub enum ReplayError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The KV-event publisher failed.
+    #[error(transparent)]
+    Events(#[from] kvtier::events::EventsError),
     /// A replay task panicked or was cancelled.
     #[error("a replay task failed: {0}")]
     Task(String),
@@ -64,6 +67,8 @@ pub struct ReplayOptions {
     /// Set (e.g. by a signal handler) to stop the replay: no new request is
     /// admitted, those in flight finish, and the partial report is returned.
     pub stop: Option<&'static AtomicBool>,
+    /// Publish every tier's contents as KV events.
+    pub events: Option<crate::events::Publishing>,
 }
 
 impl Default for ReplayOptions {
@@ -77,6 +82,7 @@ impl Default for ReplayOptions {
             floor: false,
             persist: Default::default(),
             stop: None,
+            events: None,
         }
     }
 }
@@ -180,9 +186,14 @@ fn run_single_tier(
     // (the counts are identical by construction).
     let mut best: Option<(f64, ReplayStats, Timeline, String)> = None;
     let every = (trace.len() / 200).max(1);
+    let mut events = None;
     for _ in 0..opts.repeat.max(1) {
         let store =
             BlockStore::new(StoreConfig::new(Tier::G1, config.g1.blocks).with_policy(policy))?;
+        let publisher = match &opts.events {
+            Some(e) => Some(e.start(&[store.event_source()])?),
+            None => None,
+        };
         let mut replay = SingleTierReplay::new(store.clone());
         let mut timeline = Vec::new();
         let start = Instant::now();
@@ -197,6 +208,9 @@ fn run_single_tier(
             }
         }
         let seconds = start.elapsed().as_secs_f64();
+        if let (Some((p, waited)), Some(e)) = (publisher, &opts.events) {
+            events = Some(e.finish(p, waited, seconds)?);
+        }
         if best.as_ref().is_none_or(|(b, _, _, _)| seconds < *b) {
             let prom = kvtier_logical::to_prometheus(&[store.metrics()]);
             best = Some((seconds, replay.stats(), timeline, prom));
@@ -242,6 +256,7 @@ fn run_single_tier(
         g3: None,
         flushed_blocks: 0,
         g3_live: None,
+        events,
         admission_waits: 0,
         capacity_retries: 0,
         max_in_flight: 1,
@@ -329,6 +344,16 @@ async fn run_tiered(
             (*t, name)
         })
         .collect();
+    let publisher = match &opts.events {
+        Some(e) => {
+            let stores: Vec<kvtier_logical::EventSource> = Tier::ALL
+                .iter()
+                .filter_map(|t| cache.store(*t).map(|v| v.event_source()))
+                .collect();
+            Some(e.start(&stores)?)
+        }
+        None => None,
+    };
     let bar = progress_bar(opts.progress, trace.len() as u64);
     let every = (trace.len() / 200).max(1);
     let mut timeline = Vec::new();
@@ -456,6 +481,10 @@ async fn run_tiered(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let events = match (publisher, &opts.events) {
+        (Some((p, waited)), Some(e)) => Some(e.finish(p, waited, seconds)?),
+        _ => None,
+    };
     let m = cache.metrics();
     let prometheus = cache.to_prometheus();
     let hits: u64 = total.hits.iter().sum();
@@ -502,6 +531,7 @@ async fn run_tiered(
         g3: built.recovery.clone(),
         flushed_blocks: flushed,
         g3_live: built.journal.as_ref().map(|j| j.durable_live()),
+        events,
         admission_waits: adm.waits,
         capacity_retries: adm.retries,
         max_in_flight: adm.max_in_flight,

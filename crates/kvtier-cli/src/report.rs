@@ -100,6 +100,8 @@ pub struct ReplayReport {
     /// Blocks durably recorded in the persistent G3 journal at the end (what
     /// the next start recovers).
     pub g3_live: Option<u64>,
+    /// What the KV-event publisher did (when publishing).
+    pub events: Option<crate::events::EventsReport>,
     /// Requests that waited for G1 blocks held by requests in flight
     /// (admission backpressure), each counted once.
     pub admission_waits: u64,
@@ -296,6 +298,21 @@ impl ReplayReport {
             "speed            {:.3} M blocks/s",
             self.blocks_per_s / 1e6
         );
+        if let Some(e) = &self.events {
+            let m = &e.metrics;
+            let _ = writeln!(
+                s,
+                "events           {} events in {} batches ({:.0} events/s, {} dropped, {} replay requests) on {} ({}), flushed in {:.3} s",
+                m.events,
+                m.batches,
+                e.events_per_s,
+                m.dropped,
+                m.replay_requests,
+                e.endpoint,
+                e.format,
+                e.flush_seconds
+            );
+        }
         if let Some(e) = &self.error {
             let _ = writeln!(s, "error            {e}");
         }

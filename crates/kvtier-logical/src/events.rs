@@ -83,7 +83,19 @@ impl EventBus {
             kind,
         };
         self.next_seq += 1;
-        self.subscribers.retain(|s| s.send(ev.clone()).is_ok());
+        // Every subscriber but the last gets a copy; the last gets the event.
+        let last = self.subscribers.len() - 1;
+        let mut ev = Some(ev);
+        let mut i = 0;
+        self.subscribers.retain(|s| {
+            let e = if i == last {
+                ev.take().expect("sent once")
+            } else {
+                ev.clone().expect("not sent yet")
+            };
+            i += 1;
+            s.send(e).is_ok()
+        });
     }
 }
 

@@ -56,7 +56,7 @@ pub use policy::{
 };
 pub use replay::{replay, ReplayStats, SingleTierReplay};
 pub use store::{
-    BlockSpec, BlockStore, CompleteBlock, DuplicatePolicy, Evicted, ImmutableBlock, MutableBlock,
-    StoreConfig, StoreError, WeakBlock,
+    BlockSpec, BlockStore, CompleteBlock, DuplicatePolicy, EventSource, Evicted, ImmutableBlock,
+    MutableBlock, StoreConfig, StoreError, WeakBlock,
 };
 pub use tier::Tier;

@@ -17,6 +17,12 @@ impl<'a> StoreView<'a> {
         StoreView { store }
     }
 
+    /// A handle that follows this tier's contents (events plus a listing to
+    /// start from), for a KV-event publisher; it cannot change the store.
+    pub fn event_source(&self) -> kvtier_logical::EventSource {
+        self.store.event_source()
+    }
+
     /// The tier.
     pub fn tier(&self) -> Tier {
         self.store.tier()

@@ -25,6 +25,11 @@
 //! [offload]
 //! g1_to_g2 = { mode = "write-back" }
 //! g2_to_g3 = { mode = "write-through-selective", min_seen = 2 }
+//!
+//! [events]                   # KV events for routers (absent = not published)
+//! endpoint = "tcp://*:5557"  # see kvtier_events::config for every key
+//! replay_endpoint = "tcp://*:5558"
+//! format = "map"             # or "array"
 //! ```
 //!
 //! Unknown keys are refused (a typo must not silently fall back to a default),
@@ -245,6 +250,10 @@ pub struct Config {
     /// Offload policies.
     #[serde(default)]
     pub offload: OffloadConfig,
+    /// KV events for routers (published only when present or asked for on
+    /// the command line).
+    #[serde(default)]
+    pub events: Option<kvtier_events::EventsConfig>,
 }
 
 fn default_salt() -> String {
@@ -267,6 +276,7 @@ impl Default for Config {
             g3: TierConfig::default(),
             layout: LayoutConfig::default(),
             offload: OffloadConfig::default(),
+            events: None,
         }
     }
 }
@@ -344,6 +354,12 @@ impl Config {
                 path: name.to_string(),
                 message: "g1.blocks must be at least 1 (the GPU tier cannot be absent)".into(),
             });
+        }
+        if let Some(e) = &self.events {
+            e.validate().map_err(|message| ConfigError::Invalid {
+                path: name.to_string(),
+                message,
+            })?;
         }
         Ok(())
     }
@@ -487,6 +503,28 @@ mod tests {
         assert_eq!(c.g1.policy, Some(PolicyKind::Lru));
         assert_eq!(c.g2.blocks, 0);
         assert_eq!(Config::parse("c.toml", "").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn events_table() {
+        let c = Config::parse(
+            "c.toml",
+            "[events]\nendpoint = \"tcp://*:6000\"\nformat = \"array\"\n[events.medium]\ng3 = \"SSD\"\n",
+        )
+        .unwrap();
+        let e = c.events.unwrap();
+        assert_eq!(e.endpoint, "tcp://*:6000");
+        assert_eq!(e.format, kvtier_events::WireFormat::Array);
+        assert_eq!(e.medium.of(Tier::G3), "SSD");
+        assert!(Config::parse("c.toml", "").unwrap().events.is_none());
+        let err = Config::parse("c.toml", "[events]\nbuffer = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("events.buffer"), "{err}");
+        let err = Config::parse("c.toml", "[events]\nfromat = \"map\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("fromat"), "{err}");
     }
 
     #[test]

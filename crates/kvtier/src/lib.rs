@@ -6,6 +6,7 @@
 //! - [`logical`]: block stores per tier, eviction policies, hashing, events.
 //! - [`memory`], [`disk`], [`cuda`]: layouts, memory kinds, copy engines.
 //! - [`offload`]: the tiered cache moving blocks between tiers.
+//! - [`events`]: every tier's contents published as KV events for routers.
 //! - [`config`]: the TOML config; [`setup`]: a cache built from it (G3
 //!   persistence itself lives in [`disk::journal`]).
 //!
@@ -14,6 +15,7 @@
 
 pub use kvtier_cuda as cuda;
 pub use kvtier_disk as disk;
+pub use kvtier_events as events;
 pub use kvtier_logical as logical;
 pub use kvtier_memory as memory;
 pub use kvtier_offload as offload;

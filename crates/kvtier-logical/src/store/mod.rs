@@ -62,6 +62,7 @@ mod tests;
 use counted::Counted;
 pub use guards::{CompleteBlock, ImmutableBlock, MutableBlock, WeakBlock};
 use slots::Core;
+pub use snapshot::EventSource;
 
 /// What `register` does with a hash the tier already holds in another slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

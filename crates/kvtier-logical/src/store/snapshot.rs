@@ -20,6 +20,27 @@ impl BlockStore {
             .collect()
     }
 
+    /// Subscribe to this tier's events and list every matchable block's
+    /// identity, under one lock: the receiver gets exactly the changes made
+    /// after the listing, so listing plus events is the tier's whole history
+    /// from here on (a publisher attaching to a store that already holds
+    /// blocks, or re-synchronising after dropping its backlog, needs both).
+    /// O(capacity), like [`registered`](Self::registered).
+    pub fn subscribe_with_snapshot(
+        &self,
+    ) -> (crossbeam_channel::Receiver<crate::Event>, Vec<BlockSpec>) {
+        let mut g = self.shared.inner.lock();
+        let rx = g.core.events.subscribe();
+        let blocks = g
+            .core
+            .slots
+            .iter()
+            .filter(|s| s.state == State::Registered && s.indexed)
+            .map(|s| s.spec())
+            .collect();
+        (rx, blocks)
+    }
+
     /// Where each hash is matchable right now (slot and identity), without
     /// taking a reference or touching the eviction order. The answer can be
     /// stale as soon as the lock is released: callers that act on it must
@@ -34,6 +55,33 @@ impl BlockStore {
                     .map(|s| (s, g.core.slots[s as usize].spec()))
             })
             .collect()
+    }
+}
+
+/// A handle that can only follow one store's contents: its tier, and its
+/// events with a listing to start from. Cheap to clone; keeps the store alive.
+/// What an event publisher holds, so that it cannot allocate or release.
+#[derive(Clone)]
+pub struct EventSource(BlockStore);
+
+impl EventSource {
+    /// The store's tier.
+    pub fn tier(&self) -> crate::Tier {
+        self.0.tier()
+    }
+
+    /// See [`BlockStore::subscribe_with_snapshot`].
+    pub fn subscribe_with_snapshot(
+        &self,
+    ) -> (crossbeam_channel::Receiver<crate::Event>, Vec<BlockSpec>) {
+        self.0.subscribe_with_snapshot()
+    }
+}
+
+impl BlockStore {
+    /// A handle that can only follow this store's contents ([`EventSource`]).
+    pub fn event_source(&self) -> EventSource {
+        EventSource(self.clone())
     }
 }
 
@@ -57,5 +105,9 @@ mod tests {
         );
         assert!(p[1].is_none());
         assert_eq!(s.metrics().inactive, 2, "peek takes no reference");
+        let (rx, snap) = s.subscribe_with_snapshot();
+        assert_eq!(snap, r.iter().map(|(_, b)| *b).collect::<Vec<_>>());
+        s.clear();
+        assert_eq!(rx.try_iter().count(), 1, "only changes after the listing");
     }
 }
