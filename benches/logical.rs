@@ -232,8 +232,8 @@ fn bench_replay(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    // The default policy on the same trace, in the same run: issue 4 bounds
-    // its replay time at 1.5x LRU's.
+    // The default policy on the same trace, in the same run; its replay
+    // time is meant to stay within 1.5x LRU's (docs/policies.md).
     let default = PolicyKind::default();
     g.bench_function(format!("trace_{}_6000", default.name()), |b| {
         b.iter_batched(

@@ -17,7 +17,7 @@ cd "$ROOT"
 CAPACITY=6000
 REPEAT=5
 TRACE=tests/data/mooncake_synthetic_trace.jsonl
-# kvtier releases a request's blocks tail first (design.md section 6); the
+# kvtier releases a request's blocks tail first (docs/architecture.md, "Replay"); the
 # peer does the same by default here, so both sides do identical work and
 # must report identical hits. `suffix-first` is kvbm-logical's natural order.
 RELEASE=tail-first

@@ -74,7 +74,7 @@ enum Release {
     /// suffix blocks is dropped first, then the `Vec` of matched prefix
     /// blocks; a dropped `Vec` releases its elements front to back.
     SuffixFirst,
-    /// kvtier's reference semantics (design.md section 6): last block first.
+    /// kvtier's reference semantics (docs/architecture.md, "Replay"): last block first.
     TailFirst,
 }
 

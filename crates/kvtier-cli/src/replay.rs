@@ -1,5 +1,5 @@
 //! The replay driver: runs a trace through the cache and reports hit rates,
-//! data movement and speed (design.md §6).
+//! data movement and speed (docs/architecture.md, "Replay").
 //!
 //! One tier without data takes the direct store path
 //! ([`kvtier_logical::SingleTierReplay`]: match, allocate, register,

@@ -1,6 +1,6 @@
-//! Hit-rate ceilings for issue 4: how far can an eviction policy go on the
-//! Mooncake synthetic trace, one tier, under the replay semantics of
-//! `design.md` §6?
+//! Hit-rate ceilings for the default policy: how far can an eviction policy go on the
+//! Mooncake synthetic trace, one tier, under kvtier's replay semantics
+//! (docs/architecture.md, "Replay")?
 //!
 //! The example replays each workload through a small cache model of its own
 //! (not the library's `BlockStore`): requests in order; the longest cached
@@ -607,7 +607,7 @@ fn run() -> Result<()> {
         })
     };
 
-    println!("# policy ceilings (kvtier issue 4)\n");
+    println!("# policy ceilings (kvtier default policy study)\n");
     println!("trace: {path}\nthreads: {}\n", args.threads);
 
     // Reference check on the trace.

@@ -1,4 +1,4 @@
-//! Single-tier trace replay through the public store API (design.md §6).
+//! Single-tier trace replay through the public store API (docs/architecture.md, "Replay").
 //!
 //! For each request, in order: match the longest cached prefix; allocate the
 //! missing suffix (evicting by policy); complete and register it; release all
