@@ -1,8 +1,8 @@
 //! The publisher's counters, readable while it runs, and their Prometheus
 //! text form.
 
+use kvtier_logical::prometheus::Exposition;
 use serde::Serialize;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Live counters, shared by the publisher's threads (relaxed atomics).
@@ -80,6 +80,13 @@ impl EventMetrics {
 impl MetricsSnapshot {
     /// Prometheus text exposition (`kvtier_events_*`).
     pub fn to_prometheus(&self) -> String {
+        let mut e = Exposition::new();
+        self.write_prometheus(&mut e);
+        e.encode()
+    }
+
+    /// Add the publisher's families (`kvtier_events_*`) to `e`.
+    pub fn write_prometheus(&self, e: &mut Exposition) {
         let families: [(&str, &str, &str, u64); 13] = [
             (
                 "kvtier_events_store_events_total",
@@ -160,13 +167,12 @@ impl MetricsSnapshot {
                 self.backlog,
             ),
         ];
-        let mut out = String::new();
         for (name, kind, help, v) in families {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {v}");
+            match kind {
+                "counter" => e.counter(name, help).sample(&[], v),
+                _ => e.gauge(name, help).sample(&[], v),
+            };
         }
-        out
     }
 }
 

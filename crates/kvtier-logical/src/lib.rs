@@ -38,6 +38,7 @@ mod policy;
 mod events;
 mod hash;
 mod metrics;
+pub mod prometheus;
 mod replay;
 mod store;
 mod tier;
@@ -48,7 +49,7 @@ pub use events::{Event, EventKind};
 pub use hash::{
     chain_hash, hash_tokens, hash_trace_ids, hash_trace_ids_into, CacheSalt, SequenceHash,
 };
-pub use metrics::{to_prometheus, Counters, TierMetrics};
+pub use metrics::{to_prometheus, write_prometheus, Counters, TierMetrics};
 pub use policy::{
     BlockInfo, BuildPolicy, ClassParams, EvictionPolicy, FrequencySketch, GatedParams,
     InvalidParam, InvalidPolicyParams, NoParams, PolicyKind, PolicyParams, PrefixFreqParams,

@@ -4,9 +4,9 @@
 //! lock, so plain integers suffice); [`BlockStore::metrics`](crate::BlockStore::metrics)
 //! takes a consistent snapshot.
 
+use crate::prometheus::Exposition;
 use crate::tier::Tier;
 use serde::Serialize;
-use std::fmt::Write;
 
 /// Counters a store maintains (monotonic).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -49,6 +49,14 @@ pub struct TierMetrics {
 /// Render snapshots in Prometheus text exposition format (one family per
 /// metric, a `tier` label per sample).
 pub fn to_prometheus(snapshots: &[TierMetrics]) -> String {
+    let mut e = Exposition::new();
+    write_prometheus(snapshots, &mut e);
+    e.encode()
+}
+
+/// Add the snapshots' families to `e` (one family per metric, a `tier`
+/// label per sample).
+pub fn write_prometheus(snapshots: &[TierMetrics], e: &mut Exposition) {
     type Get = fn(&TierMetrics) -> u64;
     let families: [(&str, &str, &str, Get); 12] = [
         (
@@ -124,15 +132,16 @@ pub fn to_prometheus(snapshots: &[TierMetrics]) -> String {
             |m| m.counters.resurrections,
         ),
     ];
-    let mut out = String::new();
     for (name, kind, help, get) in families {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let mut f = if kind == "counter" {
+            e.counter(name, help)
+        } else {
+            e.gauge(name, help)
+        };
         for m in snapshots {
-            let _ = writeln!(out, "{name}{{tier=\"{}\"}} {}", m.tier, get(m));
+            f.sample(&[("tier", m.tier.name())], get(m));
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::offload::Reason;
 use crate::request::RequestSequence;
 use crate::state::{Data, Inner};
 use crate::view::StoreView;
+use kvtier_logical::prometheus::Exposition;
 use kvtier_logical::{BlockSpec, Evicted, ImmutableBlock, SequenceHash, Tier, TierMetrics};
 use kvtier_memory::HostVisible;
 use parking_lot::Mutex;
@@ -119,10 +120,17 @@ impl TieredCache {
 
     /// Prometheus text: every tier's store metrics plus every path's.
     pub fn to_prometheus(&self) -> String {
+        let mut e = Exposition::new();
+        self.write_prometheus(&mut e);
+        e.encode()
+    }
+
+    /// Add every tier's store metrics and every path's to `e` (to be encoded
+    /// with other components' metrics, such as the event publisher's).
+    pub fn write_prometheus(&self, e: &mut Exposition) {
         let stores: Vec<TierMetrics> = self.inner.tiers.iter().map(|t| t.store.metrics()).collect();
-        let mut s = kvtier_logical::to_prometheus(&stores);
-        s.push_str(&self.inner.metrics.to_prometheus());
-        s
+        kvtier_logical::write_prometheus(&stores, e);
+        self.inner.metrics.write_prometheus(e);
     }
 
     /// Copy every block of each tier that the tier below lacks down to it

@@ -2,9 +2,9 @@
 //! histogram) and per cache (verify failures, dropped blocks), in Prometheus
 //! text format.
 
+use kvtier_logical::prometheus::Exposition;
 use kvtier_logical::Tier;
 use serde::Serialize;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -146,7 +146,13 @@ impl CacheMetrics {
 
     /// Prometheus text exposition of every path and cache counter.
     pub fn to_prometheus(&self) -> String {
-        let mut s = String::new();
+        let mut e = Exposition::new();
+        self.write_prometheus(&mut e);
+        e.encode()
+    }
+
+    /// Add every path and cache counter to `e`.
+    pub fn write_prometheus(&self, e: &mut Exposition) {
         type Get = fn(&PathMetrics) -> &AtomicU64;
         let fams: [(&str, &str, Get); 4] = [
             ("kvtier_path_blocks_total", "Blocks copied per path.", |p| {
@@ -167,46 +173,22 @@ impl CacheMetrics {
             ),
         ];
         for (name, help, get) in fams {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            let mut f = e.counter(name, help);
             for p in Path::ALL {
-                let _ = writeln!(
-                    s,
-                    "{name}{{path=\"{}\"}} {}",
-                    p.label(),
-                    get(self.path(p)).load(Relaxed)
-                );
+                f.sample(&[("path", p.label())], get(self.path(p)).load(Relaxed));
             }
         }
-        let name = "kvtier_path_latency_seconds";
-        let _ = writeln!(
-            s,
-            "# HELP {name} Transfer latency per path.\n# TYPE {name} histogram"
-        );
+        let mut f = e.histogram("kvtier_path_latency_seconds", "Transfer latency per path.");
         for p in Path::ALL {
             let m = self.path(p);
-            let mut cum = 0;
-            for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-                cum += m.latency[i].load(Relaxed);
-                let _ = writeln!(
-                    s,
-                    "{name}_bucket{{path=\"{}\",le=\"{}\"}} {cum}",
-                    p.label(),
-                    *b as f64 / 1e6
-                );
-            }
-            cum += m.latency[LATENCY_BUCKETS_US.len()].load(Relaxed);
-            let _ = writeln!(
-                s,
-                "{name}_bucket{{path=\"{}\",le=\"+Inf\"}} {cum}",
-                p.label()
-            );
-            let _ = writeln!(
-                s,
-                "{name}_sum{{path=\"{}\"}} {}",
-                p.label(),
-                m.latency_sum_us.load(Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(s, "{name}_count{{path=\"{}\"}} {cum}", p.label());
+            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+                .iter()
+                .map(|b| *b as f64 / 1e6)
+                .chain([f64::INFINITY])
+                .zip(m.latency.iter().map(|n| n.load(Relaxed)))
+                .collect();
+            let sum = m.latency_sum_us.load(Relaxed) as f64 / 1e6;
+            f.histogram(&[("path", p.label())], sum, &buckets);
         }
         let snap = self.snapshot();
         for (name, help, v) in [
@@ -241,9 +223,8 @@ impl CacheMetrics {
                 snap.cleaned_blocks,
             ),
         ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            e.counter(name, help).sample(&[], v);
         }
-        s
     }
 }
 
