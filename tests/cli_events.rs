@@ -2,22 +2,19 @@
 //! binary: every batch arrives in order, the subscriber's view is exact, and
 //! bad event options are refused.
 
+mod common;
+use common::*;
+
 use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
-
-fn kvtier() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kvtier"));
-    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    c
-}
 
 /// `kvtier events ENDPOINT ... --json --check --idle-exit 3` in the
 /// background, its output in files of `dir` (a pipe nobody reads would
 /// block it).
 fn subscriber(dir: &Path, endpoint: &str, extra: &[&str]) -> Child {
-    kvtier()
+    cmd(&[])
         .args(["events", endpoint, "--json", "--check", "--idle-exit", "3"])
         .args(extra)
         .stdout(File::create(dir.join("sub.out")).unwrap())
@@ -57,7 +54,7 @@ fn finish(mut child: Child, dir: &Path, what: &str) -> SubOutput {
 
 /// A one-tier logical replay publishing on `endpoint`, waiting for a subscriber.
 fn replay(extra: &[&str]) -> serde_json::Value {
-    let out = kvtier()
+    let out = cmd(&[])
         .args([
             "replay",
             "--no-data",
@@ -171,7 +168,7 @@ fn bad_event_options_are_refused() {
             "xml",
         ),
     ] {
-        let out = kvtier()
+        let out = cmd(&[])
             .args([
                 "replay",
                 "--no-data",

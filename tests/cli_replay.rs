@@ -1,27 +1,8 @@
 //! The `kvtier replay` command-line contract: JSON fields, reference hit
 //! counts through the binary, and clear errors with a non-zero exit on bad input.
 
-use std::process::{Command, Output};
-
-fn kvtier(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvtier"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("run kvtier")
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = kvtier(args);
-    assert!(
-        out.status.success(),
-        "kvtier {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
-}
-
-const TRACE: &str = "tests/data/mooncake_synthetic_trace.jsonl";
+mod common;
+use common::*;
 
 #[test]
 fn reference_counts_through_the_binary() {

@@ -2,8 +2,11 @@
 //! corruption, through the binary. A tiny layout (512-byte blocks) keeps the
 //! files small.
 
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -24,47 +27,6 @@ blocks = 50000
 memory = "disk"
 policy = "lru"
 "#;
-
-fn write_config(dir: &Path, text: &str) -> String {
-    let p = dir.join("kvtier.toml");
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-fn kvtier(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvtier"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("run kvtier")
-}
-
-fn replay_ok(args: &[&str]) -> serde_json::Value {
-    let mut a = vec!["replay"];
-    a.extend_from_slice(args);
-    a.push("--json");
-    let out = kvtier(&a);
-    assert!(
-        out.status.success(),
-        "kvtier {a:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-fn replay_err(args: &[&str]) -> String {
-    let mut a = vec!["replay"];
-    a.extend_from_slice(args);
-    let out = kvtier(&a);
-    assert!(!out.status.success(), "kvtier {a:?} should fail");
-    let e = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!e.contains("panicked"), "{e}");
-    e
-}
-
-fn u(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
 
 /// Half the trace, a clean stop, the other half on the reopened G3: the same
 /// total as one uninterrupted run (G3 holds every block).

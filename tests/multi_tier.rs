@@ -1,23 +1,8 @@
 //! Whole-stack replays through the binary with data on: every onboarded block's
 //! bytes are checked against the pattern written when it was computed.
 
-use std::process::Command;
-
-fn replay(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_kvtier"))
-        .arg("replay")
-        .args(args)
-        .arg("--json")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("run kvtier");
-    assert!(
-        out.status.success(),
-        "kvtier replay {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
+mod common;
+use common::replay_ok as replay;
 
 /// G1 2,000 + G2 8,000 + G3 50,000 (G3 holds every distinct block): nothing is
 /// lost, so the total equals the unbounded cache's hits exactly.

@@ -7,10 +7,13 @@
 //! (skipped with a printed reason otherwise); the same error path is covered
 //! without root by `kvtier-disk`'s group-commit test.
 
+mod common;
+use common::*;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Small tiers, tiny blocks: every run here takes well under a second.
 const SMALL: &str = r#"
@@ -28,85 +31,6 @@ memory = "host"
 blocks = 2000
 memory = "disk"
 "#;
-
-fn write_config(dir: &Path, text: &str) -> String {
-    let p = dir.join("kvtier.toml");
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kvtier"));
-    c.args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .env_remove("RUST_LOG");
-    c
-}
-
-fn kvtier(args: &[&str]) -> Output {
-    cmd(args).output().expect("run kvtier")
-}
-
-/// Run, waiting at most `secs` (then kill and fail: nothing may hang). The
-/// output is read while it runs (a full pipe must not stall the child).
-fn kvtier_bounded(args: &[&str], secs: u64) -> Output {
-    use std::io::Read;
-    let mut child = cmd(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kvtier");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(secs) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("kvtier {args:?} still running after {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn json_ok(args: &[&str]) -> serde_json::Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let o = kvtier(&a);
-    assert!(o.status.success(), "kvtier {a:?} failed: {}", stderr(&o));
-    serde_json::from_slice(&o.stdout).expect("one JSON object")
-}
-
-fn fails(args: &[&str]) -> String {
-    let o = kvtier_bounded(args, 60);
-    assert!(!o.status.success(), "kvtier {args:?} should fail");
-    let e = stderr(&o);
-    assert!(!e.contains("panicked"), "{e}");
-    e
-}
-
-fn u(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
