@@ -3,38 +3,20 @@
 use std::sync::Arc;
 
 use kvtier_disk::*;
+use kvtier_memory::testing::*;
 use kvtier_memory::*;
 use proptest::prelude::*;
 
 const N: usize = 1024;
 
-fn layout(separate: bool, n: usize) -> Layout {
-    if separate {
-        Layout::layer_separate(BlockShape::tiny(), n).unwrap()
-    } else {
-        Layout::contiguous(BlockShape::tiny(), n).unwrap()
-    }
-}
-
-fn ids(seed: &[usize], n: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..N).collect();
-    for (i, s) in seed.iter().enumerate().take(n) {
-        let j = i + s % (N - i);
-        v.swap(i, j);
-    }
-    v.truncate(n);
-    v
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
     #[test]
     fn host_disk_round_trip(
-        n in 1usize..=N,
+        n in 1usize..=N, mmap in any::<bool>(),
+        l_src in any::<bool>(), l_disk in any::<bool>(), l_dst in any::<bool>(),
         seed in proptest::collection::vec(any::<usize>(), N),
         seed2 in proptest::collection::vec(any::<usize>(), N),
-        l_src in any::<bool>(), l_disk in any::<bool>(), l_dst in any::<bool>(),
-        mmap in any::<bool>(),
         mock_src in any::<bool>(),
         threads in 1usize..4,
     ) {
@@ -42,35 +24,23 @@ proptest! {
         let io = if mmap { DiskIo::Mmap } else { DiskIo::Direct };
         let mut engine = DiskCopyEngine::new(io, threads).unwrap();
         engine.set_min_part(4096);
-        let src_h = Arc::new(HostMemory::new(layout(l_src, N)).unwrap());
-        let dst_h = Arc::new(HostMemory::new(layout(l_dst, N)).unwrap());
+        let src_h = Arc::new(HostMemory::new(tiny_layout(l_src, N)).unwrap());
+        let dst_h = Arc::new(HostMemory::new(tiny_layout(l_dst, N)).unwrap());
         let disk: Arc<dyn BlockMemory> = Arc::new(
-            DiskMemory::open(dir.path().join("g3"), layout(l_disk, N), OpenMode::CreateNew).unwrap(),
+            DiskMemory::open(dir.path().join("g3"), tiny_layout(l_disk, N), OpenMode::CreateNew).unwrap(),
         );
-        let a = ids(&seed, n);
-        let b = ids(&seed2, n);
-        let bb = src_h.layout().block_bytes();
-        for (k, &blk) in a.iter().enumerate() {
-            let data: Vec<u8> = (0..bb).map(|i| (i as u8) ^ (k as u8).wrapping_mul(17) ^ 0x5a).collect();
-            src_h.write_block(blk, &data).unwrap();
-        }
+        let a = distinct_ids(&seed, n, N);
+        let b = distinct_ids(&seed2, n, N);
+        fill_blocks(&src_h, &a, 17, 0x5a);
         let mut s: Arc<dyn BlockMemory> = src_h.clone();
         if mock_src {
             // Mock device -> disk directly (G1 -> G3 path of a CPU-only node).
-            let m: Arc<dyn BlockMemory> = Arc::new(MockDeviceMemory::new(layout(l_src, N)).unwrap());
+            let m: Arc<dyn BlockMemory> = Arc::new(MockDeviceMemory::new(tiny_layout(l_src, N)).unwrap());
             let pairs: Vec<_> = a.iter().map(|&x| (x, x)).collect();
             MemcpyEngine::new(1).unwrap().copy_blocks(&s, &m, &pairs).unwrap().wait().unwrap();
             s = m;
         }
-        let d: Arc<dyn BlockMemory> = dst_h.clone();
-        let down: Vec<_> = a.iter().copied().zip(b.iter().copied()).collect();
-        engine.copy_blocks(&s, &disk, &down).unwrap().wait().unwrap();
-        let up: Vec<_> = b.iter().copied().zip(a.iter().copied()).collect();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(engine.copy_blocks(&disk, &d, &up).unwrap()).unwrap();
-        for &blk in &a {
-            prop_assert_eq!(src_h.read_block(blk).unwrap(), dst_h.read_block(blk).unwrap());
-        }
+        prop_assert_eq!(round_trip_mismatch(&engine, &s, &disk, &dst_h, &src_h, &a, &b), None);
     }
 }
 
@@ -103,7 +73,7 @@ fn aligned_blocks_use_o_direct_and_persist() {
 #[test]
 fn bad_inputs_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let l = layout(false, 16);
+    let l = tiny_layout(false, 16);
     // Parent directory missing: refused, nothing created.
     let e =
         DiskMemory::open(dir.path().join("no/such/dir/g3"), l, OpenMode::OpenOrCreate).unwrap_err();

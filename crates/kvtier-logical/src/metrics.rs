@@ -58,79 +58,20 @@ pub fn to_prometheus(snapshots: &[TierMetrics]) -> String {
 /// label per sample).
 pub fn write_prometheus(snapshots: &[TierMetrics], e: &mut Exposition) {
     type Get = fn(&TierMetrics) -> u64;
+    #[rustfmt::skip]
     let families: [(&str, &str, &str, Get); 12] = [
-        (
-            "kvtier_blocks_capacity",
-            "gauge",
-            "Slots in the tier.",
-            |m| m.capacity,
-        ),
-        (
-            "kvtier_blocks_free",
-            "gauge",
-            "Slots on the free list.",
-            |m| m.free,
-        ),
-        (
-            "kvtier_blocks_inactive",
-            "gauge",
-            "Matchable blocks not in use.",
-            |m| m.inactive,
-        ),
-        (
-            "kvtier_blocks_in_use",
-            "gauge",
-            "Slots held by a guard.",
-            |m| m.in_use,
-        ),
-        (
-            "kvtier_lookups_total",
-            "counter",
-            "Blocks looked up by prefix match.",
-            |m| m.counters.lookups,
-        ),
-        (
-            "kvtier_hits_total",
-            "counter",
-            "Blocks found by prefix match.",
-            |m| m.counters.hits,
-        ),
-        (
-            "kvtier_allocations_total",
-            "counter",
-            "Blocks allocated.",
-            |m| m.counters.allocations,
-        ),
-        (
-            "kvtier_allocation_failures_total",
-            "counter",
-            "Allocations refused.",
-            |m| m.counters.allocation_failures,
-        ),
-        (
-            "kvtier_evictions_total",
-            "counter",
-            "Inactive blocks evicted.",
-            |m| m.counters.evictions,
-        ),
-        (
-            "kvtier_registrations_total",
-            "counter",
-            "Blocks registered.",
-            |m| m.counters.registrations,
-        ),
-        (
-            "kvtier_duplicates_total",
-            "counter",
-            "Registrations of a hash already present.",
-            |m| m.counters.duplicates,
-        ),
-        (
-            "kvtier_resurrections_total",
-            "counter",
-            "Inactive blocks matched again.",
-            |m| m.counters.resurrections,
-        ),
+        ("kvtier_blocks_capacity", "gauge", "Slots in the tier.", |m| m.capacity),
+        ("kvtier_blocks_free", "gauge", "Slots on the free list.", |m| m.free),
+        ("kvtier_blocks_inactive", "gauge", "Matchable blocks not in use.", |m| m.inactive),
+        ("kvtier_blocks_in_use", "gauge", "Slots held by a guard.", |m| m.in_use),
+        ("kvtier_lookups_total", "counter", "Blocks looked up by prefix match.", |m| m.counters.lookups),
+        ("kvtier_hits_total", "counter", "Blocks found by prefix match.", |m| m.counters.hits),
+        ("kvtier_allocations_total", "counter", "Blocks allocated.", |m| m.counters.allocations),
+        ("kvtier_allocation_failures_total", "counter", "Allocations refused.", |m| m.counters.allocation_failures),
+        ("kvtier_evictions_total", "counter", "Inactive blocks evicted.", |m| m.counters.evictions),
+        ("kvtier_registrations_total", "counter", "Blocks registered.", |m| m.counters.registrations),
+        ("kvtier_duplicates_total", "counter", "Registrations of a hash already present.", |m| m.counters.duplicates),
+        ("kvtier_resurrections_total", "counter", "Inactive blocks matched again.", |m| m.counters.resurrections),
     ];
     for (name, kind, help, get) in families {
         let mut f = if kind == "counter" {

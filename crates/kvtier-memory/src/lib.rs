@@ -31,6 +31,8 @@ pub mod engine;
 pub mod error;
 pub mod layout;
 pub mod memory;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transfer;
 
 pub use available::available_memory;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use kvtier_memory::testing::*;
 use kvtier_memory::*;
 use proptest::prelude::*;
 
@@ -14,25 +15,6 @@ fn mem(kind: u8, layout: Layout) -> Arc<dyn BlockMemory> {
         0 => Arc::new(HostMemory::new(layout).unwrap()),
         _ => Arc::new(MockDeviceMemory::new(layout).unwrap()),
     }
-}
-
-fn layout(separate: bool) -> Layout {
-    if separate {
-        Layout::layer_separate(BlockShape::tiny(), N).unwrap()
-    } else {
-        Layout::contiguous(BlockShape::tiny(), N).unwrap()
-    }
-}
-
-/// `n` distinct ids in `0..N` from a seed permutation.
-fn ids(seed: &[usize], n: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..N).collect();
-    for (i, s) in seed.iter().enumerate().take(n) {
-        let j = i + s % (N - i);
-        v.swap(i, j);
-    }
-    v.truncate(n);
-    v
 }
 
 proptest! {
@@ -55,33 +37,20 @@ proptest! {
             }
             e
         };
-        let src_h = Arc::new(HostMemory::new(layout(l_src)).unwrap());
-        let dst_h = Arc::new(HostMemory::new(layout(l_dst)).unwrap());
-        let mid = mem(mid_kind, layout(l_mid));
-        let a = ids(&seed, n);
-        let b = ids(&seed2, n);
-        let bb = src_h.layout().block_bytes();
-        for (k, &blk) in a.iter().enumerate() {
-            let data: Vec<u8> = (0..bb).map(|i| (i as u8) ^ (k as u8).wrapping_mul(31) ^ fill).collect();
-            src_h.write_block(blk, &data).unwrap();
-        }
+        let src_h = Arc::new(HostMemory::new(tiny_layout(l_src, N)).unwrap());
+        let dst_h = Arc::new(HostMemory::new(tiny_layout(l_dst, N)).unwrap());
+        let mid = mem(mid_kind, tiny_layout(l_mid, N));
+        let a = distinct_ids(&seed, n, N);
+        let b = distinct_ids(&seed2, n, N);
+        fill_blocks(&src_h, &a, 31, fill);
         let s: Arc<dyn BlockMemory> = src_h.clone();
-        let d: Arc<dyn BlockMemory> = dst_h.clone();
-        let down: Vec<_> = a.iter().copied().zip(b.iter().copied()).collect();
-        engine.copy_blocks(&s, &mid, &down).unwrap().wait().unwrap();
-        // Back up into the same ids as the source, through the future path.
-        let up: Vec<_> = b.iter().copied().zip(a.iter().copied()).collect();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(engine.copy_blocks(&mid, &d, &up).unwrap()).unwrap();
-        for &blk in &a {
-            prop_assert_eq!(src_h.read_block(blk).unwrap(), dst_h.read_block(blk).unwrap());
-        }
+        prop_assert_eq!(round_trip_mismatch(&engine, &s, &mid, &dst_h, &src_h, &a, &b), None);
     }
 }
 
 #[test]
 fn busy_blocks_are_refused_and_released() {
-    let l = layout(false);
+    let l = tiny_layout(false, N);
     let h = Arc::new(HostMemory::new(l).unwrap());
     let m: Arc<dyn BlockMemory> = Arc::new(MockDeviceMemory::new(l).unwrap());
     let e = MemcpyEngine::new(1).unwrap();
