@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 /// block it).
 fn subscriber(dir: &Path, endpoint: &str, extra: &[&str]) -> Child {
     cmd(&[])
-        .args(["events", endpoint, "--json", "--check", "--idle-exit", "3"])
+        .args(w(&format!(
+            "events {endpoint} --json --check --idle-exit 3"
+        )))
         .args(extra)
         .stdout(File::create(dir.join("sub.out")).unwrap())
         .stderr(File::create(dir.join("sub.err")).unwrap())
@@ -55,21 +57,7 @@ fn finish(mut child: Child, dir: &Path, what: &str) -> SubOutput {
 /// A one-tier logical replay publishing on `endpoint`, waiting for a subscriber.
 fn replay(extra: &[&str]) -> serde_json::Value {
     let out = cmd(&[])
-        .args([
-            "replay",
-            "--no-data",
-            "--g1-blocks",
-            "2000",
-            "--g2-blocks",
-            "0",
-            "--g3-blocks",
-            "0",
-            "--policy",
-            "lru",
-            "--json",
-            "--events-wait-subscriber",
-            "30",
-        ])
+        .args(w("replay --no-data --g1-blocks 2000 --g2-blocks 0 --g3-blocks 0 --policy lru --json --events-wait-subscriber 30"))
         .args(extra)
         .output()
         .expect("run kvtier replay");
@@ -159,24 +147,11 @@ fn bad_event_options_are_refused() {
         ),
         (vec!["--events", "inproc://x"], "inproc"),
         (vec!["--events", "udp://x:1"], "expected tcp://"),
-        (
-            vec!["--events", "ipc:///tmp/x", "--repeat", "2"],
-            "--repeat",
-        ),
-        (
-            vec!["--events", "ipc:///tmp/x", "--events-format", "xml"],
-            "xml",
-        ),
+        (w("--events ipc:///tmp/x --repeat 2"), "--repeat"),
+        (w("--events ipc:///tmp/x --events-format xml"), "xml"),
     ] {
         let out = cmd(&[])
-            .args([
-                "replay",
-                "--no-data",
-                "--g2-blocks",
-                "0",
-                "--g3-blocks",
-                "0",
-            ])
+            .args(w("replay --no-data --g2-blocks 0 --g3-blocks 0"))
             .args(&args)
             .output()
             .unwrap();

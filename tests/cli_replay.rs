@@ -7,21 +7,7 @@ use common::*;
 #[test]
 fn reference_counts_through_the_binary() {
     for (blocks, hits) in [("6000", 38_027), ("2000", 17_839), ("20000", 69_686)] {
-        let v = json(&[
-            "replay",
-            "--trace",
-            TRACE,
-            "--g1-blocks",
-            blocks,
-            "--g2-blocks",
-            "0",
-            "--g3-blocks",
-            "0",
-            "--policy",
-            "lru",
-            "--no-data",
-            "--json",
-        ]);
+        let v = json(&w(&format!("replay --trace {TRACE} --g1-blocks {blocks} --g2-blocks 0 --g3-blocks 0 --policy lru --no-data --json")));
         assert_eq!(v["hits"], hits, "{blocks} blocks");
         assert_eq!(v["blocks"], 121_877);
         assert_eq!(v["requests"], 3993);
@@ -37,36 +23,17 @@ fn reference_counts_through_the_binary() {
 
 #[test]
 fn embedded_default_equals_the_file() {
-    let a = json(&[
-        "replay",
-        "--g1-blocks",
-        "2000",
-        "--g2-blocks",
-        "0",
-        "--g3-blocks",
-        "0",
-        "--policy",
-        "lru",
-        "--no-data",
-        "--json",
-    ]);
+    let a = json(&w(
+        "replay --g1-blocks 2000 --g2-blocks 0 --g3-blocks 0 --policy lru --no-data --json",
+    ));
     assert_eq!(a["hits"], 17_839);
 }
 
 #[test]
 fn table_output_is_readable() {
-    let out = kvtier(&[
-        "replay",
-        "--g1-blocks",
-        "2000",
-        "--g2-blocks",
-        "0",
-        "--g3-blocks",
-        "0",
-        "--policy",
-        "lru",
-        "--no-data",
-    ]);
+    let out = kvtier(&w(
+        "replay --g1-blocks 2000 --g2-blocks 0 --g3-blocks 0 --policy lru --no-data",
+    ));
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("hits") && text.contains("17839"), "{text}");
@@ -85,13 +52,13 @@ fn fails_with(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_input_is_refused_clearly() {
-    fails_with(&["replay", "--g1-blocks", "0", "--no-data"], "at least 1");
+    fails_with(&w("replay --g1-blocks 0 --no-data"), "at least 1");
     fails_with(
-        &["replay", "--policy", "nope", "--no-data"],
+        &w("replay --policy nope --no-data"),
         "unknown eviction policy `nope`",
     );
     fails_with(
-        &["replay", "--trace", "/nonexistent.jsonl", "--no-data"],
+        &w("replay --trace /nonexistent.jsonl --no-data"),
         "/nonexistent.jsonl",
     );
 

@@ -39,9 +39,9 @@ fn restart_resumes_with_every_block() {
     let whole = replay_ok(&["--config", &cfg]);
     assert_eq!(u(&whole["hits"]), 77_953);
 
-    let a = replay_ok(&["--config", &cfg, "--g3-dir", g3, "--limit", "2000"]);
+    let a = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3} --limit 2000")));
     assert_eq!(a["g3"]["created"], true);
-    let b = replay_ok(&["--config", &cfg, "--g3-dir", g3, "--skip", "2000"]);
+    let b = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3} --skip 2000")));
     assert_eq!(b["g3"]["created"], false);
     assert_eq!(u(&b["g3"]["recovered"]), u(&a["g3_live"]));
     assert_eq!(u(&b["g3"]["restored"]), u(&a["g3_live"]));
@@ -56,9 +56,9 @@ fn restart_resumes_with_every_block() {
         assert_eq!(u(&r["data_mismatches"]), 0);
     }
     // A third run over the whole trace starts with everything in G3.
-    let c = replay_ok(&[
-        "--config", &cfg, "--g3-dir", g3, "--verify", "full", "--limit", "500",
-    ]);
+    let c = replay_ok(&w(&format!(
+        "--config {cfg} --g3-dir {g3} --verify full --limit 500"
+    )));
     assert_eq!(u(&c["g3"]["dropped_verify"]), 0);
     assert_eq!(
         u(&c["hits"]),
@@ -97,14 +97,10 @@ fn crash_at_random_points_recovers_what_was_acknowledged() {
     // start-up and the whole replay whatever the machine's speed.
     let calib = t.path().join("calib");
     let t0 = std::time::Instant::now();
-    replay_ok(&[
-        "--config",
-        &cfg,
-        "--g3-dir",
-        calib.to_str().unwrap(),
-        "--limit",
-        "2000",
-    ]);
+    replay_ok(&w(&format!(
+        "--config {cfg} --g3-dir {} --limit 2000",
+        calib.to_str().unwrap()
+    )));
     let mut run_ms = (t0.elapsed().as_millis() as u64).max(50);
     let mut kills = 0;
     let mut skip = 0usize;
@@ -113,18 +109,11 @@ fn crash_at_random_points_recovers_what_was_acknowledged() {
         round += 1;
         let _ = std::fs::remove_file(&ack);
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvtier"))
-            .args([
-                "replay",
-                "--config",
-                &cfg,
-                "--g3-dir",
-                &g3s,
-                "--ack-log",
+            .args(w(&format!(
+                "replay --config {cfg} --g3-dir {g3s} --ack-log {} --skip {} --json",
                 ack.to_str().unwrap(),
-                "--skip",
-                &skip.to_string(),
-                "--json",
-            ])
+                &skip.to_string()
+            )))
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -217,7 +206,7 @@ fn corruption_is_detected_reported_and_survived() {
     let cfg = write_config(t.path(), CONFIG);
     let g3 = t.path().join("g3");
     let g3s = g3.to_str().unwrap().to_string();
-    let base = replay_ok(&["--config", &cfg, "--g3-dir", &g3s, "--limit", "600"]);
+    let base = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 600")));
     let live = u(&base["g3_live"]);
     assert!(live > 1000);
     let journal = g3.join("g3.journal");
@@ -231,28 +220,28 @@ fn corruption_is_detected_reported_and_survived() {
         .unwrap()
         .set_len(len - 30)
         .unwrap();
-    let r = replay_ok(&["--config", &cfg, "--g3-dir", &g3s, "--limit", "1"]);
+    let r = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 1")));
     assert!(u(&r["g3"]["dropped_torn"]) >= 1, "{}", r["g3"]);
     assert!(u(&r["g3"]["restored"]) >= live - 2);
 
     // Flipped bytes in a journal record in the middle: the rest is not trusted.
     let len = std::fs::metadata(&journal).unwrap().len();
     flip(&journal, 64 + (len - 64) / 2);
-    let r = replay_ok(&["--config", &cfg, "--g3-dir", &g3s, "--limit", "1"]);
+    let r = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 1")));
     assert!(u(&r["g3"]["dropped_corrupt"]) >= 1, "{}", r["g3"]);
 
     // Flipped bytes in the data file: `--verify full` drops that block; the
     // fast path would catch it on onboarding instead.
-    let rebuilt = replay_ok(&["--config", &cfg, "--g3-dir", &g3s, "--limit", "600"]);
+    let rebuilt = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 600")));
     assert_eq!(u(&rebuilt["data_mismatches"]), 0);
     for block in [0u64, 7, 100] {
         flip(&data, block * 512 + 3);
     }
-    let fast = replay_ok(&["--config", &cfg, "--g3-dir", &g3s, "--limit", "600"]);
+    let fast = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 600")));
     assert_eq!(u(&fast["data_mismatches"]), 0, "never served");
-    let full = replay_ok(&[
-        "--config", &cfg, "--g3-dir", &g3s, "--verify", "full", "--limit", "1",
-    ]);
+    let full = replay_ok(&w(&format!(
+        "--config {cfg} --g3-dir {g3s} --verify full --limit 1"
+    )));
     assert_eq!(u(&full["data_mismatches"]), 0);
     assert!(
         u(&fast["verify_failures"]) + u(&full["g3"]["dropped_verify"]) >= 1,
@@ -263,7 +252,7 @@ fn corruption_is_detected_reported_and_survived() {
 
     // A missing data file: every record is dropped, the run goes on.
     std::fs::remove_file(&data).unwrap();
-    let r = replay_ok(&["--config", &cfg, "--g3-dir", &g3s, "--limit", "10"]);
+    let r = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 10")));
     assert!(u(&r["g3"]["dropped_missing_data"]) > 0, "{}", r["g3"]);
     assert_eq!(u(&r["g3"]["restored"]), 0);
 
@@ -277,27 +266,18 @@ fn corruption_is_detected_reported_and_survived() {
     // Same directory, other layout: the data file size differs too, so use the
     // journal alone in a fresh directory to isolate the fingerprint check.
     std::fs::copy(&journal, g3_other.join("g3.journal")).unwrap();
-    let e = replay_err(&[
-        "--config",
-        &other,
-        "--g3-dir",
-        g3_other.to_str().unwrap(),
-        "--limit",
-        "1",
-    ]);
+    let e = replay_err(&w(&format!(
+        "--config {other} --g3-dir {} --limit 1",
+        g3_other.to_str().unwrap()
+    )));
     assert!(
         e.contains("layout_fingerprint") && e.contains("--g3-reset"),
         "{e}"
     );
-    let r = replay_ok(&[
-        "--config",
-        &other,
-        "--g3-dir",
-        g3_other.to_str().unwrap(),
-        "--g3-reset",
-        "--limit",
-        "1",
-    ]);
+    let r = replay_ok(&w(&format!(
+        "--config {other} --g3-dir {} --g3-reset --limit 1",
+        g3_other.to_str().unwrap()
+    )));
     assert!(r["g3"]["reset"].is_string(), "{}", r["g3"]);
 }
 
@@ -306,18 +286,14 @@ fn two_processes_never_share_a_g3_directory() {
     let t = tempfile::tempdir().unwrap();
     let cfg = write_config(t.path(), CONFIG);
     let g3 = t.path().join("g3");
-    replay_ok(&[
-        "--config",
-        &cfg,
-        "--g3-dir",
-        g3.to_str().unwrap(),
-        "--limit",
-        "1",
-    ]);
+    replay_ok(&w(&format!(
+        "--config {cfg} --g3-dir {} --limit 1",
+        g3.to_str().unwrap()
+    )));
     // Hold the directory's lock from another process (util-linux flock
     // locks the directory itself, as kvtier does).
     let mut holder = match Command::new("flock")
-        .args(["-x", "-o", g3.to_str().unwrap(), "sleep", "30"])
+        .args(w(&format!("-x -o {} sleep 30", g3.to_str().unwrap())))
         .spawn()
     {
         Ok(c) => c,
@@ -327,25 +303,17 @@ fn two_processes_never_share_a_g3_directory() {
         }
     };
     std::thread::sleep(Duration::from_millis(300));
-    let e = replay_err(&[
-        "--config",
-        &cfg,
-        "--g3-dir",
-        g3.to_str().unwrap(),
-        "--limit",
-        "1",
-    ]);
+    let e = replay_err(&w(&format!(
+        "--config {cfg} --g3-dir {} --limit 1",
+        g3.to_str().unwrap()
+    )));
     assert!(e.to_lowercase().contains("lock"), "{e}");
     holder.kill().unwrap();
     holder.wait().unwrap();
-    replay_ok(&[
-        "--config",
-        &cfg,
-        "--g3-dir",
-        g3.to_str().unwrap(),
-        "--limit",
-        "1",
-    ]);
+    replay_ok(&w(&format!(
+        "--config {cfg} --g3-dir {} --limit 1",
+        g3.to_str().unwrap()
+    )));
 }
 
 /// Start-up of a persistent G3 holding 1,000,000 blocks: journal recovery plus

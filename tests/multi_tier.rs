@@ -2,7 +2,7 @@
 //! bytes are checked against the pattern written when it was computed.
 
 mod common;
-use common::replay_ok as replay;
+use common::{replay_ok as replay, w};
 
 /// G1 2,000 + G2 8,000 + G3 50,000 (G3 holds every distinct block): nothing is
 /// lost, so the total equals the unbounded cache's hits exactly.
@@ -40,19 +40,11 @@ fn nothing_lost_logical() {
 fn two_tiers_inclusive() {
     // Without proactive cleaning: it moves blocks into G2 before their
     // eviction, so they also age out of G2 earlier (see architecture.md).
-    let v = replay(&[
-        "--g3-blocks",
-        "0",
-        "--policy",
-        "lru",
-        "--no-data",
-        "--clean-ahead",
-        "0",
-    ]);
+    let v = replay(&w("--g3-blocks 0 --policy lru --no-data --clean-ahead 0"));
     assert_eq!(v["hits"], 48_651);
     assert_eq!(v["hits_by_tier"]["g1"], 17_839);
     assert_eq!(v["hits_by_tier"]["g2"], 30_812);
-    let d = replay(&["--g3-blocks", "0", "--policy", "lru", "--clean-ahead", "0"]);
+    let d = replay(&w("--g3-blocks 0 --policy lru --clean-ahead 0"));
     assert_eq!(d["hits"], 48_651, "data on gives the same counts");
     assert_eq!(d["verify_failures"], 0);
     assert_eq!(d["data_mismatches"], 0);
@@ -65,7 +57,7 @@ fn two_tiers_inclusive() {
 /// A busy server: several requests in flight still verify every byte.
 #[test]
 fn concurrent_requests_verify() {
-    let v = replay(&["--concurrency", "4", "--g1-blocks", "3000"]);
+    let v = replay(&w("--concurrency 4 --g1-blocks 3000"));
     assert_eq!(v["verify_failures"], 0);
     assert_eq!(v["data_mismatches"], 0);
     assert_eq!(v["concurrency"], 4);

@@ -64,7 +64,7 @@ fn g3_reset_recovers_every_stuck_directory() {
     let d = t.path().join("g3");
     let g3 = d.to_str().unwrap();
     let run = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = ["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "100"]
+        let mut a: Vec<String> = w(&format!("replay --config {cfg} --g3-dir {g3} --limit 100"))
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -92,33 +92,16 @@ fn g3_reset_recovers_every_stuck_directory() {
     assert!(r["g3"]["reset"].is_string(), "{}", r["g3"]);
     // Another block size too.
     let other = write_config(t.path(), &SMALL.replace("block_size = 4", "block_size = 8"));
-    let e = fails(&[
-        "replay",
-        "--config",
-        &other,
-        "--g3-dir",
-        g3,
-        "--g3-blocks",
-        "1500",
-        "--limit",
-        "10",
-    ]);
+    let e = fails(&w(&format!(
+        "replay --config {other} --g3-dir {g3} --g3-blocks 1500 --limit 10"
+    )));
     assert!(
         e.contains("layout_fingerprint") && e.contains("--g3-reset"),
         "{e}"
     );
-    let o = kvtier(&[
-        "replay",
-        "--config",
-        &other,
-        "--g3-dir",
-        g3,
-        "--g3-blocks",
-        "1500",
-        "--limit",
-        "10",
-        "--g3-reset",
-    ]);
+    let o = kvtier(&w(&format!(
+        "replay --config {other} --g3-dir {g3} --g3-blocks 1500 --limit 10 --g3-reset"
+    )));
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = json(&["--g3-reset"]); // back to this test's shape and size
 
@@ -178,7 +161,7 @@ fn full_disk_is_a_clear_error_and_recoverable() {
     let mnt = t.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let m = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .args(w("-t tmpfs -o size=24m tmpfs"))
         .arg(&mnt)
         .output();
     if !m.as_ref().is_ok_and(|o| o.status.success()) {
@@ -197,24 +180,18 @@ fn full_disk_is_a_clear_error_and_recoverable() {
     let g3 = d.to_str().unwrap();
     // 2000 blocks of 64 KiB... the tiny shape with 4 tokens: 512 bytes x 4?
     // Whatever the block size, 4,000,000 blocks cannot fit in 24 MiB.
-    let e = fails(&[
-        "replay",
-        "--config",
-        &cfg,
-        "--g3-dir",
-        g3,
-        "--g3-blocks",
-        "4000000",
-        "--limit",
-        "10",
-    ]);
+    let e = fails(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --g3-blocks 4000000 --limit 10"
+    )));
     assert!(
         e.contains("not enough disk space") && e.contains("available"),
         "{e}"
     );
     assert!(!d.join("g3.blocks").exists(), "nothing left behind");
     // A G3 that fits, then a disk filled to the last byte.
-    json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "10"]);
+    json_ok(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --limit 10"
+    )));
     let filler = mnt.join("filler");
     let _ = Command::new("dd")
         .args(["if=/dev/zero", "bs=64k"])
@@ -222,17 +199,9 @@ fn full_disk_is_a_clear_error_and_recoverable() {
         .stderr(Stdio::null())
         .status();
     let o = kvtier_bounded(
-        &[
-            "replay",
-            "--config",
-            &cfg,
-            "--g3-dir",
-            g3,
-            "--g3-blocks",
-            "2000",
-            "--limit",
-            "600",
-        ],
+        &w(&format!(
+            "replay --config {cfg} --g3-dir {g3} --g3-blocks 2000 --limit 600"
+        )),
         120,
     );
     let e = stderr(&o);
@@ -248,18 +217,13 @@ fn full_disk_is_a_clear_error_and_recoverable() {
         e.lines().count()
     );
     std::fs::remove_file(&filler).unwrap();
-    let r = json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "10"]);
+    let r = json_ok(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --limit 10"
+    )));
     assert_eq!(u(&r["verify_failures"]), 0);
-    json_ok(&[
-        "replay",
-        "--config",
-        &cfg,
-        "--g3-dir",
-        g3,
-        "--limit",
-        "10",
-        "--g3-reset",
-    ]);
+    json_ok(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --limit 10 --g3-reset"
+    )));
 }
 
 // ---- 3. interrupts ---------------------------------------------------------
@@ -324,7 +288,7 @@ fn outputs_are_checked_before_the_run() {
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let o = cmd(&["replay", "--no-data", "--limit", "10"])
+    let o = cmd(&w("replay --no-data --limit 10"))
         .stdout(full)
         .output()
         .unwrap();
@@ -340,10 +304,10 @@ fn outputs_are_checked_before_the_run() {
 
 #[test]
 fn tiers_larger_than_the_machine_are_refused() {
-    let e = fails(&["replay", "--g2-blocks", "100000000", "--limit", "10"]);
+    let e = fails(&w("replay --g2-blocks 100000000 --limit 10"));
     assert!(e.contains("needs") && e.contains("available"), "{e}");
     assert!(e.contains("g2 100000000 blocks"), "{e}");
-    let e = fails(&["replay", "--g1-blocks", "2000000000", "--no-data"]);
+    let e = fails(&w("replay --g1-blocks 2000000000 --no-data"));
     assert!(e.contains("available"), "{e}");
 }
 
@@ -352,7 +316,7 @@ fn tiers_larger_than_the_machine_are_refused() {
 #[test]
 fn every_figure_is_right_or_refused() {
     // Truncation to G1 is the reference semantics, and it is counted.
-    let o = kvtier(&["replay", "--no-data", "--g1-blocks", "50", "--json"]);
+    let o = kvtier(&w("replay --no-data --g1-blocks 50 --json"));
     assert!(o.status.success());
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(u(&r["truncated_requests"]) > 0);
@@ -363,24 +327,19 @@ fn every_figure_is_right_or_refused() {
         stderr(&o)
     );
     // --repeat is honoured on the multi-tier path.
-    let r = json_ok(&["replay", "--repeat", "3", "--limit", "200"]);
+    let r = json_ok(&w("replay --repeat 3 --limit 200"));
     assert_eq!(u(&r["repetitions"]), 3);
     assert_eq!(u(&r["requests"]), 200);
     // A tiny persistent G3 still records blocks.
     let t = tempfile::tempdir().unwrap();
     let g3 = t.path().join("g3");
-    let r = json_ok(&[
-        "replay",
-        "--g3-dir",
-        g3.to_str().unwrap(),
-        "--g3-blocks",
-        "120",
-        "--limit",
-        "300",
-    ]);
+    let r = json_ok(&w(&format!(
+        "replay --g3-dir {} --g3-blocks 120 --limit 300",
+        g3.to_str().unwrap()
+    )));
     assert_eq!(u(&r["g3_live"]), 120);
     // The benchmark refuses an empty batch instead of printing noise.
-    let e = fails(&["bench", "--batch", "0", "--block-tokens", "1"]);
+    let e = fails(&w("bench --batch 0 --block-tokens 1"));
     assert!(e.contains("--batch 0"), "{e}");
     let e = fails(&["bench", "--block-tokens", "0"]);
     assert!(e.contains("--block-tokens 0"), "{e}");
@@ -394,7 +353,9 @@ fn g3_files_are_private_and_links_are_never_followed() {
     let cfg = write_config(t.path(), SMALL);
     let d = t.path().join("g3");
     let g3 = d.to_str().unwrap();
-    json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "50"]);
+    json_ok(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --limit 50"
+    )));
     assert_eq!(
         std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
         0o700
@@ -414,18 +375,13 @@ fn g3_files_are_private_and_links_are_never_followed() {
     std::fs::write(&victim, vec![0x11u8; size as usize]).unwrap();
     std::fs::remove_file(d.join("g3.blocks")).unwrap();
     std::os::unix::fs::symlink(&victim, d.join("g3.blocks")).unwrap();
-    let e = fails(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "50"]);
+    let e = fails(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --limit 50"
+    )));
     assert!(e.contains("symbolic link"), "{e}");
-    json_ok(&[
-        "replay",
-        "--config",
-        &cfg,
-        "--g3-dir",
-        g3,
-        "--limit",
-        "50",
-        "--g3-reset",
-    ]);
+    json_ok(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --limit 50 --g3-reset"
+    )));
     let v = std::fs::read(&victim).unwrap();
     assert!(
         v.len() == size as usize && v.iter().all(|&b| b == 0x11),
@@ -438,12 +394,14 @@ fn g3_files_are_private_and_links_are_never_followed() {
     // A dangling g3.lock symlink: its target is never created.
     let target = t.path().join("created-by-lock");
     std::os::unix::fs::symlink(&target, d.join("g3.lock")).unwrap();
-    json_ok(&["replay", "--config", &cfg, "--g3-dir", g3, "--limit", "10"]);
+    json_ok(&w(&format!(
+        "replay --config {cfg} --g3-dir {g3} --limit 10"
+    )));
     assert!(!target.exists());
 
     // The temporary G3 (no --g3-dir) has no name at all.
     let tmp = tempfile::tempdir().unwrap();
-    let o = cmd(&["replay", "--config", &cfg, "--limit", "50"])
+    let o = cmd(&w(&format!("replay --config {cfg} --limit 50")))
         .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
@@ -494,7 +452,7 @@ fn diagnostics_name_the_right_thing() {
     let e = fails(&["replay", "--trace", bad.to_str().unwrap()]);
     assert!(e.contains("bad.jsonl:2: not UTF-8"), "{e}");
     // A warning into a pipe carries no colour codes.
-    let o = kvtier(&["replay", "--no-data", "--g1-blocks", "50"]);
+    let o = kvtier(&w("replay --no-data --g1-blocks 50"));
     let e = stderr(&o);
     assert!(e.contains("WARN") && !e.contains('\x1b'), "{e:?}");
     // `pinned` without a GPU is reported as the host memory it falls back to.
@@ -505,7 +463,7 @@ fn diagnostics_name_the_right_thing() {
             "[g2]\nblocks = 800\nmemory = \"pinned\"",
         ),
     );
-    let o = kvtier(&["replay", "--config", &cfg, "--limit", "20", "--json"]);
+    let o = kvtier(&w(&format!("replay --config {cfg} --limit 20 --json")));
     assert!(o.status.success(), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let g2 = r["tiers"]

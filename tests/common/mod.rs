@@ -13,6 +13,11 @@ pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// The synthetic Mooncake trace, relative to [`ROOT`].
 pub const TRACE: &str = "tests/data/mooncake_synthetic_trace.jsonl";
 
+/// The words of `s` as an argument list: `w("replay --no-data")`.
+pub fn w(s: &str) -> Vec<&str> {
+    s.split_whitespace().collect()
+}
+
 /// `kvtier ARGS`, run from the repository root with `RUST_LOG` unset.
 pub fn cmd(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kvtier"));
