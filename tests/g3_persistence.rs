@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use kvtier_memory::testing::flip_byte;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,31 +12,18 @@ use std::time::Duration;
 
 const CONFIG: &str = r#"
 salt = "g3-test"
-[layout]
-preset = "tiny"
-block_size = 4
-[g1]
-blocks = 2000
-memory = "mock"
-policy = "lru"
-[g2]
-blocks = 8000
-memory = "host"
-policy = "lru"
-[g3]
-blocks = 50000
-memory = "disk"
-policy = "lru"
+layout = { preset = "tiny", block_size = 4 }
+g1 = { blocks = 2000, memory = "mock", policy = "lru" }
+g2 = { blocks = 8000, memory = "host", policy = "lru" }
+g3 = { blocks = 50000, memory = "disk", policy = "lru" }
 "#;
 
 /// Half the trace, a clean stop, the other half on the reopened G3: the same
 /// total as one uninterrupted run (G3 holds every block).
 #[test]
 fn restart_resumes_with_every_block() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), CONFIG);
-    let g3 = t.path().join("g3");
-    let g3 = g3.to_str().unwrap();
+    let (_t, cfg, g3) = g3_dir(CONFIG);
+    let g3 = g3.as_str();
     let whole = replay_ok(&["--config", &cfg]);
     assert_eq!(u(&whole["hits"]), 77_953);
 
@@ -187,19 +175,6 @@ fn crash_at_random_points_recovers_what_was_acknowledged() {
     );
 }
 
-fn flip(path: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, offset).unwrap();
-    b[0] ^= 0xff;
-    f.write_all_at(&b, offset).unwrap();
-}
-
 #[test]
 fn corruption_is_detected_reported_and_survived() {
     let t = tempfile::tempdir().unwrap();
@@ -226,7 +201,7 @@ fn corruption_is_detected_reported_and_survived() {
 
     // Flipped bytes in a journal record in the middle: the rest is not trusted.
     let len = std::fs::metadata(&journal).unwrap().len();
-    flip(&journal, 64 + (len - 64) / 2);
+    flip_byte(&journal, 64 + (len - 64) / 2, 0xff);
     let r = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 1")));
     assert!(u(&r["g3"]["dropped_corrupt"]) >= 1, "{}", r["g3"]);
 
@@ -235,7 +210,7 @@ fn corruption_is_detected_reported_and_survived() {
     let rebuilt = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 600")));
     assert_eq!(u(&rebuilt["data_mismatches"]), 0);
     for block in [0u64, 7, 100] {
-        flip(&data, block * 512 + 3);
+        flip_byte(&data, block * 512 + 3, 0xff);
     }
     let fast = replay_ok(&w(&format!("--config {cfg} --g3-dir {g3s} --limit 600")));
     assert_eq!(u(&fast["data_mismatches"]), 0, "never served");

@@ -18,18 +18,10 @@ use std::time::Duration;
 /// Small tiers, tiny blocks: every run here takes well under a second.
 const SMALL: &str = r#"
 salt = "robust-test"
-[layout]
-preset = "tiny"
-block_size = 4
-[g1]
-blocks = 200
-memory = "mock"
-[g2]
-blocks = 800
-memory = "host"
-[g3]
-blocks = 2000
-memory = "disk"
+layout = { preset = "tiny", block_size = 4 }
+g1 = { blocks = 200, memory = "mock" }
+g2 = { blocks = 800, memory = "host" }
+g3 = { blocks = 2000, memory = "disk" }
 "#;
 
 fn is_root() -> bool {
@@ -59,10 +51,9 @@ fn overload_queues_instead_of_failing() {
 
 #[test]
 fn g3_reset_recovers_every_stuck_directory() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), SMALL);
-    let d = t.path().join("g3");
-    let g3 = d.to_str().unwrap();
+    let (t, cfg, g3) = g3_dir(SMALL);
+    let g3 = g3.as_str();
+    let d = Path::new(g3);
     let run = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = w(&format!("replay --config {cfg} --g3-dir {g3} --limit 100"))
             .iter()
@@ -107,8 +98,8 @@ fn g3_reset_recovers_every_stuck_directory() {
 
     // (b) Killed during the very first start: a 0-byte data file and no
     // journal. Nothing refers to the data file: the next start just works.
-    std::fs::remove_dir_all(&d).unwrap();
-    std::fs::create_dir(&d).unwrap();
+    std::fs::remove_dir_all(d).unwrap();
+    std::fs::create_dir(d).unwrap();
     std::fs::write(d.join("g3.blocks"), b"").unwrap();
     let r = json(&[]);
     assert_eq!(r["g3"]["created"], true);
@@ -349,15 +340,14 @@ fn every_figure_is_right_or_refused() {
 
 #[test]
 fn g3_files_are_private_and_links_are_never_followed() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), SMALL);
-    let d = t.path().join("g3");
-    let g3 = d.to_str().unwrap();
+    let (t, cfg, g3) = g3_dir(SMALL);
+    let g3 = g3.as_str();
+    let d = Path::new(g3);
     json_ok(&w(&format!(
         "replay --config {cfg} --g3-dir {g3} --limit 50"
     )));
     assert_eq!(
-        std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(d).unwrap().permissions().mode() & 0o777,
         0o700
     );
     for f in ["g3.blocks", "g3.journal"] {
@@ -459,8 +449,8 @@ fn diagnostics_name_the_right_thing() {
     let cfg = write_config(
         t.path(),
         &SMALL.replace(
-            "[g2]\nblocks = 800\nmemory = \"host\"",
-            "[g2]\nblocks = 800\nmemory = \"pinned\"",
+            "g2 = { blocks = 800, memory = \"host\" }",
+            "g2 = { blocks = 800, memory = \"pinned\" }",
         ),
     );
     let o = kvtier(&w(&format!("replay --config {cfg} --limit 20 --json")));

@@ -120,3 +120,12 @@ pub fn write_config(dir: &Path, text: &str) -> String {
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_string()
 }
+
+/// A temporary directory with `config` written into it, and the path of a G3
+/// directory inside it (not created): `(dir, config path, g3 path)`.
+pub fn g3_dir(config: &str) -> (tempfile::TempDir, String, String) {
+    let t = tempfile::tempdir().expect("temporary directory");
+    let cfg = write_config(t.path(), config);
+    let g3 = t.path().join("g3").to_str().expect("UTF-8 path").to_owned();
+    (t, cfg, g3)
+}

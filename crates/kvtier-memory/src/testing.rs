@@ -65,3 +65,20 @@ pub fn round_trip_mismatch(
         .copied()
         .find(|&blk| expect.read_block(blk).unwrap() != dst.read_block(blk).unwrap())
 }
+
+/// Flip the bits of one byte of `file` at `offset` (XOR `mask`) and sync it:
+/// the corruption a test plants behind the cache's back.
+pub fn flip_byte(file: &std::path::Path, offset: u64, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .expect("open the file to corrupt");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset)
+        .expect("offset inside the file");
+    b[0] ^= mask;
+    f.write_all_at(&b, offset).expect("write the flipped byte");
+    f.sync_all().expect("sync the corrupted file");
+}

@@ -5,14 +5,13 @@
 use kvtier_disk::{DiskCopyEngine, DiskIo, DiskMemory, OpenMode};
 use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{CacheSalt, SequenceHash, StoreConfig, Tier};
+use kvtier_memory::testing::flip_byte;
 use kvtier_memory::{
     BlockMemory, BlockShape, CopyEngine, CopyError, HostMemory, Layout, MemcpyEngine, MemoryKind,
     MockDeviceMemory, Transfer,
 };
 use kvtier_offload::{CacheSetup, TierMemory, TierSetup, TieredCache, WritePolicy};
 use proptest::prelude::*;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -160,19 +159,6 @@ fn g3_slot(cache: &TieredCache, h: SequenceHash) -> usize {
     g3.peek(&[h])[0].expect("block is in G3").0 as usize
 }
 
-fn flip_byte(file: &Path, offset: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(file)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).unwrap();
-    b[0] ^= 0x40;
-    f.write_all_at(&b, offset).unwrap();
-    f.sync_all().unwrap();
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn corrupted_disk_block_is_recomputed_never_served() {
     for mock in [false, true] {
@@ -193,7 +179,7 @@ async fn corrupted_disk_block_is_recomputed_never_served() {
             .all(|p| !p));
         let bb = r.cache.block_bytes();
         let slot = g3_slot(&r.cache, h[1]);
-        flip_byte(&r.g3_file, slot as u64 * bb + 7);
+        flip_byte(&r.g3_file, slot as u64 * bb + 7, 0x40);
 
         let (hits, wrong) = request(&r.cache, &a).await;
         assert_eq!(hits, 1, "the prefix is cut at the corrupted block");
