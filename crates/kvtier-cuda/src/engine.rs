@@ -9,7 +9,8 @@ use cudarc::driver::{
     result, sys, CudaEvent, CudaFunction, CudaStream, LaunchConfig, PushKernelArg,
 };
 use kvtier_memory::{
-    lock_and_plan, BlockMemory, CopyEngine, CopyError, MemoryKind, Part, Region, Transfer,
+    lock_and_plan, BlockMemory, CopyEngine, CopyError, CopyResult, Memory, MemoryKind, Part,
+    Region, Transfer,
 };
 use parking_lot::Mutex;
 
@@ -230,17 +231,8 @@ impl CopyEngine for CudaCopyEngine {
         "cuda"
     }
 
-    fn copy_blocks(
-        &self,
-        src: &Arc<dyn BlockMemory>,
-        dst: &Arc<dyn BlockMemory>,
-        pairs: &[(usize, usize)],
-    ) -> Result<Transfer, CopyError> {
-        let unsupported = || CopyError::Unsupported {
-            engine: "cuda",
-            src: src.kind(),
-            dst: dst.kind(),
-        };
+    fn copy_blocks(&self, src: &Memory, dst: &Memory, pairs: &[(usize, usize)]) -> CopyResult {
+        let unsupported = || CopyError::unsupported("cuda", src, dst);
         let (s, d) = match (side(src), side(dst)) {
             (Some(s), Some(d)) if matches!(s, Side::Dev(_)) || matches!(d, Side::Dev(_)) => (s, d),
             _ => return Err(unsupported()),

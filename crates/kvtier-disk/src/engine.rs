@@ -4,8 +4,8 @@ use std::io::{IoSlice, IoSliceMut};
 use std::sync::Arc;
 
 use kvtier_memory::{
-    lock_and_plan, BlockMemory, CopyEngine, CopyError, MemoryKind, Part, Region, Transfer,
-    WorkerPool,
+    lock_and_plan, BlockMemory, CopyEngine, CopyError, CopyResult, Memory, MemoryKind, Part,
+    Region, Transfer, WorkerPool,
 };
 
 use crate::file::DiskMemory;
@@ -180,12 +180,7 @@ impl CopyEngine for DiskCopyEngine {
         }
     }
 
-    fn copy_blocks(
-        &self,
-        src: &Arc<dyn BlockMemory>,
-        dst: &Arc<dyn BlockMemory>,
-        pairs: &[(usize, usize)],
-    ) -> Result<Transfer, CopyError> {
+    fn copy_blocks(&self, src: &Memory, dst: &Memory, pairs: &[(usize, usize)]) -> CopyResult {
         let is_disk = |m: &Arc<dyn BlockMemory>| {
             m.kind() == MemoryKind::Disk && m.as_any().is::<DiskMemory>()
         };
@@ -197,11 +192,7 @@ impl CopyEngine for DiskCopyEngine {
             _ => (Dir::ToDisk, dst, None),
         };
         let Some(host) = host else {
-            return Err(CopyError::Unsupported {
-                engine: self.name(),
-                src: src.kind(),
-                dst: dst.kind(),
-            });
+            return Err(CopyError::unsupported(self.name(), src, dst));
         };
         let Some((guard, plan)) = lock_and_plan(src, dst, pairs)? else {
             return Ok(Transfer::ready(Ok(())));

@@ -213,6 +213,13 @@ impl Drop for BatchGuard {
     }
 }
 
+/// A block memory as the copy engines take it: shared, of any kind.
+pub type Memory = Arc<dyn BlockMemory>;
+
+/// What [`CopyEngine::copy_blocks`] returns: a started transfer, or why the
+/// batch was refused.
+pub type CopyResult = Result<Transfer, CopyError>;
+
 /// Moves batches of blocks between two memories asynchronously.
 pub trait CopyEngine: Send + Sync {
     /// Engine name (for errors and reports).
@@ -223,12 +230,7 @@ pub trait CopyEngine: Send + Sync {
     /// destinations, busy blocks, unsupported kinds) are returned here; I/O
     /// errors come through the [`Transfer`]. Source blocks stay readable and
     /// destination blocks are locked until the transfer completes.
-    fn copy_blocks(
-        &self,
-        src: &Arc<dyn BlockMemory>,
-        dst: &Arc<dyn BlockMemory>,
-        pairs: &[(usize, usize)],
-    ) -> Result<Transfer, CopyError>;
+    fn copy_blocks(&self, src: &Memory, dst: &Memory, pairs: &[(usize, usize)]) -> CopyResult;
 }
 
 /// Lock the blocks of a batch ([`BatchGuard::acquire`]) and plan its copy
@@ -402,20 +404,11 @@ impl CopyEngine for MemcpyEngine {
         "memcpy"
     }
 
-    fn copy_blocks(
-        &self,
-        src: &Arc<dyn BlockMemory>,
-        dst: &Arc<dyn BlockMemory>,
-        pairs: &[(usize, usize)],
-    ) -> Result<Transfer, CopyError> {
+    fn copy_blocks(&self, src: &Memory, dst: &Memory, pairs: &[(usize, usize)]) -> CopyResult {
         // SAFETY: only the address is read here; it is used under the guard.
         let (sp, dp) = unsafe { (src.engine_host_ptr(), dst.engine_host_ptr()) };
         let (Some(sp), Some(dp)) = (sp, dp) else {
-            return Err(CopyError::Unsupported {
-                engine: self.name(),
-                src: src.kind(),
-                dst: dst.kind(),
-            });
+            return Err(CopyError::unsupported(self.name(), src, dst));
         };
         let Some((guard, plan)) = lock_and_plan(src, dst, pairs)? else {
             return Ok(Transfer::ready(Ok(())));

@@ -101,3 +101,18 @@ pub enum CopyError {
     #[error("copy engine shut down before the transfer completed")]
     Aborted,
 }
+
+impl CopyError {
+    /// `engine` cannot copy from `src`'s memory kind to `dst`'s.
+    pub fn unsupported(
+        engine: &'static str,
+        src: &crate::engine::Memory,
+        dst: &crate::engine::Memory,
+    ) -> Self {
+        CopyError::Unsupported {
+            engine,
+            src: src.kind(),
+            dst: dst.kind(),
+        }
+    }
+}

@@ -38,8 +38,8 @@ pub mod transfer;
 pub use available::available_memory;
 pub use checksum::block_checksum;
 pub use engine::{
-    lock_and_plan, plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, MemcpyEngine, Region,
-    WorkerPool,
+    lock_and_plan, plan_copy, split_plan, BatchGuard, CopyEngine, CopyPlan, CopyResult,
+    MemcpyEngine, Memory, Region, WorkerPool,
 };
 pub use error::{CopyError, LayoutError, MemoryError};
 pub use layout::{BlockShape, Layout, LayoutKind, LayoutSpec, DEFAULT_BLOCK_SIZE};

@@ -7,8 +7,8 @@ use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{CacheSalt, SequenceHash, StoreConfig, Tier};
 use kvtier_memory::testing::flip_byte;
 use kvtier_memory::{
-    BlockMemory, BlockShape, CopyEngine, CopyError, HostMemory, Layout, MemcpyEngine, MemoryKind,
-    MockDeviceMemory, Transfer,
+    BlockShape, CopyEngine, CopyError, CopyResult, HostMemory, Layout, MemcpyEngine, Memory,
+    MemoryKind, MockDeviceMemory, Transfer,
 };
 use kvtier_offload::{CacheSetup, TierMemory, TierSetup, TieredCache, WritePolicy};
 use proptest::prelude::*;
@@ -48,12 +48,7 @@ impl CopyEngine for FailingDiskWrites {
     fn name(&self) -> &'static str {
         "failing-disk-writes"
     }
-    fn copy_blocks(
-        &self,
-        src: &Arc<dyn BlockMemory>,
-        dst: &Arc<dyn BlockMemory>,
-        pairs: &[(usize, usize)],
-    ) -> Result<Transfer, CopyError> {
+    fn copy_blocks(&self, src: &Memory, dst: &Memory, pairs: &[(usize, usize)]) -> CopyResult {
         if dst.kind() == MemoryKind::Disk && self.fail.load(Ordering::SeqCst) {
             self.failed.fetch_add(1, Ordering::SeqCst);
             return Ok(Transfer::ready(Err(CopyError::Io(
