@@ -60,31 +60,35 @@ impl Mirror {
                 block_hashes,
                 medium,
                 ..
-            } => {
-                let set = self
-                    .media
-                    .entry(medium.clone().unwrap_or_default())
-                    .or_default();
-                for h in block_hashes {
-                    self.stored += 1;
-                    if !set.insert(*h) && self.exact {
-                        self.errors.stored_present += 1;
-                    }
-                }
-            }
+            } => self.apply_hashes(true, block_hashes, medium),
             WireEvent::BlockRemoved {
                 block_hashes,
                 medium,
-            } => {
-                let set = self
-                    .media
-                    .entry(medium.clone().unwrap_or_default())
-                    .or_default();
-                for h in block_hashes {
-                    self.removed += 1;
-                    if !set.remove(h) && self.exact {
-                        self.errors.removed_unknown += 1;
-                    }
+            } => self.apply_hashes(false, block_hashes, medium),
+        }
+    }
+
+    /// Add (`stored`) or remove `hashes` in `medium`'s set, counting what an
+    /// exact mirror should never see (a stored hash already present, a
+    /// removed hash unknown).
+    fn apply_hashes(&mut self, stored: bool, hashes: &[u64], medium: &Option<String>) {
+        let set = self
+            .media
+            .entry(medium.clone().unwrap_or_default())
+            .or_default();
+        for h in hashes {
+            let changed = if stored {
+                self.stored += 1;
+                set.insert(*h)
+            } else {
+                self.removed += 1;
+                set.remove(h)
+            };
+            if !changed && self.exact {
+                if stored {
+                    self.errors.stored_present += 1;
+                } else {
+                    self.errors.removed_unknown += 1;
                 }
             }
         }

@@ -44,7 +44,7 @@ pub use engine::{
 pub use error::{CopyError, LayoutError, MemoryError};
 pub use layout::{BlockShape, Layout, LayoutKind, LayoutSpec, DEFAULT_BLOCK_SIZE};
 pub use memory::{
-    AlignedBuf, BlockLocks, BlockMemory, BlockView, BlockViewMut, HostMemory, HostVisible,
-    MemoryKind, MockDeviceMemory, PAGE_SIZE,
+    AlignedBuf, BlockAccess, BlockLocks, BlockMemory, BlockView, BlockViewMut, HostMemory,
+    HostVisible, MemoryKind, MockDeviceMemory, PAGE_SIZE,
 };
 pub use transfer::{Part, Transfer};

@@ -153,40 +153,13 @@ pub unsafe trait HostVisible: BlockMemory {
     /// A shared view of block `block` (fails with [`MemoryError::Busy`] while a
     /// transfer writes it).
     fn block(&self, block: usize) -> Result<BlockView<'_>, MemoryError> {
-        let ranges = self.layout().block_ranges(block)?;
-        if !self.locks().try_read(block) {
-            return Err(MemoryError::Busy(block));
-        }
-        // SAFETY: guaranteed by the unsafe trait contract.
-        let base = unsafe { self.engine_host_ptr() }.ok_or(MemoryError::Busy(block))?;
-        Ok(BlockView {
-            locks: self.locks(),
-            block,
-            base,
-            ranges,
-            _m: std::marker::PhantomData,
-        })
+        open_view(self, block)
     }
 
     /// An exclusive view of block `block` (fails with [`MemoryError::Busy`]
     /// while a transfer or another view holds it).
     fn block_mut(&self, block: usize) -> Result<BlockViewMut<'_>, MemoryError> {
-        let ranges = self.layout().block_ranges(block)?;
-        if !self.locks().try_write(block) {
-            return Err(MemoryError::Busy(block));
-        }
-        // SAFETY: guaranteed by the unsafe trait contract.
-        let Some(base) = (unsafe { self.engine_host_ptr() }) else {
-            self.locks().release_write(block);
-            return Err(MemoryError::Busy(block));
-        };
-        Ok(BlockViewMut {
-            locks: self.locks(),
-            block,
-            base,
-            ranges,
-            _m: std::marker::PhantomData,
-        })
+        open_view(self, block)
     }
 
     /// Copies the canonical bytes of a block (layers in order) into a vector.
@@ -220,8 +193,39 @@ pub unsafe trait HostVisible: BlockMemory {
     }
 }
 
-/// A shared view of one block's regions (releases the block lock on drop).
-pub struct BlockView<'a> {
+/// Lock `block` of `m` (shared, or exclusive when `EXCLUSIVE`) and view its
+/// regions; the lock is released when the view drops.
+fn open_view<M: HostVisible + ?Sized, const EXCLUSIVE: bool>(
+    m: &M,
+    block: usize,
+) -> Result<BlockAccess<'_, EXCLUSIVE>, MemoryError> {
+    let ranges = m.layout().block_ranges(block)?;
+    let locks = m.locks();
+    let locked = if EXCLUSIVE {
+        locks.try_write(block)
+    } else {
+        locks.try_read(block)
+    };
+    if !locked {
+        return Err(MemoryError::Busy(block));
+    }
+    // From here on, dropping `view` releases the lock.
+    let mut view = BlockAccess {
+        locks,
+        block,
+        base: NonNull::dangling(),
+        ranges,
+        _m: std::marker::PhantomData,
+    };
+    // SAFETY: guaranteed by the `HostVisible` contract.
+    view.base = unsafe { m.engine_host_ptr() }.ok_or(MemoryError::Busy(block))?;
+    Ok(view)
+}
+
+/// A locked view of one block's regions: shared ([`BlockView`]) or exclusive
+/// ([`BlockViewMut`], the only one with [`BlockAccess::region_mut`]). The
+/// block lock is released on drop.
+pub struct BlockAccess<'a, const EXCLUSIVE: bool> {
     locks: &'a BlockLocks,
     block: usize,
     base: NonNull<u8>,
@@ -229,7 +233,13 @@ pub struct BlockView<'a> {
     _m: std::marker::PhantomData<&'a [u8]>,
 }
 
-impl BlockView<'_> {
+/// A shared view of one block's regions (releases the block lock on drop).
+pub type BlockView<'a> = BlockAccess<'a, false>;
+
+/// An exclusive view of one block's regions (releases the block lock on drop).
+pub type BlockViewMut<'a> = BlockAccess<'a, true>;
+
+impl<const EXCLUSIVE: bool> BlockAccess<'_, EXCLUSIVE> {
     /// Number of regions (1 for contiguous, `num_layers` for layer-separate).
     pub fn num_regions(&self) -> usize {
         self.ranges.len()
@@ -238,7 +248,7 @@ impl BlockView<'_> {
     pub fn region(&self, i: usize) -> &[u8] {
         let r = &self.ranges[i];
         // SAFETY: the range lies inside the region (layout arithmetic) and the
-        // read lock keeps writers out.
+        // lock keeps writers (or everyone else) out.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(r.start), r.len()) }
     }
     /// All regions in layer order.
@@ -247,32 +257,7 @@ impl BlockView<'_> {
     }
 }
 
-impl Drop for BlockView<'_> {
-    fn drop(&mut self) {
-        self.locks.release_read(self.block);
-    }
-}
-
-/// An exclusive view of one block's regions (releases the block lock on drop).
-pub struct BlockViewMut<'a> {
-    locks: &'a BlockLocks,
-    block: usize,
-    base: NonNull<u8>,
-    ranges: Vec<std::ops::Range<usize>>,
-    _m: std::marker::PhantomData<&'a mut [u8]>,
-}
-
 impl BlockViewMut<'_> {
-    /// Number of regions.
-    pub fn num_regions(&self) -> usize {
-        self.ranges.len()
-    }
-    /// Region `i`, read-only.
-    pub fn region(&self, i: usize) -> &[u8] {
-        let r = &self.ranges[i];
-        // SAFETY: in-bounds, write lock held.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(r.start), r.len()) }
-    }
     /// Region `i`, writable.
     pub fn region_mut(&mut self, i: usize) -> &mut [u8] {
         let r = &self.ranges[i];
@@ -281,9 +266,13 @@ impl BlockViewMut<'_> {
     }
 }
 
-impl Drop for BlockViewMut<'_> {
+impl<const EXCLUSIVE: bool> Drop for BlockAccess<'_, EXCLUSIVE> {
     fn drop(&mut self) {
-        self.locks.release_write(self.block);
+        if EXCLUSIVE {
+            self.locks.release_write(self.block);
+        } else {
+            self.locks.release_read(self.block);
+        }
     }
 }
 

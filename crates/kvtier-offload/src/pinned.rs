@@ -79,31 +79,26 @@ impl<G: Send + 'static> Drop for Pinned<G> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
+    use std::time::{Duration, Instant};
 
     #[test]
     fn cancelled_transfer_keeps_its_guards_until_the_bytes_land() {
-        let dropped = Arc::new(AtomicBool::new(false));
+        // The guards are a clone of `token`: its count says whether they live.
+        let token = Arc::new(());
         let (t, part) = Transfer::new(0, Box::new(()));
-        let pinned = Pinned::new(t, Flag(dropped.clone()));
+        let pinned = Pinned::new(t, token.clone());
         drop(pinned); // the request was cancelled mid-copy
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!dropped.load(Ordering::SeqCst), "guards freed under a copy");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(Arc::strong_count(&token), 2, "guards freed under a copy");
         part.finish(Ok(()));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !dropped.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&token) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(
-            dropped.load(Ordering::SeqCst),
+        assert_eq!(
+            Arc::strong_count(&token),
+            1,
             "guards released after the copy"
         );
     }

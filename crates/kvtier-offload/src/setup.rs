@@ -9,7 +9,7 @@ use crate::durable::{restore_store, DurableEntry, G3Journal, RestoreStats};
 use crate::error::{OffloadError, SetupError};
 use crate::metrics::CacheMetrics;
 
-use crate::state::{Bytes, Data, G1Bytes, Inner, LowerBytes, TierState, Tiers};
+use crate::state::{Bytes, Data, DeviceG1, G1Bytes, Inner, LowerBytes, TierState, Tiers};
 use crate::transit::Transits;
 use crate::write_through::write_through_worker;
 use kvtier_logical::{BlockStore, FrequencySketch, StoreConfig, Tier};
@@ -209,11 +209,11 @@ fn g1_bytes(setup: &CacheSetup, shape: BlockShape) -> Result<Option<G1Bytes>, Se
             let n = setup.staging_blocks.max(1);
             let l = Layout::contiguous(shape, n).map_err(|e| SetupError::Staging(e.into()))?;
             let staging = HostMemory::new(l).map_err(SetupError::Staging)?;
-            G1Bytes::Device {
+            G1Bytes::Device(DeviceG1 {
                 mem: mem.clone(),
                 staging: Arc::new(tokio::sync::Mutex::new(Arc::new(staging))),
                 engine,
-            }
+            })
         }
     }))
 }

@@ -4,7 +4,7 @@
 
 use crate::error::OffloadError;
 use crate::pinned::Pinned;
-use crate::state::{Data, G1Bytes, Inner};
+use crate::state::{Data, DeviceG1, G1Bytes, Inner};
 use kvtier_memory::{BlockMemory, HostVisible};
 use std::sync::Arc;
 
@@ -44,11 +44,11 @@ impl Inner {
                 }
                 (Ok(()), holders)
             }
-            G1Bytes::Device {
+            G1Bytes::Device(DeviceG1 {
                 mem,
                 staging,
                 engine,
-            } => {
+            }) => {
                 let mut staging = staging.clone().lock_owned().await;
                 let per = staging.num_blocks();
                 for (c, chunk) in slots.chunks(per).enumerate() {
@@ -105,12 +105,9 @@ impl Inner {
                 }
                 Ok(())
             }
-            G1Bytes::Device {
-                mem,
-                staging,
-                engine,
-            } => {
-                let mut staging = staging.clone().lock_owned().await;
+            G1Bytes::Device(dev) => {
+                let (mem, engine) = (&dev.mem, &dev.engine);
+                let mut staging = dev.staging.clone().lock_owned().await;
                 let per = staging.num_blocks();
                 for (c, chunk) in slots.chunks(per).enumerate() {
                     let pairs: Vec<(usize, usize)> = chunk

@@ -122,21 +122,24 @@ pub(crate) enum G1Bytes {
         host: Arc<dyn HostVisible>,
     },
     /// Device-only (or mock device): written and read through host staging.
-    Device {
-        /// The memory.
-        mem: Arc<dyn BlockMemory>,
-        /// Host staging buffer (contiguous layout, one region per block).
-        staging: Arc<tokio::sync::Mutex<Arc<HostMemory>>>,
-        /// The engine copying between staging and G1.
-        engine: Arc<dyn CopyEngine>,
-    },
+    Device(DeviceG1),
+}
+
+/// A device-only G1 and the host staging its bytes go through.
+pub(crate) struct DeviceG1 {
+    /// The memory.
+    pub(crate) mem: Arc<dyn BlockMemory>,
+    /// Host staging buffer (contiguous layout, one region per block).
+    pub(crate) staging: Arc<tokio::sync::Mutex<Arc<HostMemory>>>,
+    /// The engine copying between staging and G1.
+    pub(crate) engine: Arc<dyn CopyEngine>,
 }
 
 impl G1Bytes {
     /// The memory as copy engines see it.
     pub(crate) fn mem(&self) -> &Arc<dyn BlockMemory> {
         match self {
-            G1Bytes::Host { mem, .. } | G1Bytes::Device { mem, .. } => mem,
+            G1Bytes::Host { mem, .. } | G1Bytes::Device(DeviceG1 { mem, .. }) => mem,
         }
     }
 }
@@ -172,7 +175,7 @@ impl Bytes {
     pub(crate) fn host(&self, tier: Tier) -> Option<&Arc<dyn HostVisible>> {
         match (tier.index(), &self.g1) {
             (0, G1Bytes::Host { host, .. }) => Some(host),
-            (0, G1Bytes::Device { .. }) => None,
+            (0, G1Bytes::Device(_)) => None,
             (i, _) => self.lower.get(i - 1).map(|l| &l.host),
         }
     }
