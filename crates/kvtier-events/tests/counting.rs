@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kvtier_events::{Low64, Publisher, StartOptions, WireFormat};
+use kvtier_events::{Low64, WireFormat};
 use kvtier_logical::SingleTierReplay;
 use kvtier_logical::{BlockStore, SequenceHash, StoreConfig, Tier};
 use std::collections::HashSet;
@@ -13,25 +13,10 @@ use std::sync::Arc;
 
 fn run(keys: Box<dyn kvtier_events::BlockKeys>) -> (Reader, BlockStore) {
     let store = BlockStore::new(StoreConfig::new(Tier::G1, 2000)).unwrap();
-    let publisher = Publisher::start(
-        &loopback(WireFormat::Map),
-        &[store.event_source()],
-        keys,
-        StartOptions {
-            block_size: 16,
-            connect_timeout: WAIT,
-            wait_subscriber: None,
-        },
-    )
-    .unwrap();
+    let cfg = loopback(WireFormat::Map);
+    let publisher = start_keyed(&cfg, &[store.event_source()], keys, None);
     let target = Arc::new(AtomicU64::new(u64::MAX));
-    let r = reader(
-        publisher.endpoint().to_string(),
-        publisher.replay_endpoint().map(String::from),
-        None,
-        target.clone(),
-        None,
-    );
+    let r = read_all(&publisher, target.clone());
     let mut replay = SingleTierReplay::new(store.clone());
     for req in trace() {
         replay.request(&req).unwrap();

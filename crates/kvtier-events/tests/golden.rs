@@ -12,6 +12,25 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+/// A `BlockStored` event without LoRA.
+fn stored(
+    block_hashes: Vec<u64>,
+    parent_block_hash: Option<u64>,
+    token_ids: Vec<u32>,
+    block_size: u32,
+    medium: &str,
+) -> WireEvent {
+    WireEvent::BlockStored {
+        block_hashes,
+        parent_block_hash,
+        token_ids,
+        block_size,
+        lora_id: None,
+        medium: Some(medium.into()),
+        lora_name: None,
+    }
+}
+
 /// The messages: `(topic, seq, batch)`.
 fn messages(format: WireFormat) -> Vec<(String, u64, EventBatch)> {
     let topic = match format {
@@ -26,24 +45,14 @@ fn messages(format: WireFormat) -> Vec<(String, u64, EventBatch)> {
                 ts: 1_700_000_000.25,
                 events: vec![
                     WireEvent::AllBlocksCleared,
-                    WireEvent::BlockStored {
-                        block_hashes: vec![1, 2, u64::MAX, 1 << 63],
-                        parent_block_hash: None,
-                        token_ids: vec![],
-                        block_size: 16,
-                        lora_id: None,
-                        medium: Some("GPU".into()),
-                        lora_name: None,
-                    },
-                    WireEvent::BlockStored {
-                        block_hashes: vec![42, 300],
-                        parent_block_hash: Some(2),
-                        token_ids: vec![7, 8, 9, 10, 70_000, 0, 1, 128],
-                        block_size: 4,
-                        lora_id: None,
-                        medium: Some("CPU".into()),
-                        lora_name: None,
-                    },
+                    stored(vec![1, 2, u64::MAX, 1 << 63], None, vec![], 16, "GPU"),
+                    stored(
+                        vec![42, 300],
+                        Some(2),
+                        vec![7, 8, 9, 10, 70_000, 0, 1, 128],
+                        4,
+                        "CPU",
+                    ),
                     WireEvent::BlockRemoved {
                         block_hashes: vec![1, u64::MAX],
                         medium: Some("STORAGE".into()),

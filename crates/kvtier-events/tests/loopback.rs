@@ -1,8 +1,9 @@
 //! Publisher and subscriber on loopback: basic delivery, replay, restart.
 
-use kvtier_events::{
-    EventsConfig, Low64, Mirror, Publisher, StartOptions, Subscriber, SubscriberConfig, WireFormat,
-};
+mod common;
+
+use common::start;
+use kvtier_events::{EventsConfig, Mirror, Subscriber, SubscriberConfig, WireFormat};
 use kvtier_logical::SingleTierReplay;
 use kvtier_logical::{hash_trace_ids, CacheSalt};
 use kvtier_logical::{BlockStore, SequenceHash, StoreConfig, Tier};
@@ -55,17 +56,7 @@ fn drain(sub: &mut Subscriber, mirror: &mut Mirror, n: u64) {
 fn subscriber_mirrors_one_tier_in_both_formats() {
     for format in [WireFormat::Map, WireFormat::Array] {
         let store = BlockStore::new(StoreConfig::new(Tier::G1, 64)).unwrap();
-        let publisher = Publisher::start(
-            &config(format),
-            &[store.event_source()],
-            Box::new(Low64),
-            StartOptions {
-                block_size: 16,
-                connect_timeout: WAIT,
-                wait_subscriber: None,
-            },
-        )
-        .unwrap();
+        let publisher = start(&config(format), &[store.event_source()], None);
         let mut sub = Subscriber::connect(SubscriberConfig::new(
             publisher.endpoint(),
             publisher.replay_endpoint().map(String::from),
@@ -116,17 +107,7 @@ fn publisher_connects_to_a_bound_subscriber() {
         linger_ms: 0,
         ..Default::default()
     };
-    let publisher = Publisher::start(
-        &cfg,
-        &[store.event_source()],
-        Box::new(Low64),
-        StartOptions {
-            block_size: 16,
-            connect_timeout: WAIT,
-            wait_subscriber: Some(WAIT),
-        },
-    )
-    .unwrap();
+    let publisher = start(&cfg, &[store.event_source()], Some(WAIT));
     assert_eq!(publisher.waited_for_subscriber(), Some(true));
     let mut replay = SingleTierReplay::new(store.clone());
     for (i, r) in requests(300).iter().enumerate() {

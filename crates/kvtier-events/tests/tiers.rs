@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kvtier_events::{Low64, Publisher, StartOptions, WireFormat};
+use kvtier_events::WireFormat;
 use kvtier_logical::Tier;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,17 +45,7 @@ fn early_late_and_restarted_subscribers_mirror_every_tier() {
             .unwrap();
         let cache = tiered(2000, 4000, 8000);
         let stores = stores(&cache);
-        let publisher = Publisher::start(
-            &loopback(format),
-            &stores,
-            Box::new(Low64),
-            StartOptions {
-                block_size: 16,
-                connect_timeout: WAIT,
-                wait_subscriber: None,
-            },
-        )
-        .expect("publisher");
+        let publisher = start(&loopback(format), &stores, None);
         let ep = publisher.endpoint().to_string();
         let rep = publisher.replay_endpoint().map(String::from);
         let target = Arc::new(AtomicU64::new(u64::MAX));
@@ -118,17 +108,7 @@ fn late_subscriber_beyond_the_buffer_recovers_from_a_checkpoint() {
     let stores = stores(&cache);
     let mut cfg = loopback(WireFormat::Map);
     cfg.buffer = 8;
-    let publisher = Publisher::start(
-        &cfg,
-        &stores,
-        Box::new(Low64),
-        StartOptions {
-            block_size: 16,
-            connect_timeout: WAIT,
-            wait_subscriber: None,
-        },
-    )
-    .unwrap();
+    let publisher = start(&cfg, &stores, None);
     let half = trace.len() / 2;
     rt.block_on(async {
         for r in &trace[..half] {
@@ -137,13 +117,7 @@ fn late_subscriber_beyond_the_buffer_recovers_from_a_checkpoint() {
     });
     assert!(publisher.flush(WAIT).unwrap() > 8);
     let target = Arc::new(AtomicU64::new(u64::MAX));
-    let late = reader(
-        publisher.endpoint().to_string(),
-        publisher.replay_endpoint().map(String::from),
-        None,
-        target.clone(),
-        None,
-    );
+    let late = read_all(&publisher, target.clone());
     rt.block_on(async {
         for r in &trace[half..] {
             request(&cache, r).await;

@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 use kvtier_events::{
-    EventsConfig, Mirror, Subscriber, SubscriberConfig, SubscriberStats, WireFormat,
+    BlockKeys, EventsConfig, Low64, Mirror, Publisher, StartOptions, Subscriber, SubscriberConfig,
+    SubscriberStats, WireFormat,
 };
-use kvtier_logical::{hash_trace_ids, CacheSalt};
+use kvtier_logical::CacheSalt;
 use kvtier_logical::{BlockSpec, EventSource, SequenceHash, SlotId, StoreConfig, Tier};
 use kvtier_offload::{CacheSetup, TierMemory, TierSetup, TieredCache, WritePolicy};
 use std::collections::HashSet;
@@ -18,27 +19,37 @@ use std::time::{Duration, Instant};
 /// Every bounded wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-const TRACE: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/data/mooncake_synthetic_trace.jsonl"
-));
-
 /// The synthetic trace's requests as chained hashes (salt 0).
 pub fn trace() -> Vec<Vec<SequenceHash>> {
-    TRACE
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("trace line");
-            let ids: Vec<u64> = v["hash_ids"]
-                .as_array()
-                .expect("hash_ids")
-                .iter()
-                .map(|x| x.as_u64().expect("id"))
-                .collect();
-            hash_trace_ids(CacheSalt(0), &ids)
-        })
-        .collect()
+    let t = kvtier_harness::trace::Trace::embedded().hashed(CacheSalt(0));
+    t.iter().map(<[SequenceHash]>::to_vec).collect()
+}
+
+/// Start a publisher of `stores` under their own hashes (16-token blocks),
+/// waiting `wait_subscriber` for a first subscriber if given.
+pub fn start(cfg: &EventsConfig, stores: &[EventSource], wait: Option<Duration>) -> Publisher {
+    start_keyed(cfg, stores, Box::new(Low64), wait)
+}
+
+/// [`start`], publishing under the hashes `keys` gives.
+pub fn start_keyed(
+    cfg: &EventsConfig,
+    stores: &[EventSource],
+    keys: Box<dyn BlockKeys>,
+    wait_subscriber: Option<Duration>,
+) -> Publisher {
+    let opts = StartOptions {
+        block_size: 16,
+        connect_timeout: WAIT,
+        wait_subscriber,
+    };
+    Publisher::start(cfg, stores, keys, opts).expect("publisher starts")
+}
+
+/// A fresh subscriber of `publisher` (see [`reader`]) until `target`.
+pub fn read_all(publisher: &Publisher, target: Arc<AtomicU64>) -> JoinHandle<Reader> {
+    let replay = publisher.replay_endpoint().map(String::from);
+    reader(publisher.endpoint().to_string(), replay, None, target, None)
 }
 
 /// A publisher config on loopback (bound, OS-chosen ports).
