@@ -1,6 +1,5 @@
 //! CUDA contexts, device memory and pinned host memory.
 
-use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -104,26 +103,8 @@ impl Drop for DeviceMemory {
     }
 }
 
-impl BlockMemory for DeviceMemory {
-    fn kind(&self) -> MemoryKind {
-        MemoryKind::Device
-    }
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-    fn locks(&self) -> &BlockLocks {
-        &self.locks
-    }
-    unsafe fn engine_host_ptr(&self) -> Option<NonNull<u8>> {
-        None
-    }
-    fn device_ptr(&self) -> Option<u64> {
-        Some(self.ptr)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+kvtier_memory::impl_block_memory!(DeviceMemory, m =>
+    kind: MemoryKind::Device, host_ptr: None, device_ptr: Some(m.ptr));
 
 enum PinnedInner {
     Cuda { dev: CudaDevice, ptr: NonNull<u8> },
@@ -230,29 +211,18 @@ impl Drop for PinnedMemory {
     }
 }
 
-impl BlockMemory for PinnedMemory {
-    fn kind(&self) -> MemoryKind {
-        MemoryKind::Pinned
-    }
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-    fn locks(&self) -> &BlockLocks {
-        &self.locks
-    }
-    unsafe fn engine_host_ptr(&self) -> Option<NonNull<u8>> {
-        Some(self.base())
-    }
-    fn device_ptr(&self) -> Option<u64> {
-        // Unified addressing: a DEVICEMAP page-locked allocation has the same
-        // address on host and device.
+kvtier_memory::impl_block_memory!(PinnedMemory, m =>
+    kind: MemoryKind::Pinned, host_ptr: Some(m.base()), device_ptr: m.unified_ptr());
+
+impl PinnedMemory {
+    /// The device address of the buffer: with unified addressing a DEVICEMAP
+    /// page-locked allocation has the same address on host and device (none
+    /// for the plain host fallback).
+    fn unified_ptr(&self) -> Option<u64> {
         match &self.inner {
             PinnedInner::Cuda { ptr, .. } => Some(ptr.as_ptr() as u64),
             PinnedInner::Fallback(_) => None,
         }
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

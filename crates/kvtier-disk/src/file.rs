@@ -20,7 +20,6 @@
 //! remain. Positioned I/O ([`crate::DiskIo::Direct`], the default) reports every
 //! such failure as a typed [`kvtier_memory::CopyError::Io`] instead.
 
-use std::any::Any;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -28,9 +27,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
-use kvtier_memory::{
-    BlockLocks, BlockMemory, HostVisible, Layout, LayoutError, MemoryKind, PAGE_SIZE,
-};
+use kvtier_memory::{BlockLocks, HostVisible, Layout, LayoutError, MemoryKind, PAGE_SIZE};
 use memmap2::MmapRaw;
 use thiserror::Error;
 
@@ -552,23 +549,8 @@ fn fallocate(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
-impl BlockMemory for DiskMemory {
-    fn kind(&self) -> MemoryKind {
-        MemoryKind::Disk
-    }
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-    fn locks(&self) -> &BlockLocks {
-        &self.locks
-    }
-    unsafe fn engine_host_ptr(&self) -> Option<NonNull<u8>> {
-        Some(self.map_ptr())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+kvtier_memory::impl_block_memory!(DiskMemory, m =>
+    kind: MemoryKind::Disk, host_ptr: Some(m.map_ptr()));
 
 // SAFETY: the shared mapping covers the whole file (= the layout) while self
 // lives (the MmapRaw is owned).

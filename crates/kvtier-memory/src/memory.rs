@@ -142,6 +142,42 @@ pub trait BlockMemory: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// Implements [`BlockMemory`] for a memory type with `layout: Layout` and
+/// `locks: BlockLocks` fields. The kind, the host pointer for engines and
+/// (optionally) the device pointer are expressions of the memory, named by
+/// the identifier before the `=>`:
+/// `impl_block_memory!(HostMemory, m => kind: m.kind, host_ptr: Some(m.buf.as_ptr()));`
+#[macro_export]
+macro_rules! impl_block_memory {
+    ($ty:ty, $m:ident => kind: $kind:expr, host_ptr: $host:expr $(, device_ptr: $dev:expr)? $(,)?) => {
+        impl $crate::BlockMemory for $ty {
+            fn kind(&self) -> $crate::MemoryKind {
+                let $m = self;
+                let _ = $m;
+                $kind
+            }
+            fn layout(&self) -> &$crate::Layout {
+                &self.layout
+            }
+            fn locks(&self) -> &$crate::BlockLocks {
+                &self.locks
+            }
+            unsafe fn engine_host_ptr(&self) -> Option<std::ptr::NonNull<u8>> {
+                let $m = self;
+                let _ = $m;
+                $host
+            }
+            $(fn device_ptr(&self) -> Option<u64> {
+                let $m = self;
+                $dev
+            })?
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+
 /// Memory whose blocks may be viewed as byte slices by anyone (host, pinned,
 /// mmap'd disk). Views take the block locks, so a view never aliases bytes that
 /// a transfer is writing.
@@ -363,23 +399,8 @@ impl HostMemory {
     }
 }
 
-impl BlockMemory for HostMemory {
-    fn kind(&self) -> MemoryKind {
-        self.kind
-    }
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-    fn locks(&self) -> &BlockLocks {
-        &self.locks
-    }
-    unsafe fn engine_host_ptr(&self) -> Option<NonNull<u8>> {
-        Some(self.buf.as_ptr())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+impl_block_memory!(HostMemory, m =>
+    kind: m.kind, host_ptr: Some(m.buf.as_ptr()));
 
 // SAFETY: the buffer is valid for the whole layout while self lives.
 unsafe impl HostVisible for HostMemory {}
@@ -405,23 +426,8 @@ impl MockDeviceMemory {
     }
 }
 
-impl BlockMemory for MockDeviceMemory {
-    fn kind(&self) -> MemoryKind {
-        MemoryKind::MockDevice
-    }
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-    fn locks(&self) -> &BlockLocks {
-        &self.locks
-    }
-    unsafe fn engine_host_ptr(&self) -> Option<NonNull<u8>> {
-        Some(self.buf.as_ptr())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+impl_block_memory!(MockDeviceMemory, m =>
+    kind: MemoryKind::MockDevice, host_ptr: Some(m.buf.as_ptr()));
 
 #[cfg(test)]
 mod tests {
