@@ -9,13 +9,14 @@
 
 use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+    criterion_group, criterion_main, BatchSize, Bencher, BenchmarkGroup, Criterion, Throughput,
 };
 use kvtier_harness::trace::Trace;
 use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{replay, SingleTierReplay};
 use kvtier_logical::{
-    BlockSpec, BlockStore, CacheSalt, ImmutableBlock, PolicyKind, SequenceHash, StoreConfig, Tier,
+    BlockSpec, BlockStore, CacheSalt, CompleteBlock, ImmutableBlock, MutableBlock, PolicyKind,
+    SequenceHash, StoreConfig, Tier,
 };
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -48,17 +49,22 @@ fn specs(hashes: &[SequenceHash]) -> impl Iterator<Item = BlockSpec> + '_ {
     })
 }
 
+/// The blocks of `fresh`, completed as the chain `hashes`.
+fn complete<'a>(
+    fresh: &'a mut Vec<MutableBlock>,
+    hashes: &'a [SequenceHash],
+) -> impl Iterator<Item = CompleteBlock> + 'a {
+    fresh
+        .drain(..)
+        .zip(specs(hashes))
+        .map(|(b, s)| b.complete(s))
+}
+
 /// Allocate, complete and register a chain; returns the guards.
 fn put(store: &BlockStore, hashes: &[SequenceHash], out: &mut Vec<ImmutableBlock>) {
     let mut fresh = Vec::with_capacity(hashes.len());
     store.allocate_into(hashes.len(), &mut fresh, None).unwrap();
-    store.register_into(
-        fresh
-            .drain(..)
-            .zip(specs(hashes))
-            .map(|(b, s)| b.complete(s)),
-        out,
-    );
+    store.register_into(complete(&mut fresh, hashes), out);
 }
 
 /// A store whose every slot holds an inactive block (so allocation evicts),
@@ -75,12 +81,26 @@ fn full_store() -> (BlockStore, u64) {
     (store, n)
 }
 
+/// Criterion's custom timing over `step`, which returns how long its timed
+/// part took (set-up and clean-up around it stay untimed).
+fn per_iter(b: &mut Bencher, mut step: impl FnMut() -> Duration) {
+    b.iter_custom(|iters| (0..iters).map(|_| step()).sum())
+}
+
 fn config<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut g = c.benchmark_group(name);
     g.sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     g
+}
+
+/// A group of per-`CHAIN` micro benches and a full store for it.
+fn micro<'a>(c: &'a mut Criterion, name: &str) -> (BenchmarkGroup<'a, WallTime>, BlockStore, u64) {
+    let mut g = config(c, name);
+    g.throughput(Throughput::Elements(CHAIN as u64));
+    let (store, n) = full_store();
+    (g, store, n)
 }
 
 fn bench_match(c: &mut Criterion) {
@@ -94,15 +114,12 @@ fn bench_match(c: &mut Criterion) {
     put(&store, &hashes, &mut keep);
     let mut out = Vec::with_capacity(CHAIN);
     g.bench_function("active_hits", |b| {
-        b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let k = store.match_prefix_into(black_box(&hashes), &mut out);
-                t += start.elapsed();
-                assert_eq!(k, CHAIN);
-                store.release(out.drain(..).rev());
-            }
+        per_iter(b, || {
+            let start = Instant::now();
+            let k = store.match_prefix_into(black_box(&hashes), &mut out);
+            let t = start.elapsed();
+            assert_eq!(k, CHAIN);
+            store.release(out.drain(..).rev());
             t
         })
     });
@@ -112,79 +129,51 @@ fn bench_match(c: &mut Criterion) {
     let (store, n) = full_store();
     let hashes = chain(n - 1);
     g.bench_function("inactive_hits", |b| {
-        b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let k = store.match_prefix_into(black_box(&hashes), &mut out);
-                t += start.elapsed();
-                assert_eq!(k, CHAIN);
-                store.release(out.drain(..).rev());
-            }
+        per_iter(b, || {
+            let start = Instant::now();
+            let k = store.match_prefix_into(black_box(&hashes), &mut out);
+            let t = start.elapsed();
+            assert_eq!(k, CHAIN);
+            store.release(out.drain(..).rev());
             t
         })
     });
-    g.finish();
 }
 
 fn bench_allocate(c: &mut Criterion) {
-    let mut g = config(c, "allocate");
-    g.throughput(Throughput::Elements(CHAIN as u64));
-    let (store, mut n) = full_store();
-    let mut fresh = Vec::with_capacity(CHAIN);
-    let mut held = Vec::with_capacity(CHAIN);
+    let (mut g, store, mut n) = micro(c, "allocate");
+    let (mut fresh, mut held) = (Vec::with_capacity(CHAIN), Vec::with_capacity(CHAIN));
     g.bench_function("with_eviction", |b| {
-        b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                store.allocate_into(CHAIN, &mut fresh, None).unwrap();
-                t += start.elapsed();
-                // Refill (untimed) so the next allocation evicts again.
-                let hashes = chain(n);
-                n += 1;
-                store.register_into(
-                    fresh
-                        .drain(..)
-                        .zip(specs(&hashes))
-                        .map(|(b, s)| b.complete(s)),
-                    &mut held,
-                );
-                store.release(held.drain(..).rev());
-            }
+        per_iter(b, || {
+            let start = Instant::now();
+            store.allocate_into(CHAIN, &mut fresh, None).unwrap();
+            let t = start.elapsed();
+            // Refill (untimed) so the next allocation evicts again.
+            let hashes = chain(n);
+            n += 1;
+            store.register_into(complete(&mut fresh, &hashes), &mut held);
+            store.release(held.drain(..).rev());
             t
         })
     });
-    g.finish();
 }
 
 fn bench_register(c: &mut Criterion) {
-    let mut g = config(c, "register");
-    g.throughput(Throughput::Elements(CHAIN as u64));
-    let (store, mut n) = full_store();
-    let mut fresh = Vec::with_capacity(CHAIN);
-    let mut held = Vec::with_capacity(CHAIN);
+    let (mut g, store, mut n) = micro(c, "register");
+    let (mut fresh, mut held) = (Vec::with_capacity(CHAIN), Vec::with_capacity(CHAIN));
     g.bench_function("chain", |b| {
-        b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                let hashes = chain(n);
-                n += 1;
-                store.allocate_into(CHAIN, &mut fresh, None).unwrap();
-                let complete: Vec<_> = fresh
-                    .drain(..)
-                    .zip(specs(&hashes))
-                    .map(|(b, s)| b.complete(s))
-                    .collect();
-                let start = Instant::now();
-                store.register_into(complete, &mut held);
-                t += start.elapsed();
-                store.release(held.drain(..).rev());
-            }
+        per_iter(b, || {
+            let hashes = chain(n);
+            n += 1;
+            store.allocate_into(CHAIN, &mut fresh, None).unwrap();
+            let blocks: Vec<_> = complete(&mut fresh, &hashes).collect();
+            let start = Instant::now();
+            store.register_into(blocks, &mut held);
+            let t = start.elapsed();
+            store.release(held.drain(..).rev());
             t
         })
     });
-    g.finish();
 }
 
 fn bench_release(c: &mut Criterion) {
@@ -194,18 +183,13 @@ fn bench_release(c: &mut Criterion) {
     let hashes = chain(n - 1);
     let mut held = Vec::with_capacity(CHAIN);
     g.bench_function("batch_tail_first", |b| {
-        b.iter_custom(|iters| {
-            let mut t = Duration::ZERO;
-            for _ in 0..iters {
-                store.match_prefix_into(&hashes, &mut held);
-                let start = Instant::now();
-                store.release(held.drain(..).rev());
-                t += start.elapsed();
-            }
-            t
+        per_iter(b, || {
+            store.match_prefix_into(&hashes, &mut held);
+            let start = Instant::now();
+            store.release(held.drain(..).rev());
+            start.elapsed()
         })
     });
-    g.finish();
 }
 
 fn trace_requests() -> Vec<Vec<SequenceHash>> {
@@ -246,7 +230,6 @@ fn bench_replay(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    g.finish();
 }
 
 /// Two threads each replay the whole trace against one shared store, vs one
@@ -258,37 +241,32 @@ fn bench_contention(c: &mut Criterion) {
     for threads in [1usize, 2] {
         g.throughput(Throughput::Elements(blocks * threads as u64));
         g.bench_function(format!("replay_{threads}_thread"), |b| {
-            b.iter_custom(|iters| {
-                let mut t = Duration::ZERO;
-                for _ in 0..iters {
-                    let store = lru_store(CAPACITY);
-                    let barrier = std::sync::Barrier::new(threads + 1);
-                    let requests = &requests;
-                    t += std::thread::scope(|s| {
-                        for _ in 0..threads {
-                            let store = store.clone();
-                            let barrier = &barrier;
-                            s.spawn(move || {
-                                let mut r = SingleTierReplay::new(store);
-                                barrier.wait();
-                                for req in requests {
-                                    r.request(req).unwrap();
-                                }
-                                black_box(r.stats());
-                            });
-                        }
-                        barrier.wait();
-                        let start = Instant::now();
-                        // Leaving the scope joins every thread.
-                        start
-                    })
-                    .elapsed();
-                }
-                t
+            per_iter(b, || {
+                let store = lru_store(CAPACITY);
+                let barrier = std::sync::Barrier::new(threads + 1);
+                let requests = &requests;
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        let store = store.clone();
+                        let barrier = &barrier;
+                        s.spawn(move || {
+                            let mut r = SingleTierReplay::new(store);
+                            barrier.wait();
+                            for req in requests {
+                                r.request(req).unwrap();
+                            }
+                            black_box(r.stats());
+                        });
+                    }
+                    barrier.wait();
+                    let start = Instant::now();
+                    // Leaving the scope joins every thread.
+                    start
+                })
+                .elapsed()
             })
         });
     }
-    g.finish();
 }
 
 criterion_group!(
