@@ -88,6 +88,16 @@ impl Ids {
     }
 }
 
+/// `n` documents of fresh ids, each of a length drawn from `blocks`.
+fn documents(rng: &mut SplitMix64, ids: &mut Ids, n: usize, blocks: (u32, u32)) -> Vec<Vec<u64>> {
+    let mut doc = || {
+        let mut d = Vec::new();
+        ids.take(rng.range(blocks.0, blocks.1), &mut d);
+        d
+    };
+    (0..n).map(|_| doc()).collect()
+}
+
 fn finish(requests: Vec<Vec<u64>>) -> Vec<Vec<SequenceHash>> {
     requests
         .iter()
@@ -126,13 +136,7 @@ impl Default for ZipfPrefixes {
 pub fn zipf_prefixes(seed: u64, cfg: &ZipfPrefixes) -> Vec<Vec<SequenceHash>> {
     let mut rng = SplitMix64::new(seed);
     let mut ids = Ids(1);
-    let docs: Vec<Vec<u64>> = (0..cfg.documents.max(1))
-        .map(|_| {
-            let mut d = Vec::new();
-            ids.take(rng.range(cfg.doc_blocks.0, cfg.doc_blocks.1), &mut d);
-            d
-        })
-        .collect();
+    let docs: Vec<Vec<u64>> = documents(&mut rng, &mut ids, cfg.documents.max(1), cfg.doc_blocks);
     // Shuffle popularity so rank does not follow document id order.
     let mut order: Vec<usize> = (0..docs.len()).collect();
     for i in (1..order.len()).rev() {
@@ -186,13 +190,12 @@ impl Default for MultiTurn {
 pub fn multi_turn(seed: u64, cfg: &MultiTurn) -> Vec<Vec<SequenceHash>> {
     let mut rng = SplitMix64::new(seed);
     let mut ids = Ids(1);
-    let prompts: Vec<Vec<u64>> = (0..cfg.system_prompts.max(1))
-        .map(|_| {
-            let mut d = Vec::new();
-            ids.take(rng.range(cfg.system_blocks.0, cfg.system_blocks.1), &mut d);
-            d
-        })
-        .collect();
+    let prompts: Vec<Vec<u64>> = documents(
+        &mut rng,
+        &mut ids,
+        cfg.system_prompts.max(1),
+        cfg.system_blocks,
+    );
     let pz = Zipf::new(prompts.len(), 1.0);
     // (history ids, turns left)
     let mut open: Vec<(Vec<u64>, u32)> = Vec::new();
@@ -251,13 +254,7 @@ impl Default for ScanMix {
 pub fn scan_mix(seed: u64, cfg: &ScanMix) -> Vec<Vec<SequenceHash>> {
     let mut rng = SplitMix64::new(seed);
     let mut ids = Ids(1);
-    let docs: Vec<Vec<u64>> = (0..cfg.hot_docs.max(1))
-        .map(|_| {
-            let mut d = Vec::new();
-            ids.take(rng.range(cfg.doc_blocks.0, cfg.doc_blocks.1), &mut d);
-            d
-        })
-        .collect();
+    let docs: Vec<Vec<u64>> = documents(&mut rng, &mut ids, cfg.hot_docs.max(1), cfg.doc_blocks);
     let zipf = Zipf::new(docs.len(), cfg.exponent);
     let reqs = (0..cfg.requests)
         .map(|i| {

@@ -239,13 +239,8 @@ async fn write_through_copies_down_without_eviction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_selective_skips_one_hit_wonders() {
-    let r = rig(
-        16,
-        16,
-        64,
-        true,
-        WritePolicy::WriteThroughSelective { min_seen: 2 },
-    );
+    let selective = WritePolicy::WriteThroughSelective { min_seen: 2 };
+    let r = rig(16, 16, 64, true, selective);
     request(&r.cache, &[1, 2]).await; // seen once: not copied
     request(&r.cache, &[1, 2, 3]).await; // 1, 2 seen twice; 3 once
     r.cache.close().await.unwrap();
@@ -259,13 +254,7 @@ async fn write_through_selective_skips_one_hit_wonders() {
     assert_no_leak(&r.cache);
 
     // A block recomputed after its second sighting is copied down.
-    let r = rig(
-        16,
-        16,
-        64,
-        true,
-        WritePolicy::WriteThroughSelective { min_seen: 2 },
-    );
+    let r = rig(16, 16, 64, true, selective);
     request(&r.cache, &[5]).await;
     for i in 0..20u64 {
         request(&r.cache, &[200 + i]).await; // evicts [5] from G1 (dropped: not selected)
