@@ -27,6 +27,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
+use crate::sys::rc_ok;
 use kvtier_memory::{BlockLocks, HostVisible, Layout, LayoutError, MemoryKind, PAGE_SIZE};
 use memmap2::MmapRaw;
 use thiserror::Error;
@@ -380,27 +381,20 @@ impl DiskMemory {
         self.check_io(total, offset)?;
         let f = self.pick_vec(bufs.iter().map(|b| (b.as_ptr(), b.len())), offset);
         let mut owned: Vec<IoSlice<'_>> = bufs.to_vec();
-        let mut slices: &mut [IoSlice<'_>] = &mut owned;
-        let mut off = offset;
-        while !slices.is_empty() {
-            let cnt = slices.len().min(1024) as libc::c_int;
-            // SAFETY: IoSlice is ABI-compatible with iovec; valid fd.
-            let n = unsafe {
-                libc::pwritev(
-                    f.as_raw_fd(),
-                    slices.as_ptr() as *const libc::iovec,
-                    cnt,
-                    off as libc::off_t,
-                )
-            };
-            let Some(n) = vectored_progress(n, io::ErrorKind::WriteZero, "pwritev wrote 0 bytes")?
-            else {
-                continue;
-            };
-            off += n as u64;
-            IoSlice::advance_slices(&mut slices, n);
-        }
-        Ok(())
+        let write = |s: &[IoSlice<'_>], off: u64| {
+            // SAFETY: IoSlice is ABI-compatible with iovec and `s` holds at
+            // least the count passed; valid fd.
+            unsafe { libc::pwritev(f.as_raw_fd(), s.as_ptr().cast(), iov_count(s), off as i64) }
+        };
+        let (zero, what) = (io::ErrorKind::WriteZero, "pwritev wrote 0 bytes");
+        vectored(
+            &mut owned,
+            offset,
+            write,
+            IoSlice::advance_slices,
+            zero,
+            what,
+        )
     }
 
     /// Scatters the file starting at `offset` into `bufs` (`preadv`), O_DIRECT
@@ -409,28 +403,13 @@ impl DiskMemory {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         self.check_io(total, offset)?;
         let f = self.pick_vec(bufs.iter().map(|b| (b.as_ptr(), b.len())), offset);
-        let mut slices: &mut [IoSliceMut<'_>] = bufs;
-        let mut off = offset;
-        while !slices.is_empty() {
-            let cnt = slices.len().min(1024) as libc::c_int;
-            // SAFETY: IoSliceMut is ABI-compatible with iovec; valid fd.
-            let n = unsafe {
-                libc::preadv(
-                    f.as_raw_fd(),
-                    slices.as_ptr() as *const libc::iovec,
-                    cnt,
-                    off as libc::off_t,
-                )
-            };
-            let Some(n) =
-                vectored_progress(n, io::ErrorKind::UnexpectedEof, "preadv hit end of file")?
-            else {
-                continue;
-            };
-            off += n as u64;
-            IoSliceMut::advance_slices(&mut slices, n);
-        }
-        Ok(())
+        let read = |s: &[IoSliceMut<'_>], off: u64| {
+            // SAFETY: IoSliceMut is ABI-compatible with iovec and `s` holds at
+            // least the count passed; valid fd.
+            unsafe { libc::preadv(f.as_raw_fd(), s.as_ptr().cast(), iov_count(s), off as i64) }
+        };
+        let (eof, what) = (io::ErrorKind::UnexpectedEof, "preadv hit end of file");
+        vectored(bufs, offset, read, IoSliceMut::advance_slices, eof, what)
     }
 
     fn pick_vec(&self, bufs: impl Iterator<Item = (*const u8, usize)>, offset: u64) -> &File {
@@ -556,18 +535,39 @@ kvtier_memory::impl_block_memory!(DiskMemory, m =>
 // lives (the MmapRaw is owned).
 unsafe impl HostVisible for DiskMemory {}
 
+/// The most iovecs one vectored call takes (Linux's IOV_MAX).
+fn iov_count<S>(slices: &[S]) -> libc::c_int {
+    slices.len().min(1024) as libc::c_int
+}
+
+/// Run a vectored positional call (`call(slices, offset)`, a `pwritev` or
+/// `preadv`) until every slice is done, dropping done bytes with `advance`.
+/// A call that moves nothing is an error of kind `nothing` saying `what`.
+fn vectored<S>(
+    mut slices: &mut [S],
+    mut off: u64,
+    call: impl Fn(&[S], u64) -> isize,
+    advance: fn(&mut &mut [S], usize),
+    nothing: io::ErrorKind,
+    what: &str,
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let Some(n) = vectored_progress(call(slices, off), nothing, what)? else {
+            continue;
+        };
+        off += n as u64;
+        advance(&mut slices, n);
+    }
+    Ok(())
+}
+
 /// What one `pwritev` / `preadv` call returning `n` means for the loop
 /// around it: `Ok(Some(bytes))` moved, `Ok(None)` interrupted (retry), or an
 /// error; a call that moves nothing is an error of kind `nothing` (the file
 /// is preallocated, so it cannot make progress later either).
 fn vectored_progress(n: isize, nothing: io::ErrorKind, what: &str) -> io::Result<Option<usize>> {
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(None)
-        } else {
-            Err(e)
-        };
+    if !rc_ok(n as i64, io::ErrorKind::Interrupted)? {
+        return Ok(None);
     }
     if n == 0 {
         return Err(io::Error::new(nothing, what.to_string()));

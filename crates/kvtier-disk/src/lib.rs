@@ -29,6 +29,7 @@
 pub mod engine;
 pub mod file;
 pub mod journal;
+mod sys;
 
 pub use engine::{DiskCopyEngine, DiskIo};
 pub use file::{DiskError, DiskMemory, OpenMode};

@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::JournalError;
+use crate::sys::rc_ok;
 
 /// How long [`G3Dir::open`] retries a lock refused because another open file
 /// description holds it (see the module docs: a forked child that has not
@@ -209,13 +210,8 @@ impl G3Dir {
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            };
+        if !rc_ok(rc.into(), io::ErrorKind::NotFound)? {
+            return Ok(None);
         }
         Ok(Some((st.st_mode, st.st_size as u64)))
     }
@@ -226,15 +222,7 @@ impl G3Dir {
         let c = cname(name)?;
         // SAFETY: valid dir fd and C string.
         let rc = unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::NotFound {
-                Ok(false)
-            } else {
-                Err(e)
-            };
-        }
-        Ok(true)
+        rc_ok(rc.into(), io::ErrorKind::NotFound)
     }
 
     /// Rename `from` over `to`, both in this directory.
