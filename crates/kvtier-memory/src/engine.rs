@@ -171,21 +171,11 @@ impl BatchGuard {
             dst_blocks: Vec::with_capacity(pairs.len()),
         };
         for &(_, d) in pairs {
-            if !dst.locks().try_write(d) {
-                return Err(CopyError::Busy {
-                    side: "destination",
-                    block: d,
-                });
-            }
+            locked(dst.locks().try_write(d), "destination", d)?;
             g.dst_blocks.push(d);
         }
         for &(s, _) in pairs {
-            if !src.locks().try_read(s) {
-                return Err(CopyError::Busy {
-                    side: "source",
-                    block: s,
-                });
-            }
+            locked(src.locks().try_read(s), "source", s)?;
             g.src_blocks.push(s);
         }
         Ok(g)
@@ -199,6 +189,15 @@ impl BatchGuard {
     /// Destination memory.
     pub fn dst(&self) -> &Arc<dyn BlockMemory> {
         &self.dst
+    }
+}
+
+/// `Ok` if the lock on `block` of `side` was taken, else the busy error.
+fn locked(taken: bool, side: &'static str, block: usize) -> Result<(), CopyError> {
+    if taken {
+        Ok(())
+    } else {
+        Err(CopyError::Busy { side, block })
     }
 }
 

@@ -461,6 +461,11 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The message of parsing `text` as `c.toml` (which must fail).
+    fn parse_err(text: &str) -> String {
+        Config::parse("c.toml", text).unwrap_err().to_string()
+    }
+
     #[test]
     fn builtin_and_shipped_configs_parse() {
         let b = Config::builtin();
@@ -517,38 +522,26 @@ mod tests {
         assert_eq!(e.format, kvtier_events::WireFormat::Array);
         assert_eq!(e.medium.of(Tier::G3), "SSD");
         assert!(Config::parse("c.toml", "").unwrap().events.is_none());
-        let err = Config::parse("c.toml", "[events]\nbuffer = 0\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_err("[events]\nbuffer = 0\n");
         assert!(err.contains("events.buffer"), "{err}");
-        let err = Config::parse("c.toml", "[events]\nfromat = \"map\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_err("[events]\nfromat = \"map\"\n");
         assert!(err.contains("line 2") && err.contains("fromat"), "{err}");
     }
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = Config::parse("c.toml", "[g1]\nblocks = 10\nblokcs = 3\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_err("[g1]\nblocks = 10\nblokcs = 3\n");
         assert!(e.starts_with("config c.toml: "), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("blokcs"), "{e}");
 
-        let e = Config::parse("c.toml", "[g1]\npolicy = \"nope\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_err("[g1]\npolicy = \"nope\"\n");
         assert!(e.contains("line 2") && e.contains("nope"), "{e}");
 
-        let e = Config::parse("c.toml", "[g1]\nblocks = -1\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_err("[g1]\nblocks = -1\n");
         assert!(e.contains("line 2"), "{e}");
 
-        let e = Config::parse("c.toml", "[g1]\nblocks = 0\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_err("[g1]\nblocks = 0\n");
         assert!(e.contains("g1.blocks"), "{e}");
     }
 }
