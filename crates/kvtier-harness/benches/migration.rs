@@ -7,7 +7,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kvtier_disk::{DiskCopyEngine, DiskIo, DiskMemory, OpenMode};
 use kvtier_memory::{
-    BlockMemory, BlockShape, CopyEngine, HostMemory, Layout, MemcpyEngine, MockDeviceMemory,
+    BlockMemory, BlockShape, CopyEngine, HostMemory, Layout, MemcpyEngine, Memory, MockDeviceMemory,
 };
 
 fn bench(c: &mut Criterion) {
@@ -30,40 +30,23 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(300));
     g.sample_size(20);
-    g.bench_function("mock->host", |b| {
-        b.iter(|| {
-            memcpy
-                .copy_blocks(&mock, &host, &pairs)
-                .unwrap()
-                .wait()
-                .unwrap()
-        })
-    });
-    g.bench_function("host->mock", |b| {
-        b.iter(|| {
-            memcpy
-                .copy_blocks(&host, &mock, &pairs)
-                .unwrap()
-                .wait()
-                .unwrap()
-        })
-    });
-    g.bench_function("host->disk pio", |b| {
-        b.iter(|| {
-            pio.copy_blocks(&host, &disk, &pairs)
-                .unwrap()
-                .wait()
-                .unwrap()
-        })
-    });
-    g.bench_function("disk->host pio", |b| {
-        b.iter(|| {
-            pio.copy_blocks(&disk, &host, &pairs)
-                .unwrap()
-                .wait()
-                .unwrap()
-        })
-    });
+    let runs: [(&str, &dyn CopyEngine, &Memory, &Memory); 4] = [
+        ("mock->host", &memcpy, &mock, &host),
+        ("host->mock", &memcpy, &host, &mock),
+        ("host->disk pio", &pio, &host, &disk),
+        ("disk->host pio", &pio, &disk, &host),
+    ];
+    for (name, engine, src, dst) in runs {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                engine
+                    .copy_blocks(src, dst, &pairs)
+                    .unwrap()
+                    .wait()
+                    .unwrap()
+            })
+        });
+    }
     g.finish();
 }
 

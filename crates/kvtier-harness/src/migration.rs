@@ -611,13 +611,8 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
                         copy(&disk_direct, &host, &disk, &pairs)
                     },
                 )?;
-                push(
-                    "G1->G3",
-                    "mock->host->disk pio",
-                    w,
-                    c_w,
-                    "raw pwrite (same mode)",
-                );
+                let (path, ceiling) = ("mock->host->disk pio", "raw pwrite (same mode)");
+                push("G1->G3", path, w, c_w, ceiling);
                 let c_r = timer.time(|| raw.drop_cache(), || raw.read(DiskIo::Direct))?;
                 let r = timer.time(
                     || Ok(disk_m.drop_cache()?),
@@ -626,13 +621,8 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
                         copy(&memcpy, &host, &mock, &pairs)
                     },
                 )?;
-                push(
-                    "G3->G1",
-                    "disk->host->mock pio",
-                    r,
-                    c_r,
-                    "raw pread (same mode)",
-                );
+                let (path, ceiling) = ("disk->host->mock pio", "raw pread (same mode)");
+                push("G3->G1", path, r, c_r, ceiling);
             }
         }
     }
