@@ -37,6 +37,16 @@ fn open(d: &Path, blocks: usize, m: OnMismatch) -> Result<G3Open, JournalError> 
     open_g3(d, &opts(blocks, m))
 }
 
+/// A new 16-block G3 directory `g3` in a temporary directory, holding the
+/// stored records of slots `1..=n`.
+fn with_records(n: u32) -> (tempfile::TempDir, G3Open) {
+    let t = tempfile::tempdir().unwrap();
+    let o = open(&t.path().join("g3"), 16, OnMismatch::Refuse).unwrap();
+    let recs: Vec<Record> = (1..=n).map(rec).collect();
+    o.journal.stored(&recs).unwrap();
+    (t, o)
+}
+
 #[test]
 fn new_directory_is_private() {
     let t = tempfile::tempdir().unwrap();
@@ -63,10 +73,8 @@ fn new_directory_is_private() {
 
 #[test]
 fn size_change_is_refused_then_reset() {
-    let t = tempfile::tempdir().unwrap();
+    let (t, o) = with_records(2);
     let d = t.path().join("g3");
-    let o = open(&d, 16, OnMismatch::Refuse).unwrap();
-    o.journal.stored(&[rec(1), rec(2)]).unwrap();
     o.journal.close().unwrap();
     drop(o);
     match open(&d, 32, OnMismatch::Refuse) {
@@ -106,10 +114,8 @@ fn unreferenced_data_file_is_recreated_but_a_referenced_one_is_refused() {
 
 #[test]
 fn links_and_fifos_are_refused_never_followed() {
-    let t = tempfile::tempdir().unwrap();
+    let (t, o) = with_records(1);
     let d = t.path().join("g3");
-    let o = open(&d, 16, OnMismatch::Refuse).unwrap();
-    o.journal.stored(&[rec(1)]).unwrap();
     o.journal.close().unwrap();
     drop(o);
     let size = std::fs::metadata(d.join(DATA_FILE)).unwrap().len();
@@ -145,10 +151,8 @@ fn links_and_fifos_are_refused_never_followed() {
 /// the cause, and what was acknowledged before is what a reopen recovers.
 #[test]
 fn failed_commit_stops_persistence_with_its_cause() {
-    let t = tempfile::tempdir().unwrap();
+    let (t, o) = with_records(1);
     let d = t.path().join("g3");
-    let o = open(&d, 16, OnMismatch::Refuse).unwrap();
-    o.journal.stored(&[rec(1)]).unwrap();
     o.journal.removed(&[]); // commits synchronously
     assert_eq!(o.journal.durable_live(), 1);
     // Inject a fault: compaction's tmp path is a directory, so the next

@@ -49,6 +49,12 @@ fn jpath(dir: &Path) -> PathBuf {
     dir.join(JOURNAL_FILE)
 }
 
+/// Replace the journal of `dir` by `bytes` and reopen it: what recovery found.
+fn reopen_with(dir: &Path, bytes: &[u8]) -> Recovery {
+    fs::write(jpath(dir), bytes).unwrap();
+    open(dir).1
+}
+
 /// A journal holding `entries`, committed in batches of `batch`; returns its bytes.
 fn write_journal(dir: &Path, entries: &[Entry], batch: usize) -> Vec<u8> {
     let (mut j, r) = open(dir);
@@ -202,8 +208,7 @@ fn torn_tail_at_every_byte_of_the_last_record() {
     for at in last..full.len() {
         let mut b = full.clone();
         b[at] ^= 0x40;
-        fs::write(jpath(d.path()), &b).unwrap();
-        let (_j, r) = open(d.path());
+        let r = reopen_with(d.path(), &b);
         assert_eq!(r.records, replay(&entries[..19]));
         assert_eq!((r.dropped_torn, r.dropped_corrupt), (1, 0), "flip at {at}");
         assert_eq!(fs::metadata(jpath(d.path())).unwrap().len(), last as u64);
@@ -217,8 +222,7 @@ fn zeroed_tail_pages_are_torn() {
     let entries = sample(10);
     let mut full = write_journal(d.path(), &entries, 10);
     full.extend_from_slice(&[0u8; 3 * RECORD_BYTES + 17]);
-    fs::write(jpath(d.path()), &full).unwrap();
-    let (_j, r) = open(d.path());
+    let r = reopen_with(d.path(), &full);
     assert_eq!(r.records, replay(&entries));
     assert_eq!((r.dropped_torn, r.dropped_corrupt), (4, 0));
 }
@@ -232,8 +236,7 @@ fn flipped_byte_in_a_middle_record_stops_replay_there() {
         for off in [0usize, 5, 30, 47, 60] {
             let mut b = full.clone();
             b[RECORD_BYTES * (k + 1) + off] ^= 0x01;
-            fs::write(jpath(d.path()), &b).unwrap();
-            let (_j, r) = open(d.path());
+            let r = reopen_with(d.path(), &b);
             assert_eq!(r.records, replay(&entries[..k]), "record {k} byte {off}");
             assert_eq!(r.dropped_corrupt, 30 - k as u64);
             assert_eq!(r.dropped_torn, 0);
@@ -261,8 +264,7 @@ fn record_with_valid_checksum_but_bad_slot_is_corrupt() {
     let sum = xxhash_rust::xxh3::xxh3_64_with_seed(&r[..56], seed);
     r[56..].copy_from_slice(&sum.to_le_bytes());
     full.extend_from_slice(&r);
-    fs::write(jpath(d.path()), &full).unwrap();
-    let (_j, rc) = open(d.path());
+    let rc = reopen_with(d.path(), &full);
     assert_eq!(rc.records, replay(&entries));
     assert_eq!((rc.dropped_torn, rc.dropped_corrupt), (0, 1));
 }
@@ -590,8 +592,7 @@ proptest! {
         let body = full.len() - RECORD_BYTES;
         let at = RECORD_BYTES + ((body as f64 * pos_frac) as usize).min(body - 1);
         full[at] ^= 1 << bit;
-        fs::write(jpath(d.path()), &full).unwrap();
-        let (_j, r) = open(d.path());
+        let r = reopen_with(d.path(), &full);
         let k = (at - RECORD_BYTES) / RECORD_BYTES;
         prop_assert_eq!(&r.records, &replay(&entries[..k]));
         let dropped = (entries.len() - k) as u64;
