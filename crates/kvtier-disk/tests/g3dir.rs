@@ -153,7 +153,8 @@ fn links_and_fifos_are_refused_never_followed() {
 fn failed_commit_stops_persistence_with_its_cause() {
     let (t, o) = with_records(1);
     let d = t.path().join("g3");
-    o.journal.removed(&[]); // commits synchronously
+    o.journal.removed(&[]).unwrap(); // commits synchronously
+    o.journal.check().unwrap();
     assert_eq!(o.journal.durable_live(), 1);
     // Inject a fault: compaction's tmp path is a directory, so the next
     // compaction fails and the journal is poisoned. Force one by churning
@@ -161,11 +162,16 @@ fn failed_commit_stops_persistence_with_its_cause() {
     std::fs::create_dir(d.join(JOURNAL_TMP_FILE)).unwrap();
     for i in 0..5000u32 {
         o.journal.stored(&[rec(i % 16)]).unwrap_or(());
-        o.journal.removed(&[]);
+        // Fails once persistence stopped.
+        let _ = o.journal.removed(&[]);
     }
     let err = o.journal.stored(&[rec(5)]).unwrap_err();
     assert!(matches!(err, JournalError::Stopped { .. }), "{err}");
     assert!(err.to_string().contains("compaction failed"), "{err}");
+    // A removal can no longer be made durable: it says so.
+    let rm = o.journal.removed(&[(3, rec(3).spec.hash)]).unwrap_err();
+    assert_eq!(rm.to_string(), err.to_string());
+    assert_eq!(o.journal.check().unwrap_err().to_string(), err.to_string());
     let close = o.journal.close().unwrap_err();
     assert_eq!(close.to_string(), err.to_string());
     let acked = o.journal.durable_live();

@@ -25,8 +25,21 @@ pub trait G3Journal: Send + Sync {
     /// Blocks whose bytes are now in their G3 slots. An error drops them (they
     /// are not registered).
     fn stored(&self, entries: &[DurableEntry]) -> Result<(), JournalError>;
-    /// Blocks no longer in G3 (evicted or withdrawn).
-    fn removed(&self, entries: &[(SlotId, kvtier_logical::SequenceHash)]);
+    /// Blocks no longer in G3 (evicted or withdrawn), whose slots are about
+    /// to be rewritten. An error means the removal is not durable (a record
+    /// may still claim those slots after a restart): the cache then leaves
+    /// the slots unwritten.
+    fn removed(
+        &self,
+        entries: &[(SlotId, kvtier_logical::SequenceHash)],
+    ) -> Result<(), JournalError>;
+    /// `Ok` while the journal persists; its error once it stopped for good
+    /// (a full disk, an I/O error). A stopped journal can no longer free a
+    /// slot durably, so the cache stops rewriting G3 slots (G3 keeps serving
+    /// what it holds). The default never stops.
+    fn check(&self) -> Result<(), JournalError> {
+        Ok(())
+    }
     /// Make everything recorded so far durable and stop taking records.
     /// [`crate::TieredCache::close`] calls it last, after the flush-down and
     /// after the background copies stopped. The default has nothing to do.
@@ -43,8 +56,14 @@ impl G3Journal for kvtier_disk::GroupJournal {
     fn close(&self) -> Result<(), JournalError> {
         Ok(kvtier_disk::GroupJournal::close(self)?)
     }
-    fn removed(&self, entries: &[(SlotId, kvtier_logical::SequenceHash)]) {
-        kvtier_disk::GroupJournal::removed(self, entries)
+    fn removed(
+        &self,
+        entries: &[(SlotId, kvtier_logical::SequenceHash)],
+    ) -> Result<(), JournalError> {
+        Ok(kvtier_disk::GroupJournal::removed(self, entries)?)
+    }
+    fn check(&self) -> Result<(), JournalError> {
+        Ok(kvtier_disk::GroupJournal::check(self)?)
     }
 }
 

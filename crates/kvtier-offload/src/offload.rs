@@ -57,17 +57,32 @@ impl Inner {
                 .get(tier)
                 .ok_or(OffloadError::NoSuchTier { tier })?
                 .store;
+            let journal = self.journaled(tier);
+            if let Some(j) = journal {
+                // A stopped journal cannot free a slot durably: any slot may
+                // still be claimed by a record on disk, so none is rewritten
+                // (and nothing is evicted for nothing).
+                j.check().map_err(OffloadError::Journal)?;
+            }
             let mut evicted = Vec::new();
             let blocks = store.allocate_with_evicted(n, &mut evicted)?;
             if evicted.is_empty() {
                 return Ok(blocks);
             }
-            if let Some(j) = self.journaled(tier) {
+            if let Some(j) = journal {
                 // The victims' slots are about to be rewritten: a persistent
-                // tier must forget them durably first.
+                // tier must forget them durably first. If it cannot (it just
+                // stopped), the slots stay as they are, so a restart
+                // recovers the victims intact; they leave this run's index.
                 let gone: Vec<(u32, SequenceHash)> =
                     evicted.iter().map(|e| (e.slot, e.hash)).collect();
-                j.removed(&gone);
+                if let Err(e) = j.removed(&gone) {
+                    self.metrics
+                        .dropped_blocks
+                        .fetch_add(evicted.len() as u64, Relaxed);
+                    drop(blocks);
+                    return Err(OffloadError::Journal(e));
+                }
             }
             Ok(self
                 .copy_down(tier, evicted, blocks, Reason::Eviction)

@@ -192,7 +192,16 @@ impl Inner {
             t.store.invalidate(block);
         }
         if let Some(j) = self.journaled(tier) {
-            j.removed(&[(block.slot(), block.hash())]);
+            if let Err(e) = j.removed(&[(block.slot(), block.hash())]) {
+                // Not durable: the bad record may come back at the next
+                // start (and fail verification again), but the slot is not
+                // rewritten meanwhile: a stopped journal refuses every G3
+                // allocation.
+                tracing::warn!(
+                    "cannot withdraw {tier} block {} from the journal: {e}",
+                    block.hash()
+                );
+            }
         }
         l.failures += 1;
         l.cut = i;

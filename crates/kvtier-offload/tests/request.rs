@@ -216,8 +216,9 @@ impl G3Journal for Recorder {
         self.log.lock().push(format!("stored {}", entries.len()));
         Ok(())
     }
-    fn removed(&self, entries: &[(SlotId, SequenceHash)]) {
+    fn removed(&self, entries: &[(SlotId, SequenceHash)]) -> Result<(), JournalError> {
         self.log.lock().push(format!("removed {}", entries.len()));
+        Ok(())
     }
     fn close(&self) -> Result<(), JournalError> {
         self.log.lock().push("close".into());

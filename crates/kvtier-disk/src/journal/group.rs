@@ -10,13 +10,16 @@
 //! - [`GroupJournal::removed`] (a G3 eviction, just before the slot is
 //!   rewritten) flushes synchronously, pending stores included, so a slot
 //!   whose record was acknowledged is never overwritten while that record
-//!   still claims it: everything acknowledged is recovered intact;
+//!   still claims it: everything acknowledged is recovered intact. Once
+//!   persistence stopped a removal cannot be made durable, so `removed`
+//!   fails and the caller must leave the slot alone;
 //! - the journal is compacted when it holds more than [`COMPACT_FACTOR`] x
 //!   the live records (plus slack).
 //!
 //! The first failed commit (a full disk, an I/O error) stops persistence: the
-//! error is kept, every later [`GroupJournal::stored`] and
-//! [`GroupJournal::close`] returns [`JournalError::Stopped`] naming it, and
+//! error is kept, every later [`GroupJournal::stored`], [`GroupJournal::removed`],
+//! [`GroupJournal::check`] and [`GroupJournal::close`] returns
+//! [`JournalError::Stopped`] naming it, and
 //! nothing is logged here (the caller reports it once).
 //!
 //! An optional *ack log* gets one line per commit: the journal's length and
@@ -217,7 +220,13 @@ impl GroupJournal {
 
     /// Blocks no longer in G3 (evicted or withdrawn); their slots are about
     /// to be rewritten, so the removal is committed before this returns.
-    pub fn removed(&self, entries: &[(SlotId, SequenceHash)]) {
+    ///
+    /// Fails with [`JournalError::Stopped`] when the removal could not be
+    /// made durable (persistence stopped before or during this call): a
+    /// record on disk may still claim those slots, so the caller must not
+    /// rewrite them (the next start would find other bytes under the old
+    /// records).
+    pub fn removed(&self, entries: &[(SlotId, SequenceHash)]) -> Result<(), JournalError> {
         let mut st = self.state.lock();
         for &(slot, hash) in entries {
             if let Some(l) = st.live.get_mut(slot as usize) {
@@ -228,6 +237,15 @@ impl GroupJournal {
             }
         }
         self.flush_locked(&mut st);
+        Self::stopped(&st).map_or(Ok(()), Err)
+    }
+
+    /// `Ok` while persistence runs; [`JournalError::Stopped`] naming the
+    /// cause once a failed commit stopped it. From then on no slot that a
+    /// durable record may claim can be freed durably: a cache must stop
+    /// rewriting G3 slots.
+    pub fn check(&self) -> Result<(), JournalError> {
+        Self::stopped(&self.state.lock()).map_or(Ok(()), Err)
     }
 
     /// Commit everything buffered now, and stop the committer. Returns the
