@@ -8,7 +8,7 @@
 //! flight; `close` drains, flushes everything down to the durable G3 and
 //! closes its journal, after which every call is refused.
 
-use crate::engine::buffer::HostBuffer;
+use crate::engine::buffer::{Chunks, HostBuffer};
 use crate::engine::config::EngineOptions;
 use crate::engine::error::EngineError;
 use crate::engine::events::{EngineEvent, EngineEventSink};
@@ -141,7 +141,24 @@ impl EngineCore {
         chunks: &[i64],
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
-        let input = self.job_input(job, keys, chunks, buffer)?;
+        self.check_open()?;
+        let chunks = buffer.check_chunks(self.shared.block_bytes, chunks)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.submit_store_chunks(job, keys, chunks) }
+    }
+
+    /// Store chunk `i` of `chunks` under `keys[i]`, like
+    /// [`EngineCore::submit_store`] with chunks given as raw segments.
+    ///
+    /// # Safety
+    /// See [`Chunks::from_segments`].
+    pub unsafe fn submit_store_chunks<K: AsRef<[u8]>>(
+        &self,
+        job: u64,
+        keys: &[K],
+        chunks: Chunks,
+    ) -> Result<(), EngineError> {
+        let input = self.job_input(job, keys, chunks)?;
         let shared = self.shared.clone();
         let event_keys: Option<Vec<Vec<u8>>> = shared
             .sink
@@ -175,7 +192,24 @@ impl EngineCore {
         chunks: &[i64],
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
-        let input = self.job_input(job, keys, chunks, buffer)?;
+        self.check_open()?;
+        let chunks = buffer.check_chunks(self.shared.block_bytes, chunks)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.submit_load_chunks(job, keys, chunks) }
+    }
+
+    /// Load the blocks of `keys` into chunk `i` of `chunks`, like
+    /// [`EngineCore::submit_load`] with chunks given as raw segments.
+    ///
+    /// # Safety
+    /// See [`Chunks::from_segments`].
+    pub unsafe fn submit_load_chunks<K: AsRef<[u8]>>(
+        &self,
+        job: u64,
+        keys: &[K],
+        chunks: Chunks,
+    ) -> Result<(), EngineError> {
+        let input = self.job_input(job, keys, chunks)?;
         let shared = self.shared.clone();
         self.spawn(job, async move {
             let result = transfer::load(&shared.cache, input).await;
@@ -187,8 +221,7 @@ impl EngineCore {
         &self,
         job: u64,
         keys: &[K],
-        chunks: &[i64],
-        buffer: HostBuffer,
+        chunks: Chunks,
     ) -> Result<JobInput, EngineError> {
         self.check_open()?;
         if keys.len() != chunks.len() {
@@ -197,7 +230,6 @@ impl EngineCore {
                 chunks: chunks.len(),
             });
         }
-        let chunks = buffer.check_chunks(self.shared.block_bytes, chunks)?;
         let hashes = self.hasher.hash_all(keys);
         if self.shared.sink.read().is_some() {
             let mut map = self.shared.keys.lock();
@@ -209,7 +241,6 @@ impl EngineCore {
             job,
             hashes,
             chunks,
-            buffer,
             block_bytes: self.shared.block_bytes,
             batch: self.shared.batch,
             started: Instant::now(),

@@ -49,6 +49,16 @@ pub enum EngineError {
         /// Blocks in the buffer.
         chunks: usize,
     },
+    /// A chunk's segments do not add up to one block.
+    #[error("chunk {chunk}: its segments hold {bytes} bytes, a block is {block_bytes}")]
+    SegmentSize {
+        /// The chunk's position in the job.
+        chunk: usize,
+        /// Bytes its segments hold.
+        bytes: usize,
+        /// Block size.
+        block_bytes: usize,
+    },
     /// Keys and chunk ids differ in number.
     #[error("{keys} keys but {chunks} chunk ids")]
     LengthMismatch {

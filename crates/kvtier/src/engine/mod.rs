@@ -32,7 +32,7 @@ mod transfer;
 #[cfg(test)]
 mod tests;
 
-pub use self::buffer::HostBuffer;
+pub use self::buffer::{Chunks, HostBuffer};
 pub use self::config::{EngineOptions, BUILTIN_ENGINE_CONFIG};
 pub use self::core::EngineCore;
 pub use self::error::EngineError;

@@ -303,3 +303,54 @@ fn events_carry_the_engine_keys() {
     }
     core.enable_events(None);
 }
+
+#[test]
+fn chunks_split_in_segments_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = open(dir.path());
+    let n = 5;
+    let k = keys(n, 11);
+    // Two "layers": the first 1 KiB of each block in one buffer, the rest in
+    // another, as a layer-first paged pool hands them over.
+    let mut first: Vec<u64> = (0..n * 128).map(|i| i as u64 * 3).collect();
+    let mut rest: Vec<u64> = (0..n * 384).map(|i| i as u64 * 7 + 1).collect();
+    let segs = |a: &mut Vec<u64>, b: &mut Vec<u64>| -> Vec<(usize, usize)> {
+        let (pa, pb) = (a.as_mut_ptr() as usize, b.as_mut_ptr() as usize);
+        (0..n)
+            .flat_map(|i| [(pa + i * 1024, 1024), (pb + i * 3072, 3072)])
+            .collect()
+    };
+    // SAFETY: the vectors outlive the drained job.
+    let chunks = unsafe { Chunks::from_segments(segs(&mut first, &mut rest), n, BB) }.unwrap();
+    // SAFETY: as above.
+    unsafe { core.submit_store_chunks(1, &k, chunks).unwrap() };
+    core.drain();
+    assert!(core.poll_finished()[0].ok);
+    let (want_a, want_b) = (first.clone(), rest.clone());
+    first.fill(0);
+    rest.fill(0);
+    // SAFETY: as above.
+    let chunks = unsafe { Chunks::from_segments(segs(&mut first, &mut rest), n, BB) }.unwrap();
+    // SAFETY: as above.
+    unsafe { core.submit_load_chunks(2, &k, chunks).unwrap() };
+    core.drain();
+    assert!(core.poll_finished()[0].ok);
+    assert_eq!((first, rest), (want_a, want_b));
+    // Segments that do not make a block are refused.
+    // SAFETY: refused before use.
+    let e = unsafe { Chunks::from_segments(vec![(8, 100), (16, 100)], 2, BB) }.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EngineError::SegmentSize {
+                chunk: 0,
+                bytes: 100,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // SAFETY: refused before use.
+    let e = unsafe { Chunks::from_segments(vec![(8, BB); 3], 2, BB) }.unwrap_err();
+    assert!(matches!(e, EngineError::LengthMismatch { .. }), "{e}");
+}

@@ -1,7 +1,7 @@
 //! The bodies of store and load jobs, run on the core's worker threads
 //! against the tiered cache.
 
-use crate::engine::buffer::HostBuffer;
+use crate::engine::buffer::Chunks;
 use crate::engine::jobs::JobResult;
 use kvtier_logical::{BlockSpec, SequenceHash, Tier};
 use kvtier_offload::{OffloadError, TieredCache};
@@ -11,8 +11,7 @@ use std::time::Instant;
 pub(crate) struct JobInput {
     pub job: u64,
     pub hashes: Vec<SequenceHash>,
-    pub chunks: Vec<usize>,
-    pub buffer: HostBuffer,
+    pub chunks: Chunks,
     pub block_bytes: usize,
     pub batch: usize,
     pub started: Instant,
@@ -91,14 +90,11 @@ async fn store_part(
     let specs: Vec<BlockSpec> = part.iter().map(|&i| spec(input.hashes[i])).collect();
     let mut req = cache.request_with_specs(specs);
     let blocks = req.allocate_rest().await?;
-    let bb = input.block_bytes;
-    let buffer = input.buffer;
     let written = req
         .write(blocks, |pos, dst| {
-            // SAFETY: chunk checked at submission; the caller keeps the
-            // buffer valid until this job is reported.
-            let src = unsafe { buffer.chunk(input.chunks[part[pos]], bb) };
-            dst.copy_from_slice(src);
+            // SAFETY: chunks checked at submission; the caller keeps them
+            // valid until this job is reported.
+            unsafe { input.chunks.read(part[pos], dst) };
         })
         .await?;
     req.register(written).await?;
@@ -147,13 +143,10 @@ async fn load_part(
     req.onboard().await?;
     let got = req.held();
     let positions: Vec<usize> = (0..got).collect();
-    let bb = input.block_bytes;
-    let buffer = input.buffer;
     req.read_back(&positions, |pos, src| {
-        // SAFETY: chunk checked at submission; the caller keeps the buffer
-        // valid and leaves this job's chunks alone until it is reported.
-        let dst = unsafe { buffer.chunk_mut(input.chunks[start + pos], bb) };
-        dst.copy_from_slice(src);
+        // SAFETY: chunks checked at submission; the caller keeps them valid
+        // and leaves them alone until this job is reported.
+        unsafe { input.chunks.write(start + pos, src) };
     })
     .await?;
     Ok(got)
