@@ -7,6 +7,8 @@
 //! - [`memory`], [`disk`], [`cuda`]: layouts, memory kinds, copy engines.
 //! - [`offload`]: the tiered cache moving blocks between tiers.
 //! - [`events`]: every tier's contents published as KV events for routers.
+//! - [`engine`]: the engine-facing core (opaque engine keys, store/load
+//!   jobs against a caller's host buffer) behind the Python package.
 //! - [`config`]: the TOML config; [`setup`]: a cache built from it (G3
 //!   persistence itself lives in [`disk::journal`]).
 //!
@@ -69,4 +71,5 @@ pub use kvtier_memory as memory;
 pub use kvtier_offload as offload;
 
 pub mod config;
+pub mod engine;
 pub mod setup;

@@ -1,0 +1,401 @@
+//! [`EngineCore`]: the non-blocking, job-based engine API over kvtier's
+//! tiers.
+//!
+//! Calls from the engine's scheduler thread return at once: `lookup` and
+//! `touch` read the stores' indexes, `submit_store` / `submit_load` check
+//! their input and hand the job to the core's worker threads, and
+//! `poll_finished` collects the outcomes. `drain` waits for every job in
+//! flight; `close` drains, flushes everything down to the durable G3 and
+//! closes its journal, after which every call is refused.
+
+use crate::engine::buffer::{Chunks, HostBuffer};
+use crate::engine::config::EngineOptions;
+use crate::engine::error::EngineError;
+use crate::engine::events::{EngineEvent, EngineEventSink};
+use crate::engine::jobs::{JobResult, JobTable};
+use crate::engine::keys::KeyHasher;
+use crate::engine::transfer::{self, JobInput};
+use crate::setup::{self, Built, PersistOptions, RecoveryReport};
+use kvtier_logical::{EventKind, SequenceHash, Tier};
+use kvtier_offload::TieredCache;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What jobs share with the core (never the runtime itself, so a job's
+/// task never drops it).
+struct Shared {
+    cache: TieredCache,
+    jobs: JobTable,
+    block_bytes: usize,
+    batch: usize,
+    sink: RwLock<Option<Arc<dyn EngineEventSink>>>,
+    /// Keys of stored blocks, by hash, while events are on (to name removed
+    /// blocks by their engine key).
+    keys: Mutex<HashMap<SequenceHash, Vec<u8>>>,
+}
+
+/// kvtier as an engine's storage tier; see the [module docs](self).
+pub struct EngineCore {
+    shared: Arc<Shared>,
+    hasher: KeyHasher,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    closed: AtomicBool,
+    stop_events: Arc<AtomicBool>,
+    built: Mutex<Option<Built>>,
+    recovery: Option<RecoveryReport>,
+}
+
+impl EngineCore {
+    /// Build the tiers `options` describe and recover the G3 directory's
+    /// blocks. Refused with a clear error when the directory is held by
+    /// another open store, or was written under another namespace, block
+    /// size or G3 size.
+    pub fn open(options: &EngineOptions) -> Result<EngineCore, EngineError> {
+        let (cfg, name) = options.resolve()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.offload.threads.clamp(1, 4))
+            .thread_name("kvtier-engine")
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Worker(format!("cannot start worker threads: {e}")))?;
+        let built = {
+            let _guard = runtime.enter();
+            setup::build(&cfg, &name, true, &PersistOptions::default())?
+        };
+        let cache = built.cache.clone();
+        let g1 = cache.g1_capacity();
+        let recovery = built.recovery.clone();
+        let shared = Arc::new(Shared {
+            cache,
+            jobs: JobTable::default(),
+            block_bytes: options.block_bytes,
+            // A job moves through the staging tier in batches that leave
+            // room for other jobs.
+            batch: (g1 / 4).clamp(1, 1024),
+            sink: RwLock::new(None),
+            keys: Mutex::new(HashMap::new()),
+        });
+        Ok(EngineCore {
+            shared,
+            hasher: KeyHasher::new(cfg.cache_salt().0),
+            runtime: Mutex::new(Some(runtime)),
+            closed: AtomicBool::new(false),
+            stop_events: Arc::new(AtomicBool::new(false)),
+            built: Mutex::new(Some(built)),
+            recovery,
+        })
+    }
+
+    /// Bytes of one block (one chunk).
+    pub fn block_bytes(&self) -> usize {
+        self.shared.block_bytes
+    }
+
+    /// What opening the G3 directory recovered (`None` without a directory).
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
+    }
+
+    /// The hasher mapping engine keys to kvtier hashes.
+    pub fn hasher(&self) -> KeyHasher {
+        self.hasher
+    }
+
+    fn check_open(&self) -> Result<(), EngineError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Closed);
+        }
+        Ok(())
+    }
+
+    /// How many of `keys`, from the first, some tier holds (a block is held
+    /// once the job that stored it was reported).
+    pub fn lookup<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<usize, EngineError> {
+        self.check_open()?;
+        let hashes = self.hasher.hash_all(keys);
+        let held = transfer::present(&self.shared.cache, &hashes);
+        Ok(held.iter().take_while(|&&b| b).count())
+    }
+
+    /// Whether some tier holds `key`.
+    pub fn contains(&self, key: &[u8]) -> Result<bool, EngineError> {
+        self.check_open()?;
+        let h = [self.hasher.hash(key)];
+        Ok(transfer::present(&self.shared.cache, &h)[0])
+    }
+
+    /// Store chunk `chunks[i]` of `buffer` under `keys[i]`, on a worker
+    /// thread; reported by [`EngineCore::poll_finished`]. Keys already held
+    /// succeed without a copy.
+    ///
+    /// # Safety
+    /// See [`HostBuffer::new`]: the buffer must stay valid until the job is
+    /// reported.
+    pub unsafe fn submit_store<K: AsRef<[u8]>>(
+        &self,
+        job: u64,
+        keys: &[K],
+        chunks: &[i64],
+        buffer: HostBuffer,
+    ) -> Result<(), EngineError> {
+        self.check_open()?;
+        let chunks = buffer.check_chunks(self.shared.block_bytes, chunks)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.submit_store_chunks(job, keys, chunks) }
+    }
+
+    /// Store chunk `i` of `chunks` under `keys[i]`, like
+    /// [`EngineCore::submit_store`] with chunks given as raw segments.
+    ///
+    /// # Safety
+    /// See [`Chunks::from_segments`].
+    pub unsafe fn submit_store_chunks<K: AsRef<[u8]>>(
+        &self,
+        job: u64,
+        keys: &[K],
+        chunks: Chunks,
+    ) -> Result<(), EngineError> {
+        let input = self.job_input(job, keys, chunks)?;
+        let shared = self.shared.clone();
+        let event_keys: Option<Vec<Vec<u8>>> = shared
+            .sink
+            .read()
+            .is_some()
+            .then(|| keys.iter().map(|k| k.as_ref().to_vec()).collect());
+        self.spawn(job, async move {
+            let (result, fresh) = transfer::store(&shared.cache, input).await;
+            let sink = shared.sink.read().clone();
+            if let (Some(sink), Some(keys)) = (sink, event_keys) {
+                if !fresh.is_empty() {
+                    let keys = fresh.iter().map(|&i| keys[i].clone()).collect();
+                    sink.on_event(EngineEvent::Stored { keys });
+                }
+            }
+            shared.jobs.finish(result);
+        })
+    }
+
+    /// Load the blocks of `keys` into chunks `chunks` of `buffer`, on a
+    /// worker thread. A key that is missing or fails verification is
+    /// reported failed, and its chunk and every later one is left as it was.
+    ///
+    /// # Safety
+    /// See [`HostBuffer::new`]: the buffer must stay valid, and its target
+    /// chunks untouched by others, until the job is reported.
+    pub unsafe fn submit_load<K: AsRef<[u8]>>(
+        &self,
+        job: u64,
+        keys: &[K],
+        chunks: &[i64],
+        buffer: HostBuffer,
+    ) -> Result<(), EngineError> {
+        self.check_open()?;
+        let chunks = buffer.check_chunks(self.shared.block_bytes, chunks)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.submit_load_chunks(job, keys, chunks) }
+    }
+
+    /// Load the blocks of `keys` into chunk `i` of `chunks`, like
+    /// [`EngineCore::submit_load`] with chunks given as raw segments.
+    ///
+    /// # Safety
+    /// See [`Chunks::from_segments`].
+    pub unsafe fn submit_load_chunks<K: AsRef<[u8]>>(
+        &self,
+        job: u64,
+        keys: &[K],
+        chunks: Chunks,
+    ) -> Result<(), EngineError> {
+        let input = self.job_input(job, keys, chunks)?;
+        let shared = self.shared.clone();
+        self.spawn(job, async move {
+            let result = transfer::load(&shared.cache, input).await;
+            shared.jobs.finish(result);
+        })
+    }
+
+    fn job_input<K: AsRef<[u8]>>(
+        &self,
+        job: u64,
+        keys: &[K],
+        chunks: Chunks,
+    ) -> Result<JobInput, EngineError> {
+        self.check_open()?;
+        if keys.len() != chunks.len() {
+            return Err(EngineError::LengthMismatch {
+                keys: keys.len(),
+                chunks: chunks.len(),
+            });
+        }
+        let hashes = self.hasher.hash_all(keys);
+        if self.shared.sink.read().is_some() {
+            let mut map = self.shared.keys.lock();
+            for (h, k) in hashes.iter().zip(keys) {
+                map.entry(*h).or_insert_with(|| k.as_ref().to_vec());
+            }
+        }
+        Ok(JobInput {
+            job,
+            hashes,
+            chunks,
+            block_bytes: self.shared.block_bytes,
+            batch: self.shared.batch,
+            started: Instant::now(),
+        })
+    }
+
+    fn spawn(
+        &self,
+        job: u64,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let rt = self.runtime.lock();
+        let Some(rt) = rt.as_ref() else {
+            return Err(EngineError::Closed);
+        };
+        self.shared.jobs.begin(job)?;
+        rt.spawn(task);
+        Ok(())
+    }
+
+    /// Every job finished since the last call, oldest first.
+    pub fn poll_finished(&self) -> Vec<JobResult> {
+        self.shared.jobs.take_finished()
+    }
+
+    /// Jobs submitted and not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.shared.jobs.in_flight()
+    }
+
+    /// Mark `keys` as recently used (where held), on a worker thread.
+    pub fn touch<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<(), EngineError> {
+        self.check_open()?;
+        let hashes = self.hasher.hash_all(keys);
+        let cache = self.shared.cache.clone();
+        if let Some(rt) = self.runtime.lock().as_ref() {
+            rt.spawn(async move {
+                for h in hashes {
+                    // A lookup counts as an access in the tier holding it.
+                    let mut req = cache.request(&[h]);
+                    let _ = req.lookup().await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Wait until every submitted job has finished (their results stay
+    /// for [`EngineCore::poll_finished`]).
+    pub fn drain(&self) {
+        self.shared.jobs.drain();
+    }
+
+    /// Send stored / removed events to `sink` from now on (`None` stops
+    /// them). Removed events come from the store's last tier: a block
+    /// evicted from G2 but still in G3 is still stored.
+    pub fn enable_events(&self, sink: Option<Arc<dyn EngineEventSink>>) {
+        let on = sink.is_some();
+        let was = std::mem::replace(&mut *self.shared.sink.write(), sink).is_some();
+        if on && !was {
+            self.stop_events.store(false, Ordering::Release);
+            let rxs: Vec<_> = Tier::ALL
+                .into_iter()
+                .filter_map(|t| self.shared.cache.store(t).map(|s| s.subscribe()))
+                .collect();
+            let shared = self.shared.clone();
+            let stop = self.stop_events.clone();
+            let _ = std::thread::Builder::new()
+                .name("kvtier-events".into())
+                .spawn(move || removed_events(&shared, &rxs, &stop));
+        } else if !on {
+            self.stop_events.store(true, Ordering::Release);
+            self.shared.keys.lock().clear();
+        }
+    }
+
+    /// Drain the jobs, flush every block down to the durable G3 and close
+    /// its journal (everything acknowledged is found by the next open of
+    /// the directory), stop the workers. Later calls are refused with
+    /// [`EngineError::Closed`]; a second close does nothing.
+    pub fn close(&self) -> Result<(), EngineError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.drain();
+        self.stop_events.store(true, Ordering::Release);
+        let rt = self.runtime.lock().take();
+        let mut res = Ok(());
+        if let Some(rt) = rt {
+            let cache = self.shared.cache.clone();
+            res = rt
+                .block_on(async move { cache.close().await })
+                .map(|_| ())
+                .map_err(|e| EngineError::Worker(e.to_string()));
+            // Everything but the copy engines' threads has stopped; drop the
+            // cache's parts inside the runtime's context, then the runtime.
+            {
+                let _guard = rt.enter();
+                self.built.lock().take();
+            }
+            rt.shutdown_timeout(std::time::Duration::from_secs(10));
+        }
+        res
+    }
+}
+
+impl Drop for EngineCore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!("kvtier engine: close on drop failed: {e}");
+        }
+    }
+}
+
+/// Forward removals as engine keys until `stop`: a block leaving one tier
+/// is removed once no tier holds it any more (a block moving down is
+/// registered below before it leaves above).
+fn removed_events(
+    shared: &Shared,
+    rxs: &[crossbeam_channel::Receiver<kvtier_logical::Event>],
+    stop: &AtomicBool,
+) {
+    let mut sel = crossbeam_channel::Select::new();
+    for rx in rxs {
+        sel.recv(rx);
+    }
+    while !stop.load(Ordering::Acquire) {
+        let Ok(op) = sel.select_timeout(std::time::Duration::from_millis(50)) else {
+            continue;
+        };
+        let i = op.index();
+        let Ok(ev) = op.recv(&rxs[i]) else {
+            return;
+        };
+        let hashes: Vec<SequenceHash> = match ev.kind {
+            EventKind::Removed { hashes } => hashes,
+            EventKind::Cleared => shared.keys.lock().keys().copied().collect(),
+            EventKind::Stored { .. } => continue,
+        };
+        let held = transfer::present(&shared.cache, &hashes);
+        let keys: Vec<Vec<u8>> = {
+            let mut map = shared.keys.lock();
+            hashes
+                .iter()
+                .zip(held)
+                .filter(|(_, held)| !held)
+                .filter_map(|(h, _)| map.remove(h))
+                .collect()
+        };
+        if keys.is_empty() {
+            continue;
+        }
+        let sink = shared.sink.read().clone();
+        if let Some(sink) = sink {
+            sink.on_event(EngineEvent::Removed { keys });
+        }
+    }
+}
