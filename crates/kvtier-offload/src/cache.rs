@@ -2,10 +2,11 @@
 //! of a request, and the clean stop ([`TieredCache::close`]).
 
 use crate::durable::RestoreStats;
-use crate::error::OffloadError;
+use crate::error::{OffloadError, SetupError};
 use crate::metrics::MetricsSnapshot;
 use crate::offload::Reason;
 use crate::request::RequestSequence;
+use crate::shared::{SharedStats, SharedTier};
 use crate::state::{Data, Inner};
 use crate::view::StoreView;
 use kvtier_logical::prometheus::Exposition;
@@ -113,6 +114,25 @@ impl TieredCache {
         self.inner.restored
     }
 
+    /// Attach a tier shared with other nodes below the local ones (G4):
+    /// blocks registered in G2 are offered to it, prefix matches continue
+    /// in it, and [`TieredCache::close`] waits for its writes. Needs G2 with
+    /// data on; once per cache.
+    pub fn attach_shared(&self, shared: Arc<dyn SharedTier>) -> Result<(), SetupError> {
+        if !self.has_data() || self.inner.tiers.get(Tier::G2).is_none() {
+            return Err(SetupError::SharedNeedsG2);
+        }
+        self.inner
+            .shared
+            .set(shared)
+            .map_err(|_| SetupError::SharedAttached)
+    }
+
+    /// The shared tier's counters, if one is attached.
+    pub fn shared_stats(&self) -> Option<SharedStats> {
+        self.inner.shared.get().map(|s| s.stats())
+    }
+
     /// Movement counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics.snapshot()
@@ -131,6 +151,9 @@ impl TieredCache {
         let stores: Vec<TierMetrics> = self.inner.tiers.iter().map(|t| t.store.metrics()).collect();
         kvtier_logical::write_prometheus(&stores, e);
         self.inner.metrics.write_prometheus(e);
+        if let Some(shared) = self.inner.shared.get() {
+            shared.write_prometheus(e);
+        }
     }
 
     /// Copy every block of each tier that the tier below lacks down to it
@@ -214,11 +237,15 @@ impl TieredCache {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(Closed::default());
         }
-        let flushed_blocks = match &self.inner.journal {
-            Some(_) => self.flush_down().await,
-            None => 0,
+        // A shared tier is offered every block: flush G1 into G2 too.
+        let flushed_blocks = match (&self.inner.journal, self.inner.shared.get()) {
+            (None, None) => 0,
+            _ => self.flush_down().await,
         };
         self.shutdown().await;
+        if let Some(shared) = self.inner.shared.get() {
+            shared.close().await;
+        }
         if let Some(j) = &self.inner.journal {
             j.close().map_err(OffloadError::Journal)?;
         }

@@ -9,6 +9,12 @@ use kvtier_memory::{CopyError, MemoryError};
 /// tier (or tier boundary) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// A shared tier (G4) needs a host tier to land in and bytes to move.
+    #[error("a shared tier (G4) needs G2 with data on: its blocks land in G2 on the way up")]
+    SharedNeedsG2,
+    /// A shared tier is attached already.
+    #[error("a shared tier (G4) is attached already")]
+    SharedAttached,
     /// Write-through-selective asks for more sightings than the sketch counts.
     #[error(
         "write-through-selective: min_seen {min_seen} is above {max}, the most sightings counted"

@@ -34,6 +34,7 @@
 //! | [`error`] | [`SetupError`], [`OffloadError`] |
 //! | [`metrics`] | per-path and per-cache counters, Prometheus text |
 //! | [`pinned`] | transfers that keep their blocks pinned until the bytes land |
+//! | [`shared`] | [`SharedTier`]: a tier shared by many nodes below the local ones (G4) |
 //!
 //! Tiers are handled as a list (G1, then each lower tier with the boundary
 //! above it: its engine and write policy), so another tier below G3 adds an
@@ -51,6 +52,7 @@ mod onboard;
 pub mod pinned;
 pub mod request;
 pub mod setup;
+pub mod shared;
 mod staging;
 mod state;
 mod transit;
@@ -63,6 +65,7 @@ pub use error::{OffloadError, SetupError};
 pub use metrics::{CacheMetrics, MetricsSnapshot, Path};
 pub use request::{Matched, OnboardReport, RequestSequence, Unwritten, Written};
 pub use setup::{CacheSetup, TierMemory, TierSetup, WritePolicy};
+pub use shared::{SharedBlock, SharedFuture, SharedStats, SharedTier};
 pub use view::StoreView;
 
 /// Number of tiers ([`kvtier_logical::Tier::ALL`]): the length of per-tier

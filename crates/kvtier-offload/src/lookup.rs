@@ -1,7 +1,7 @@
 //! Lookup across tiers: the matched prefix of a request, each position served
 //! by the fastest tier that holds it, every matched block pinned.
 
-use crate::state::Inner;
+use crate::state::{Data, Inner};
 use kvtier_logical::{ImmutableBlock, SequenceHash, Tier};
 
 /// How many times a lookup waits for one position in transit (a block moves
@@ -12,12 +12,15 @@ const MAX_TRANSIT_WAITS: u32 = 4;
 /// guard pinning that block there (so nothing it names can be evicted).
 pub(crate) struct OnboardPlan {
     pub(crate) entries: Vec<(Tier, ImmutableBlock)>,
+    /// Positions after `entries` that the shared tier's index holds (not
+    /// pinned: a stale entry costs a miss when they are read).
+    pub(crate) shared: usize,
 }
 
 impl OnboardPlan {
     /// Number of matched positions.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.shared
     }
 }
 
@@ -67,6 +70,13 @@ impl Inner {
                 _ => break,
             }
         }
-        OnboardPlan { entries }
+        // Past the local tiers: the shared tier's index, when it can be
+        // onboarded (data on, a G2 to land in).
+        let pos = entries.len();
+        let shared = match (self.shared.get(), &self.data, self.tiers.get(Tier::G2)) {
+            (Some(s), Data::On(_), Some(_)) if pos < hashes.len() => s.matched(&hashes[pos..]),
+            _ => 0,
+        };
+        OnboardPlan { entries, shared }
     }
 }

@@ -248,6 +248,7 @@ impl Inner {
             .register(dst.into_iter().zip(&specs).map(|(d, s)| d.complete(*s)));
         self.queue_write_through(lower_tier, &registered, &specs)
             .await;
+        self.share(lower_tier, &registered).await;
         lower.store.release(registered.into_iter().rev());
         holders
     }

@@ -25,8 +25,11 @@ pub(crate) struct Onboarded {
     pub(crate) hits_by_tier: [u64; TIERS],
     /// Positions that failed verification (the prefix was cut at the first).
     pub(crate) verify_failures: u64,
-    /// The tier that served each position of `blocks`.
+    /// The tier that served each position of `blocks` (positions read from
+    /// the shared tier show as G2, where they landed).
     pub(crate) served: Vec<Tier>,
+    /// Served positions read from the shared tier (G4).
+    pub(crate) shared_hits: u64,
 }
 
 /// The state of one onboarding: a guard per matched position and where it is.
@@ -52,14 +55,27 @@ impl Inner {
         plan: OnboardPlan,
         spec: impl Fn(usize) -> BlockSpec,
     ) -> Result<Onboarded, OffloadError> {
-        let (served, guards): (Vec<Tier>, Vec<ImmutableBlock>) = plan.entries.into_iter().unzip();
+        let (mut served, mut guards): (Vec<Tier>, Vec<ImmutableBlock>) =
+            plan.entries.into_iter().unzip();
+        let local = guards.len();
+        let mut failures = 0;
+        if plan.shared > 0 {
+            let got = self
+                .onboard_shared(local, plan.shared, &spec, &mut failures)
+                .await;
+            served.extend(got.iter().map(|_| Tier::G2));
+            guards.extend(got);
+        }
         let n = guards.len();
+        let mut verified = vec![false; local];
+        // Positions from the shared tier were checked when they landed.
+        verified.resize(n, true);
         let mut l = Lifting {
             guards,
             at: served.clone(),
-            verified: vec![false; n],
+            verified,
             cut: n,
-            failures: 0,
+            failures,
         };
         for from in self.tiers.lower().iter().rev().map(|t| t.tier) {
             let to = Tier::ALL[from.index() - 1];
@@ -69,10 +85,10 @@ impl Inner {
         let cut = l.at.iter().position(|&t| t != Tier::G1).unwrap_or(n);
         let cut = cut.min(l.cut);
         let mut hits = [0u64; TIERS];
-        for t in &served[..cut] {
+        for t in &served[..cut.min(local)] {
             hits[t.index()] += 1;
         }
-        let mut served = served;
+        let shared_hits = cut.saturating_sub(local) as u64;
         served.truncate(cut);
         let mut blocks = l.guards;
         blocks.truncate(cut);
@@ -84,7 +100,77 @@ impl Inner {
             hits_by_tier: hits,
             verify_failures: l.failures,
             served,
+            shared_hits,
         })
+    }
+
+    /// Read `n` positions from `start` on from the shared tier into G2,
+    /// verified against the checksum their writer recorded, and register
+    /// them there. Returns G2 guards for the leading run that landed; a bad
+    /// block is counted in `failures` and ends the run.
+    async fn onboard_shared(
+        self: &Arc<Self>,
+        start: usize,
+        n: usize,
+        spec: &impl Fn(usize) -> BlockSpec,
+        failures: &mut u64,
+    ) -> Vec<ImmutableBlock> {
+        let (Some(shared), Some(g2), Data::On(b)) =
+            (self.shared.get(), self.tiers.get(Tier::G2), &self.data)
+        else {
+            return Vec::new();
+        };
+        let Some(host) = b.host(Tier::G2) else {
+            return Vec::new();
+        };
+        // Leave G2 room for the local positions pinned there.
+        let n = n.min(g2.store.capacity() / 2);
+        if n == 0 {
+            return Vec::new();
+        }
+        let hashes = (start..start + n).map(|i| spec(i).hash).collect();
+        let blocks = shared.load(hashes).await;
+        if blocks.is_empty() {
+            return Vec::new();
+        }
+        let dst = match self.clone().allocate_in(Tier::G2, blocks.len()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!("no room in G2 for {} shared blocks: {e}", blocks.len());
+                return Vec::new();
+            }
+        };
+        let mut landed: Vec<CompleteBlock> = Vec::with_capacity(dst.len());
+        for (k, (sb, d)) in blocks.into_iter().zip(dst).enumerate() {
+            let slot = d.slot() as usize;
+            if let Err(e) = host.write_block(slot, &sb.bytes) {
+                tracing::warn!("cannot land shared block {} in G2: {e}", sb.hash);
+                break;
+            }
+            let sum = match kvtier_memory::block_checksum(&**host, slot) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot checksum shared block {}: {e}", sb.hash);
+                    break;
+                }
+            };
+            if sum != sb.checksum || sb.hash != spec(start + k).hash {
+                tracing::warn!(
+                    "shared block {} failed verification (checksum {sum:016x}, expected {:016x}): recomputing",
+                    sb.hash,
+                    sb.checksum
+                );
+                *failures += 1;
+                break;
+            }
+            g2.set_sum(d.slot(), sum);
+            landed.push(d.complete(spec(start + k)));
+        }
+        let specs: Vec<BlockSpec> = landed.iter().map(|b| b.spec()).collect();
+        let registered = g2.store.register(landed);
+        self.queue_write_through(Tier::G2, &registered, &specs)
+            .await;
+        registered
     }
 
     /// Move the positions of the served prefix held in `from` up into `to`
@@ -171,6 +257,7 @@ impl Inner {
         let registered = dst_tier.store.register(blocks);
         if !into_g1 {
             self.queue_write_through(to, &registered, &specs).await;
+            self.share(to, &registered).await;
         }
         for (i, b) in pos.into_iter().zip(registered) {
             l.guards[i] = b; // the guard in the tier below drops here

@@ -67,6 +67,9 @@ pub struct Matched {
     pub blocks: usize,
     /// Matched positions per tier (`[g1, g2, g3]`), before verification.
     pub by_tier: [u64; TIERS],
+    /// Matched positions past the local tiers in the shared tier's index
+    /// (G4; included in `blocks`).
+    pub shared: u64,
 }
 
 /// What [`RequestSequence::onboard`] served.
@@ -77,12 +80,14 @@ pub struct OnboardReport {
     /// Positions that failed verification (the prefix was cut at the first;
     /// the caller recomputes from there).
     pub verify_failures: u64,
+    /// Served positions read from the shared tier (G4), after verification.
+    pub shared_hits: u64,
 }
 
 impl OnboardReport {
     /// Served positions in total.
     pub fn hits(&self) -> u64 {
-        self.hits_by_tier.iter().sum()
+        self.hits_by_tier.iter().sum::<u64>() + self.shared_hits
     }
 }
 
@@ -252,8 +257,13 @@ impl RequestSequence {
             by_tier[t.index()] += 1;
         }
         let blocks = plan.len();
+        let shared = plan.shared as u64;
         self.plan = Some(plan);
-        Ok(Matched { blocks, by_tier })
+        Ok(Matched {
+            blocks,
+            by_tier,
+            shared,
+        })
     }
 
     /// Bring the matched prefix into G1 (G3 -> G2 -> G1, verified; looks up
@@ -273,6 +283,7 @@ impl RequestSequence {
         Ok(OnboardReport {
             hits_by_tier: on.hits_by_tier,
             verify_failures: on.verify_failures,
+            shared_hits: on.shared_hits,
         })
     }
 

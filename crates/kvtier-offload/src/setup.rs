@@ -316,6 +316,7 @@ impl TieredCache {
             cleaner,
             transit: Transits::default(),
             closed: AtomicBool::new(false),
+            shared: std::sync::OnceLock::new(),
         });
         let mut tasks = Tasks::new(boundaries);
         for (b, policy) in inner.write.iter().enumerate() {

@@ -223,6 +223,9 @@ pub(crate) struct Inner {
     pub(crate) transit: Transits,
     /// Set by [`crate::TieredCache::close`]: requests are refused.
     pub(crate) closed: AtomicBool,
+    /// The tier shared with other nodes below the local ones, once attached
+    /// ([`crate::TieredCache::attach_shared`]).
+    pub(crate) shared: std::sync::OnceLock<Arc<dyn crate::shared::SharedTier>>,
 }
 
 impl Inner {
