@@ -90,7 +90,9 @@ class KvtierTier(SecondaryTierManager):
         ns = namespace or namespace_of(offloading_spec, self.block_size_bytes)
         self._store = Store(self.block_size_bytes, path=path, config=config, namespace=ns)
         self._store.attach(primary_kv_view)
-        self._jobs: dict[int, list[OffloadKey]] = {}
+        self._jobs: dict[int, tuple[str, list[OffloadKey]]] = {}
+        #: Keys stored and loaded by finished jobs (for tests and metrics).
+        self.stats = {"stored_keys": 0, "loaded_keys": 0, "failed_keys": 0}
         self._events_on = bool(enable_kv_events)
         if self._events_on:
             self._store.enable_events(True)
@@ -105,7 +107,7 @@ class KvtierTier(SecondaryTierManager):
 
     def submit_store(self, job_metadata: TransferJob) -> None:
         keys = list(job_metadata.keys)
-        self._jobs[job_metadata.job_id] = keys
+        self._jobs[job_metadata.job_id] = ("store", keys)
         try:
             self._store.submit_store(job_metadata.job_id, keys, job_metadata.chunk_ids)
         except BaseException:
@@ -114,7 +116,7 @@ class KvtierTier(SecondaryTierManager):
 
     def submit_load(self, job_metadata: TransferJob) -> None:
         keys = list(job_metadata.keys)
-        self._jobs[job_metadata.job_id] = keys
+        self._jobs[job_metadata.job_id] = ("load", keys)
         try:
             self._store.submit_load(job_metadata.job_id, keys, job_metadata.chunk_ids)
         except BaseException:
@@ -124,7 +126,10 @@ class KvtierTier(SecondaryTierManager):
     def get_finished_jobs(self) -> Iterable[JobResult]:
         out = []
         for job, ok, ok_keys, nbytes, seconds in self._store.poll_finished():
-            keys = self._jobs.pop(job, None)
+            kind, keys = self._jobs.pop(job, ("?", None))
+            good = sum(ok_keys)
+            self.stats["stored_keys" if kind == "store" else "loaded_keys"] += good
+            self.stats["failed_keys"] += len(ok_keys) - good
             successful = None
             if not ok and keys is not None and any(ok_keys):
                 successful = [k for k, good in zip(keys, ok_keys) if good]
