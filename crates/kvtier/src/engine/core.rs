@@ -27,7 +27,8 @@ use std::time::Instant;
 /// What jobs share with the core (never the runtime itself, so a job's
 /// task never drops it).
 struct Shared {
-    cache: TieredCache,
+    /// The tiers; taken out by `close`, which releases the G3 directory.
+    cache: RwLock<Option<TieredCache>>,
     jobs: JobTable,
     block_bytes: usize,
     batch: usize,
@@ -69,7 +70,7 @@ impl EngineCore {
         let g1 = cache.g1_capacity();
         let recovery = built.recovery.clone();
         let shared = Arc::new(Shared {
-            cache,
+            cache: RwLock::new(Some(cache)),
             jobs: JobTable::default(),
             block_bytes: options.block_bytes,
             // A job moves through the staging tier in batches that leave
@@ -104,6 +105,15 @@ impl EngineCore {
         self.hasher
     }
 
+    fn cache(&self) -> Result<TieredCache, EngineError> {
+        self.shared.cache.read().clone().ok_or(EngineError::Closed)
+    }
+
+    /// Whether [`EngineCore::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn check_open(&self) -> Result<(), EngineError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(EngineError::Closed);
@@ -116,7 +126,14 @@ impl EngineCore {
     pub fn lookup<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<usize, EngineError> {
         self.check_open()?;
         let hashes = self.hasher.hash_all(keys);
-        let held = transfer::present(&self.shared.cache, &hashes);
+        let held = transfer::present(
+            self.shared
+                .cache
+                .read()
+                .as_ref()
+                .ok_or(EngineError::Closed)?,
+            &hashes,
+        );
         Ok(held.iter().take_while(|&&b| b).count())
     }
 
@@ -124,7 +141,8 @@ impl EngineCore {
     pub fn contains(&self, key: &[u8]) -> Result<bool, EngineError> {
         self.check_open()?;
         let h = [self.hasher.hash(key)];
-        Ok(transfer::present(&self.shared.cache, &h)[0])
+        let cache = self.shared.cache.read();
+        Ok(transfer::present(cache.as_ref().ok_or(EngineError::Closed)?, &h)[0])
     }
 
     /// Store chunk `chunks[i]` of `buffer` under `keys[i]`, on a worker
@@ -159,6 +177,7 @@ impl EngineCore {
         chunks: Chunks,
     ) -> Result<(), EngineError> {
         let input = self.job_input(job, keys, chunks)?;
+        let cache = self.cache()?;
         let shared = self.shared.clone();
         let event_keys: Option<Vec<Vec<u8>>> = shared
             .sink
@@ -166,7 +185,7 @@ impl EngineCore {
             .is_some()
             .then(|| keys.iter().map(|k| k.as_ref().to_vec()).collect());
         self.spawn(job, async move {
-            let (result, fresh) = transfer::store(&shared.cache, input).await;
+            let (result, fresh) = transfer::store(&cache, input).await;
             let sink = shared.sink.read().clone();
             if let (Some(sink), Some(keys)) = (sink, event_keys) {
                 if !fresh.is_empty() {
@@ -210,9 +229,10 @@ impl EngineCore {
         chunks: Chunks,
     ) -> Result<(), EngineError> {
         let input = self.job_input(job, keys, chunks)?;
+        let cache = self.cache()?;
         let shared = self.shared.clone();
         self.spawn(job, async move {
-            let result = transfer::load(&shared.cache, input).await;
+            let result = transfer::load(&cache, input).await;
             shared.jobs.finish(result);
         })
     }
@@ -275,7 +295,7 @@ impl EngineCore {
     pub fn touch<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<(), EngineError> {
         self.check_open()?;
         let hashes = self.hasher.hash_all(keys);
-        let cache = self.shared.cache.clone();
+        let cache = self.cache()?;
         if let Some(rt) = self.runtime.lock().as_ref() {
             rt.spawn(async move {
                 for h in hashes {
@@ -304,7 +324,10 @@ impl EngineCore {
             self.stop_events.store(false, Ordering::Release);
             let rxs: Vec<_> = Tier::ALL
                 .into_iter()
-                .filter_map(|t| self.shared.cache.store(t).map(|s| s.subscribe()))
+                .filter_map(|t| {
+                    let cache = self.shared.cache.read();
+                    cache.as_ref()?.store(t).map(|s| s.subscribe())
+                })
                 .collect();
             let shared = self.shared.clone();
             let stop = self.stop_events.clone();
@@ -330,10 +353,14 @@ impl EngineCore {
         let rt = self.runtime.lock().take();
         let mut res = Ok(());
         if let Some(rt) = rt {
-            let cache = self.shared.cache.clone();
+            let cache = self.shared.cache.write().take();
             res = rt
-                .block_on(async move { cache.close().await })
-                .map(|_| ())
+                .block_on(async move {
+                    match cache {
+                        Some(c) => c.close().await.map(|_| ()),
+                        None => Ok(()),
+                    }
+                })
                 .map_err(|e| EngineError::Worker(e.to_string()));
             // Everything but the copy engines' threads has stopped; drop the
             // cache's parts inside the runtime's context, then the runtime.
@@ -380,7 +407,10 @@ fn removed_events(
             EventKind::Cleared => shared.keys.lock().keys().copied().collect(),
             EventKind::Stored { .. } => continue,
         };
-        let held = transfer::present(&shared.cache, &hashes);
+        let held = match shared.cache.read().as_ref() {
+            Some(c) => transfer::present(c, &hashes),
+            None => return,
+        };
         let keys: Vec<Vec<u8>> = {
             let mut map = shared.keys.lock();
             hashes

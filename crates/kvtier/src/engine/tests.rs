@@ -118,6 +118,9 @@ fn reopen_finds_every_acknowledged_block_and_a_second_open_is_refused() {
         assert!(store_all(&core, 1, &k, &mut data).ok);
         core.close().unwrap();
         assert!(matches!(core.lookup(&k), Err(EngineError::Closed)));
+        // Closed (not yet dropped): the directory is free again.
+        let again = open(dir.path());
+        assert_eq!(again.lookup(&k).unwrap(), 200);
     }
     let core = open(dir.path());
     assert_eq!(core.recovery().unwrap().restored, 200);
