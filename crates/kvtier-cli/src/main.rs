@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Replay a request trace through the cache and report hit rates and speed.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Measure tier-to-tier migration bandwidth against same-run ceilings.
     Bench(kvtier_harness::migration::BenchArgs),
     /// Hit rate of several eviction policies over several capacities (one
@@ -426,7 +426,7 @@ fn main() -> ExitCode {
     signals::install();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(args) => replay(args),
+        Command::Replay(args) => replay(*args),
         Command::Bench(args) => kvtier_harness::migration::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sweep(args) => sweep(args).map(|()| ExitCode::SUCCESS),
         Command::Events(args) => events::run(args).map(|()| ExitCode::SUCCESS),
