@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Replay a request trace through the cache and report hit rates and speed.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Measure tier-to-tier migration bandwidth against same-run ceilings.
     Bench(kvtier_harness::migration::BenchArgs),
     /// Hit rate of several eviction policies over several capacities (one
@@ -176,6 +176,17 @@ struct ReplayArgs {
     /// Replay at most N requests (after --skip).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// A G4 tier shared by many nodes: `s3://bucket/prefix` (endpoint and
+    /// credentials from the AWS_* environment variables) or `file:///path`.
+    /// Overrides the config's `[g4] url`.
+    #[arg(long, value_name = "URL")]
+    g4: Option<String>,
+    /// When G4 writes fall behind: `skip` blocks (counted) or `wait`.
+    #[arg(long, value_name = "MODE", value_parser = ["skip", "wait"])]
+    g4_backpressure: Option<String>,
+    /// G4 byte budget (objects of this salt and layout); 0 = unbounded.
+    #[arg(long, value_name = "BYTES")]
+    g4_capacity: Option<u64>,
     #[command(flatten)]
     events: events::PublishArgs,
 }
@@ -249,6 +260,28 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         for tier in Tier::ALL {
             config.tier_mut(tier).policy = Some(p);
         }
+    }
+    if let Some(url) = &args.g4 {
+        match &mut config.g4 {
+            Some(g) => g.url = url.clone(),
+            None => config.g4 = Some(kvtier::remote::RemoteConfig::new(url.clone())),
+        }
+    }
+    if args.g4_backpressure.is_some() || args.g4_capacity.is_some() {
+        let Some(g) = config.g4.as_mut() else {
+            anyhow::bail!("--g4-backpressure and --g4-capacity need a G4 tier (--g4 URL or [g4] in the config)");
+        };
+        if let Some(b) = &args.g4_backpressure {
+            g.backpressure = b
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--g4-backpressure: {e}"))?;
+        }
+        if let Some(c) = args.g4_capacity {
+            g.capacity = c;
+        }
+    }
+    if config.g4.is_some() && args.no_data {
+        anyhow::bail!("--g4 shares block bytes: it cannot be combined with --no-data");
     }
     config.validate("command line").map_err(|e| match e {
         ConfigError::Invalid { message, .. } => anyhow::anyhow!(
@@ -393,7 +426,7 @@ fn main() -> ExitCode {
     signals::install();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(args) => replay(args),
+        Command::Replay(args) => replay(*args),
         Command::Bench(args) => kvtier_harness::migration::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sweep(args) => sweep(args).map(|()| ExitCode::SUCCESS),
         Command::Events(args) => events::run(args).map(|()| ExitCode::SUCCESS),

@@ -257,6 +257,7 @@ fn run_single_tier(
         flushed_blocks: 0,
         g3_live: None,
         events,
+        g4: None,
         admission_waits: 0,
         capacity_retries: 0,
         max_in_flight: 1,
@@ -276,6 +277,8 @@ fn run_single_tier(
 struct RequestStats {
     blocks: u64,
     hits: [u64; 3],
+    /// Served from G4.
+    g4: u64,
     written: u64,
     verified: u64,
     mismatches: u64,
@@ -294,7 +297,9 @@ async fn request(
         ..Default::default()
     };
     let mut req = cache.request(hashes);
-    st.hits = req.onboard().await?.hits_by_tier;
+    let on = req.onboard().await?;
+    st.hits = on.hits_by_tier;
+    st.g4 = on.shared_hits;
     if cache.has_data() {
         // End-to-end check of every onboarded block's bytes in G1.
         let onboarded: Vec<usize> = (0..req.served().len())
@@ -329,6 +334,12 @@ async fn run_tiered(
 ) -> Result<ReplayOutcome, ReplayError> {
     let built = setup::build(config, trace_name, opts.data, &opts.persist)?;
     let cache = built.cache.clone();
+    if config.g4.is_some() && !opts.data {
+        return Err(ReplayError::Options(
+            "a G4 tier shares block bytes: it cannot be combined with --no-data".into(),
+        ));
+    }
+    setup::attach_g4(config, trace_name, &cache).await?;
     let memories: Vec<(Tier, String)> = built
         .memories
         .iter()
@@ -363,6 +374,7 @@ async fn run_tiered(
         for t in 0..3 {
             total.hits[t] += s.hits[t];
         }
+        total.g4 += s.g4;
         total.written += s.written;
         total.verified += s.verified;
         total.mismatches += s.mismatches;
@@ -487,7 +499,7 @@ async fn run_tiered(
     };
     let m = cache.metrics();
     let prometheus = cache.to_prometheus();
-    let hits: u64 = total.hits.iter().sum();
+    let hits: u64 = total.hits.iter().sum::<u64>() + total.g4;
     let requests = done as u64;
     let (truncated_requests, truncated_blocks) = truncation(trace, cap, done);
     let mut report = ReplayReport {
@@ -506,6 +518,7 @@ async fn run_tiered(
             g1: total.hits[0],
             g2: total.hits[1],
             g3: total.hits[2],
+            g4: total.g4,
         },
         seconds,
         blocks_per_s: total.blocks as f64 / seconds.max(1e-9),
@@ -532,6 +545,7 @@ async fn run_tiered(
         flushed_blocks: flushed,
         g3_live: built.journal.as_ref().map(|j| j.durable_live()),
         events,
+        g4: cache.shared_stats(),
         admission_waits: adm.waits,
         capacity_retries: adm.retries,
         max_in_flight: adm.max_in_flight,

@@ -16,6 +16,8 @@ pub struct HitsByTier {
     pub g2: u64,
     /// Served from G3.
     pub g3: u64,
+    /// Served from the shared tier (G4, on object storage).
+    pub g4: u64,
 }
 
 /// Per-tier size, policy and memory, as reported.
@@ -102,6 +104,8 @@ pub struct ReplayReport {
     pub g3_live: Option<u64>,
     /// What the KV-event publisher did (when publishing).
     pub events: Option<crate::events::EventsReport>,
+    /// The shared tier's (G4) counters at the end, when one was attached.
+    pub g4: Option<kvtier_offload::SharedStats>,
     /// Requests that waited for G1 blocks held by requests in flight
     /// (admission backpressure), each counted once.
     pub admission_waits: u64,
@@ -234,13 +238,34 @@ impl ReplayReport {
         }
         let _ = writeln!(
             s,
-            "hits             {} ({:.4})  g1 {}  g2 {}  g3 {}",
+            "hits             {} ({:.4})  g1 {}  g2 {}  g3 {}{}",
             self.hits,
             self.hit_rate,
             self.hits_by_tier.g1,
             self.hits_by_tier.g2,
-            self.hits_by_tier.g3
+            self.hits_by_tier.g3,
+            if self.g4.is_some() {
+                format!("  g4 {}", self.hits_by_tier.g4)
+            } else {
+                String::new()
+            }
         );
+        if let Some(g) = &self.g4 {
+            let _ = writeln!(
+                s,
+                "g4               {} objects written ({:.1} MiB), {} skipped, {} write failures; {} read ({:.1} MiB), {} read failures, {} self-healed, {} evicted; index {} blocks",
+                g.objects_written,
+                g.bytes_written as f64 / (1 << 20) as f64,
+                g.write_skipped,
+                g.write_failures,
+                g.objects_read,
+                g.bytes_read as f64 / (1 << 20) as f64,
+                g.read_failures,
+                g.self_healed,
+                g.evicted,
+                g.index_entries
+            );
+        }
         if self.data || self.tiers.len() > 1 {
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             let _ = writeln!(

@@ -34,7 +34,7 @@ pub struct SharedBlock {
 }
 
 /// Counters of a shared tier (for reports and metrics).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SharedStats {
     /// Objects this node wrote (created, or found already created by
     /// another writer).

@@ -30,6 +30,11 @@
 //! endpoint = "tcp://*:5557"  # see kvtier_events::config for every key
 //! replay_endpoint = "tcp://*:5558"
 //! format = "map"             # or "array"
+//!
+//! [g4]                       # a tier shared by many nodes (absent = none)
+//! url = "s3://bucket/prefix" # or file:///path; AWS_* variables for S3
+//! backpressure = "skip"      # or "wait"; see kvtier_remote::config
+//! capacity = 1000000000      # byte budget (0 = unbounded)
 //! ```
 //!
 //! Unknown keys are refused (a typo must not silently fall back to a default),
@@ -254,6 +259,9 @@ pub struct Config {
     /// the command line).
     #[serde(default)]
     pub events: Option<kvtier_events::EventsConfig>,
+    /// A tier shared by many nodes on object storage (G4), when present.
+    #[serde(default)]
+    pub g4: Option<kvtier_remote::RemoteConfig>,
 }
 
 fn default_salt() -> String {
@@ -277,6 +285,7 @@ impl Default for Config {
             layout: LayoutConfig::default(),
             offload: OffloadConfig::default(),
             events: None,
+            g4: None,
         }
     }
 }
@@ -348,6 +357,18 @@ impl Config {
                 path: name.to_string(),
                 message: "g3 needs a g2 tier (G3 blocks are staged through G2 on the way up); set g2.blocks".into(),
             });
+        }
+        if let Some(g4) = &self.g4 {
+            if !present(&self.g2) {
+                return Err(ConfigError::Invalid {
+                    path: name.to_string(),
+                    message: "g4 needs a g2 tier (G4 blocks land in host memory on the way up); set g2.blocks".into(),
+                });
+            }
+            g4.validate().map_err(|e| ConfigError::Invalid {
+                path: name.to_string(),
+                message: e.to_string(),
+            })?;
         }
         if !present(&self.g1) {
             return Err(ConfigError::Invalid {

@@ -69,6 +69,7 @@ pub use kvtier_events as events;
 pub use kvtier_logical as logical;
 pub use kvtier_memory as memory;
 pub use kvtier_offload as offload;
+pub use kvtier_remote as remote;
 
 pub mod config;
 pub mod engine;

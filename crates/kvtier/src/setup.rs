@@ -42,6 +42,9 @@ pub enum SetupError {
     /// for another configuration, damaged): the variant says which.
     #[error(transparent)]
     G3(#[from] JournalError),
+    /// The shared tier (G4) cannot be opened.
+    #[error(transparent)]
+    G4(#[from] kvtier_remote::RemoteError),
     /// The configured tiers need more memory (or disk) than the machine has
     /// available.
     #[error("{what} needs {} ({needed} bytes), but only {} ({available} bytes) is available ({limit})",
@@ -375,4 +378,23 @@ pub fn build(
         journal,
         recovery,
     })
+}
+
+/// Open the shared tier (G4) `config.g4` names, if any, for the salt and
+/// block shape of `config`, and attach it to `cache` (built with data on and
+/// a G2). Must run inside the tokio runtime the cache runs in.
+pub async fn attach_g4(
+    config: &Config,
+    name: &str,
+    cache: &TieredCache,
+) -> Result<Option<Arc<kvtier_remote::RemoteTier>>, SetupError> {
+    let Some(g4) = &config.g4 else {
+        return Ok(None);
+    };
+    let (shape, _) = config.block_shape(name)?;
+    let tier = kvtier_remote::RemoteTier::open(g4.clone(), config.cache_salt().0, &shape).await?;
+    cache
+        .attach_shared(tier.clone())
+        .map_err(kvtier_offload::OffloadError::Setup)?;
+    Ok(Some(tier))
 }
