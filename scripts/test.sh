@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --release
+# The integration tests just built the binary; the Python tests reuse it.
+export KVTIER_BIN="${KVTIER_BIN:-$PWD/target/release/kvtier}"
 bash scripts/test-python.sh
