@@ -36,6 +36,7 @@ mod prefix_freq;
 mod prefix_lru;
 mod s3fifo;
 mod seen;
+mod shadow;
 pub(crate) mod sketch;
 mod tinylfu;
 
@@ -200,6 +201,11 @@ pub trait EvictionPolicy: Send + 'static {
 
     /// A new block was registered in `slot` (it is in use, not yet inactive).
     fn on_register(&mut self, _slot: SlotId, _info: &BlockInfo) {}
+
+    /// A block was computed again although the tier still holds its hash in
+    /// `slot` (its prefix was missed above it): a miss the policy would not
+    /// otherwise see. Nothing else changes for `slot`.
+    fn on_duplicate(&mut self, _slot: SlotId, _info: &BlockInfo) {}
 
     /// The block in `slot` was evicted (after `evict` returned it); `info` is
     /// its last metadata. Ghost-list policies remember the hash.
