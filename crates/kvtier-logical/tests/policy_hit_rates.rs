@@ -1,7 +1,7 @@
 //! Hit rates of every policy on the Mooncake synthetic trace (single tier,
 //! reference replay semantics), pinned as regression tests, plus the default
 //! policy's thresholds. `print_policy_table` (ignored) prints the full table
-//! of `docs/policies.md`:
+//! of `docs/policy-design-log.md`:
 //! `cargo test --release -p kvtier-logical --test policy_hit_rates -- --ignored --nocapture`
 
 mod common;
@@ -20,7 +20,7 @@ fn hits(policy: PolicyKind, capacity: usize, requests: &[Vec<SequenceHash>]) -> 
     (stats.hits, stats.blocks)
 }
 
-/// The generated workloads of `docs/policies.md` (seed 42, default configs).
+/// The generated workloads of `docs/policy-design-log.md` (seed 42, default configs).
 fn workloads() -> Vec<(&'static str, Vec<Vec<SequenceHash>>)> {
     vec![
         ("zipf-prefixes", zipf_prefixes(42, &ZipfPrefixes::default())),
@@ -62,7 +62,7 @@ fn print_policy_table() {
 
 /// Exact hits (of 121,877 looked-up blocks) per policy at 2,000 and 6,000
 /// blocks. Regression pins: a change to a policy that moves them must update
-/// them (and `docs/policies.md`) on purpose.
+/// them (and `docs/policy-design-log.md`) on purpose.
 const PINNED: &[(PolicyKind, u64, u64)] = &[
     (PolicyKind::Lru, 17_839, 38_027),
     (PolicyKind::PrefixLru, 17_839, 38_027),

@@ -13,7 +13,7 @@ use crate::hash::SequenceHash;
 policy_params! {
     /// Tuning of `gated-lru` and `gated-arc` (the `gated-arc`-only fields
     /// are ignored by `gated-lru`). The defaults are the tuned values
-    /// (`docs/policies.md`).
+    /// (`docs/policy-design-log.md`).
     pub struct GatedParams {
         /// Accesses (registrations and hits) that make a block "proven". Two
         /// is the one-hit-wonder cut: on LLM traces most computed blocks (a

@@ -103,7 +103,7 @@ impl AnyPolicy {
 impl Default for PolicyKind {
     /// [`PolicyKind::GatedLru`]: the best hit rate of the set on the
     /// Mooncake trace (with `prefix-freq`) at a replay speed within 1.5x of
-    /// LRU's (`docs/policies.md`).
+    /// LRU's (`docs/policy-design-log.md`).
     fn default() -> Self {
         PolicyKind::GatedLru
     }
