@@ -2,6 +2,7 @@
 
 mod diag;
 mod events;
+mod peers;
 mod plot;
 mod replay;
 mod report;
@@ -73,6 +74,15 @@ struct SweepArgs {
     /// Print JSON (an array of points) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also replay kvbm-logical's policies (lru, multi-lru, lineage) with the
+    /// peer benchmark binary built from `benches/peer`, in the same table and
+    /// plot (needs --trace).
+    #[arg(long, value_name = "BIN", num_args = 0..=1,
+          default_missing_value = "benches/peer/target/release/kvbm-peer-bench")]
+    peers: Option<PathBuf>,
+    /// Add the trace's distinct-block count (every block fits) to the capacities.
+    #[arg(long)]
+    distinct: bool,
 }
 
 fn sweep(args: SweepArgs) -> Result<()> {
@@ -93,7 +103,17 @@ fn sweep(args: SweepArgs) -> Result<()> {
     } else {
         args.policies.clone()
     };
-    let points = sweep::run(&hashed, &policies, &args.capacities)?;
+    let mut capacities = args.capacities.clone();
+    if args.distinct {
+        capacities.push(sweep::distinct_blocks(&hashed));
+    }
+    let mut points = sweep::run(&hashed, &policies, &capacities)?;
+    if let Some(bin) = &args.peers {
+        let Some(t) = &args.trace else {
+            anyhow::bail!("--peers needs --trace (the peer binary reads a trace file)");
+        };
+        points.extend(peers::run(bin, t, &capacities)?);
+    }
     if let (Some(p), Some(mut f)) = (&args.plot, plot_file) {
         let svg = sweep::to_svg(&format!("hit rate vs capacity ({})", trace.name), &points);
         f.write_all(svg.as_bytes())

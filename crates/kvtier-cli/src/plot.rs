@@ -22,8 +22,69 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Render a line chart as a standalone SVG document.
+/// How the x axis maps values to positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XScale {
+    /// Proportional to the value.
+    Linear,
+    /// Proportional to the value's logarithm (values must be positive).
+    Log,
+}
+
+/// Round tick values in `[lo, hi]`: multiples of 1, 2 or 5 x 10^k, about
+/// `n` of them.
+pub fn linear_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if hi <= lo || n == 0 {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / n as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
+/// Round tick values in `[lo, hi]` (both positive) for a log axis: 1, 2
+/// and 5 x 10^k, or only the powers of ten when that would be more than
+/// 12 ticks.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if lo <= 0.0 || hi < lo {
+        return vec![];
+    }
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let pick = |ms: &[f64]| -> Vec<f64> {
+        (k0..=k1)
+            .flat_map(|k| ms.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9))
+            .collect()
+    };
+    let t = pick(&[1.0, 2.0, 5.0]);
+    if t.len() > 12 {
+        pick(&[1.0])
+    } else {
+        t
+    }
+}
+
+/// Render a line chart as a standalone SVG document (linear x axis).
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    line_chart_scaled(title, x_label, y_label, series, XScale::Linear)
+}
+
+/// [`line_chart`] with the x axis in `scale`; a log scale falls back to
+/// linear if a value is not positive.
+pub fn line_chart_scaled(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    scale: XScale,
+) -> String {
     let (w, h) = (720.0, 440.0);
     let (l, r, t, b) = (70.0, 170.0, 40.0, 55.0);
     let pts = series.iter().flat_map(|s| s.points.iter());
@@ -44,7 +105,9 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     } else {
         (y1 * 1.1).min(1.0).max(y1)
     };
-    let px = |x: f64| l + (x - x0) / (x1 - x0) * (w - l - r);
+    let log = scale == XScale::Log && x0 > 0.0;
+    let fx = |x: f64| if log { x.ln() } else { x };
+    let px = |x: f64| l + (fx(x) - fx(x0)) / (fx(x1) - fx(x0)) * (w - l - r);
     let py = |y: f64| h - b - y / y1 * (h - t - b);
     let mut s = String::new();
     let _ = writeln!(
@@ -68,11 +131,19 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             l - 6.0,
             y + 4.0
         );
-        let xv = x0 + (x1 - x0) * i as f64 / 5.0;
+    }
+    let ticks = if log {
+        log_ticks(x0, x1)
+    } else {
+        linear_ticks(x0, x1, 5)
+    };
+    for xv in ticks {
         let x = px(xv);
         let _ = writeln!(
             s,
-            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="black"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            h - b,
+            h - b + 4.0,
             h - b + 18.0,
             fmt_num(xv)
         );
@@ -135,11 +206,24 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     s
 }
 
+/// A tick label: thousands separated (`64,000`), fractions to 2 places.
 fn fmt_num(v: f64) -> String {
-    if v.abs() >= 1000.0 || v.fract() == 0.0 {
-        format!("{v:.0}")
+    if v.fract() != 0.0 && v.abs() < 1000.0 {
+        return format!("{v:.2}");
+    }
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
     } else {
-        format!("{v:.2}")
+        out
     }
 }
 
@@ -161,5 +245,42 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("t &lt;x&gt;"));
         assert!(svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn ticks_are_round() {
+        assert_eq!(
+            linear_ticks(0.0, 20_000.0, 5),
+            vec![0.0, 5000.0, 10_000.0, 15_000.0, 20_000.0]
+        );
+        assert_eq!(
+            linear_ticks(1000.0, 6000.0, 5),
+            vec![1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0]
+        );
+        assert_eq!(
+            log_ticks(1000.0, 64_000.0),
+            vec![1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 50_000.0]
+        );
+        assert_eq!(log_ticks(1.0, 1e9).len(), 10, "only powers of ten");
+        assert_eq!(fmt_num(64_000.0), "64,000");
+        assert_eq!(fmt_num(182_790.0), "182,790");
+        assert_eq!(fmt_num(0.25), "0.25");
+    }
+
+    #[test]
+    fn log_axis_spaces_decades_evenly() {
+        let series = [Series {
+            label: "a".into(),
+            points: vec![(1000.0, 0.1), (10_000.0, 0.2), (100_000.0, 0.3)],
+        }];
+        let svg = line_chart_scaled("t", "x", "y", &series, XScale::Log);
+        let xs: Vec<f64> = svg
+            .lines()
+            .filter(|l| l.starts_with("<circle"))
+            .map(|l| l.split('"').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(xs.len(), 3);
+        assert!(((xs[1] - xs[0]) - (xs[2] - xs[1])).abs() < 0.2, "{xs:?}");
+        assert!(svg.contains(">10,000<"), "a round tick is labelled");
     }
 }

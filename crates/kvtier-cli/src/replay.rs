@@ -165,7 +165,12 @@ fn tier_reports(config: &Config, memories: &[(Tier, String)]) -> Vec<TierReport>
         .map(|&t| TierReport {
             tier: t,
             blocks: config.tier(t).blocks,
-            policy: config.tier(t).policy.unwrap_or_default().name().to_string(),
+            policy: config
+                .tier(t)
+                .policy
+                .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(t))
+                .name()
+                .to_string(),
             memory: memories
                 .iter()
                 .find(|(m, _)| *m == t)

@@ -1,7 +1,7 @@
 //! `kvtier sweep`: hit rate of several eviction policies over several
 //! capacities (one tier, logical replay), as a table, JSON and an SVG plot.
 
-use crate::plot::{line_chart, Series};
+use crate::plot::{line_chart_scaled, Series, XScale};
 use kvtier_harness::trace::HashedTrace;
 use kvtier_logical::SingleTierReplay;
 use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, StoreError, Tier};
@@ -91,7 +91,18 @@ pub fn to_table(points: &[SweepPoint]) -> String {
     s
 }
 
-/// SVG: hit rate against capacity, one line per policy.
+/// Distinct blocks of `trace`: the capacity at which every block fits.
+pub fn distinct_blocks(trace: &HashedTrace) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for req in trace.iter() {
+        seen.extend(req.iter().copied());
+    }
+    seen.len()
+}
+
+/// SVG: hit rate against capacity, one line per policy. The capacity axis
+/// is logarithmic when the capacities span a factor of 10 or more (sizes
+/// from a G1 to a disk tier), with round tick values.
 pub fn to_svg(title: &str, points: &[SweepPoint]) -> String {
     let mut series: Vec<Series> = Vec::new();
     for p in points {
@@ -106,7 +117,20 @@ pub fn to_svg(title: &str, points: &[SweepPoint]) -> String {
     for s in &mut series {
         s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    line_chart(title, "capacity (blocks)", "hit rate", &series)
+    let (lo, hi) = points.iter().fold((usize::MAX, 0), |(lo, hi), p| {
+        (lo.min(p.capacity), hi.max(p.capacity))
+    });
+    let scale = if lo > 0 && hi >= lo.saturating_mul(10) {
+        XScale::Log
+    } else {
+        XScale::Linear
+    };
+    let x_label = if scale == XScale::Log {
+        "capacity (blocks, log scale)"
+    } else {
+        "capacity (blocks)"
+    };
+    line_chart_scaled(title, x_label, "hit rate", &series, scale)
 }
 
 #[cfg(test)]
@@ -123,5 +147,8 @@ mod tests {
         let table = to_table(&pts);
         assert!(table.contains("| lru | 0.1464 | 0.3120 |"), "{table}");
         assert!(to_svg("x", &pts).contains("<polyline"));
+        assert_eq!(distinct_blocks(&t), 43_924);
+        let wide = run(&t, &[PolicyKind::Lru], &[1000, 20_000]).unwrap();
+        assert!(to_svg("x", &wide).contains("log scale"));
     }
 }

@@ -1,6 +1,6 @@
 //! Replay the Mooncake synthetic trace (`tests/data`) through one tier
 //! `repeats` times, a fresh store each time, and print the hits: the
-//! workload of the instruction counts in `docs/policies.md` and
+//! workload of the instruction counts in `docs/policy-design-log.md` and
 //! `docs/benchmarks.md`. Run it under cachegrind with two repeat counts and
 //! divide the difference of the instruction totals by the blocks of the
 //! extra replays, so that parsing and hashing the trace cancel out:

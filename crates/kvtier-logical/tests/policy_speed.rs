@@ -1,5 +1,5 @@
 //! Replay speed of every policy on the Mooncake synthetic trace (one tier,
-//! one thread), for `docs/policies.md`. Prints, asserts nothing about time:
+//! one thread), for `docs/policy-design-log.md`. Prints, asserts nothing about time:
 //! `cargo test --release -p kvtier-logical --test policy_speed -- --ignored --nocapture`
 
 mod common;

@@ -313,7 +313,10 @@ pub fn build(
         };
         memories.push((tier, choice));
         tiers[tier.index()] = Some(TierSetup {
-            store: StoreConfig::new(tier, tc.blocks).with_policy(tc.policy.unwrap_or_default()),
+            store: StoreConfig::new(tier, tc.blocks).with_policy(
+                tc.policy
+                    .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(tier)),
+            ),
             memory,
         });
     }

@@ -38,7 +38,7 @@ policy_params! {
         /// slot, so a generation of `generation_per_slot` × capacity keys
         /// puts about one key in each 32-bit half. Two words per slot (16
         /// bytes) lost 0.1-0.4 points of hit rate on the workloads of
-        /// `docs/policies.md` to false positives. The table is rounded up
+        /// `docs/policy-design-log.md` to false positives. The table is rounded up
         /// to a power of two. In 1..=1024.
         words_per_slot: u32 [1..=1024] = 4,
         /// Insertions per generation, per slot of capacity (4). Membership
@@ -50,7 +50,7 @@ policy_params! {
         /// access is remembered, but a longer memory admits lukewarm blocks
         /// that then push hot ones out: 8 to 16 turnovers gained 0.4 points
         /// on the Mooncake trace at 2,000 blocks and lost 1 to 2 points on
-        /// `zipf-prefixes` (`docs/policies.md`). At least 1.
+        /// `zipf-prefixes` (`docs/policy-design-log.md`). At least 1.
         generation_per_slot: u32 [1..=u32::MAX] = 4,
     }
 }

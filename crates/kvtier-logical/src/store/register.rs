@@ -160,6 +160,7 @@ impl Core {
                 }
                 Err(existing) => {
                     self.counters.duplicates += 1;
+                    p.on_duplicate(existing, &self.slots[existing as usize].info());
                     if reject {
                         self.free_slot(s);
                         self.acquire(p, existing);

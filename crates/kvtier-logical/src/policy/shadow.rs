@@ -1,0 +1,234 @@
+//! A sampled shadow LRU: what plain LRU would have hit, measured on a fixed
+//! sample of the hashes (spatial sampling, as SHARDS does for miss-ratio
+//! curves). A hash is in the sample when `1 / rate` of its bits say so; the
+//! shadow is an LRU of `capacity / rate` keys, which sees every access to
+//! the sampled hashes and nothing else, so its hits estimate LRU's hit rate
+//! at the full capacity. `gated-arc` compares it with its own hits on the
+//! same sample and leans towards LRU's order when LRU would have done better.
+//!
+//! Only sampled accesses touch it (one in `rate`): an open-addressing table
+//! of keys (linear probing, backward-shift deletion, no tombstones) and an
+//! intrusive LRU list, all sized at construction: no allocation per call.
+
+use crate::hash::SequenceHash;
+
+/// No entry / no link.
+const NIL: u32 = u32::MAX;
+
+/// A sampled LRU of hashes.
+#[derive(Clone, Debug)]
+pub struct ShadowLru {
+    /// `rate - 1`: a hash is sampled when `sample_bits & mask == 0`.
+    mask: u32,
+    /// Keys of the listed entries (nonzero), by entry index.
+    keys: Vec<u64>,
+    /// LRU links by entry index; index `cap` is the sentinel.
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    /// Open-addressing table: entry index or `NIL`.
+    table: Vec<u32>,
+    tmask: usize,
+    /// Entries in use.
+    len: u32,
+    cap: u32,
+}
+
+impl ShadowLru {
+    /// A shadow of a tier of `capacity` slots, sampling one hash in `rate`
+    /// (a power of two, lowered for small tiers so that the shadow keeps at
+    /// least `min_entries` entries).
+    pub fn new(capacity: usize, rate: u32, min_entries: usize) -> Self {
+        let mut rate = rate.max(1).next_power_of_two();
+        while rate > 1 && capacity / (rate as usize) < min_entries {
+            rate /= 2;
+        }
+        let cap = (capacity / rate as usize).max(1);
+        let tlen = (2 * cap).next_power_of_two();
+        let mut prev = vec![0; cap + 1];
+        let mut next = vec![0; cap + 1];
+        prev[cap] = cap as u32;
+        next[cap] = cap as u32;
+        ShadowLru {
+            mask: rate - 1,
+            keys: vec![0; cap],
+            prev,
+            next,
+            table: vec![NIL; tlen],
+            tmask: tlen - 1,
+            len: 0,
+            cap: cap as u32,
+        }
+    }
+
+    /// One in how many hashes is sampled.
+    #[cfg(test)]
+    pub fn rate(&self) -> u32 {
+        self.mask + 1
+    }
+
+    /// The shadow's key of `hash` if it is in the sample (bits no other
+    /// table of the policy indexes by).
+    #[inline(always)]
+    pub fn sampled(&self, hash: SequenceHash) -> Option<u64> {
+        let hi = (hash.0 >> 64) as u64;
+        if (hi as u32) & self.mask != 0 {
+            return None;
+        }
+        Some((hash.0 as u64) | 1)
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.tmask
+    }
+
+    /// Table position of `key`, or the empty position where it would go.
+    #[inline]
+    fn find(&self, key: u64) -> (usize, bool) {
+        let mut i = self.home(key);
+        loop {
+            let e = self.table[i];
+            if e == NIL {
+                return (i, false);
+            }
+            if self.keys[e as usize] == key {
+                return (i, true);
+            }
+            i = (i + 1) & self.tmask;
+        }
+    }
+
+    /// Remove table position `i` (backward-shift deletion).
+    fn table_remove(&mut self, mut i: usize) {
+        loop {
+            self.table[i] = NIL;
+            let mut j = i;
+            loop {
+                j = (j + 1) & self.tmask;
+                let e = self.table[j];
+                if e == NIL {
+                    return;
+                }
+                let h = self.home(self.keys[e as usize]);
+                // Move `e` back to `i` unless its home lies cyclically in
+                // (i, j].
+                let stays = if i <= j {
+                    i < h && h <= j
+                } else {
+                    i < h || h <= j
+                };
+                if !stays {
+                    self.table[i] = e;
+                    i = j;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn unlink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        self.next[p as usize] = n;
+        self.prev[n as usize] = p;
+    }
+
+    fn push_back(&mut self, e: u32) {
+        let s = self.cap;
+        let tail = self.prev[s as usize];
+        self.prev[e as usize] = tail;
+        self.next[e as usize] = s;
+        self.next[tail as usize] = e;
+        self.prev[s as usize] = e;
+    }
+
+    /// An access to the sampled `key`: whether LRU would have hit it. The
+    /// key becomes the most recent; a miss inserts it, evicting the least
+    /// recent key when the shadow is full.
+    pub fn access(&mut self, key: u64) -> bool {
+        let (pos, found) = self.find(key);
+        if found {
+            let e = self.table[pos];
+            self.unlink(e);
+            self.push_back(e);
+            return true;
+        }
+        let e = if self.len < self.cap {
+            self.len += 1;
+            self.len - 1
+        } else {
+            let victim = self.next[self.cap as usize];
+            self.unlink(victim);
+            let (vpos, vfound) = self.find(self.keys[victim as usize]);
+            debug_assert!(vfound);
+            self.table_remove(vpos);
+            victim
+        };
+        self.keys[e as usize] = key;
+        // The victim's removal may have moved entries: find the slot again.
+        let (pos, _) = self.find(key);
+        self.table[pos] = e;
+        self.push_back(e);
+        false
+    }
+
+    /// Keys held.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_as_lru() {
+        let mut s = ShadowLru::new(4, 1, 1);
+        assert_eq!(s.rate(), 1);
+        for k in 1..=4u64 {
+            assert!(!s.access(k));
+        }
+        assert!(s.access(1), "1 is held");
+        assert!(!s.access(5), "evicts 2, the least recent");
+        assert!(!s.access(2));
+        assert!(s.access(1) && s.access(5));
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn matches_a_reference_lru_under_churn() {
+        let cap = 97;
+        let mut s = ShadowLru::new(cap, 1, 1);
+        let mut reference: std::collections::VecDeque<u64> = Default::default();
+        let mut x = 12345u64;
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 300) * 2 + 1;
+            let want = if let Some(i) = reference.iter().position(|&r| r == k) {
+                reference.remove(i);
+                true
+            } else {
+                if reference.len() == cap {
+                    reference.pop_front();
+                }
+                false
+            };
+            reference.push_back(k);
+            assert_eq!(s.access(k), want);
+        }
+    }
+
+    #[test]
+    fn samples_one_in_rate_and_keeps_small_tiers_whole() {
+        let s = ShadowLru::new(64_000, 32, 64);
+        assert_eq!(s.rate(), 32);
+        let n = (0..32_000u128)
+            .filter(|&k| s.sampled(crate::policy::test_hash(k)).is_some())
+            .count();
+        assert!((800..1200).contains(&n), "{n}");
+        assert_eq!(ShadowLru::new(100, 32, 64).rate(), 1);
+    }
+}
