@@ -20,14 +20,6 @@ pub enum RemoteError {
         /// What is wrong with it.
         why: String,
     },
-    /// Listing the namespace at start-up failed.
-    #[error("listing {prefix} at start-up: {source}")]
-    List {
-        /// The listed prefix.
-        prefix: String,
-        /// The store's error.
-        source: object_store::Error,
-    },
     /// Not inside a tokio runtime.
     #[error("a G4 tier must be opened inside a tokio runtime")]
     NoRuntime,

@@ -102,10 +102,14 @@ impl RemoteTier {
             room: Notify::new(),
             closed: AtomicBool::new(false),
         });
-        shared.list().await.map_err(|source| RemoteError::List {
-            prefix: shared.dir.to_string(),
-            source,
-        })?;
+        // A store down at start-up does not stop the node: it starts with an
+        // empty index, filled by the background listing once the store is back.
+        if let Err(e) = shared.list().await {
+            tracing::warn!(
+                "G4 listing of {} at start-up failed ({e}): starting with an empty index",
+                shared.dir
+            );
+        }
         let mut tasks = vec![handle.spawn(shared.clone().evictor())];
         if shared.cfg.refresh_secs > 0 {
             let s = shared.clone();

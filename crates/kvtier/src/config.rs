@@ -565,4 +565,32 @@ mod tests {
         let e = parse_err("[g1]\nblocks = 0\n");
         assert!(e.contains("g1.blocks"), "{e}");
     }
+
+    #[test]
+    fn g4_section() {
+        let c = Config::parse(
+            "c.toml",
+            "[g2]\nblocks = 10\n[g4]\nurl = \"s3://b/p\"\nbackpressure = \"wait\"\ncapacity = 1000\n[g4.s3]\nendpoint = \"http://127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let g = c.g4.unwrap();
+        assert_eq!(g.backpressure, kvtier_remote::Backpressure::Wait);
+        assert_eq!(g.capacity, 1000);
+        assert_eq!(g.s3["endpoint"], "http://127.0.0.1:9000");
+        let e = Config::parse("c.toml", "[g4]\nurl = \"file:///x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("g4 needs a g2"), "{e}");
+        let e = Config::parse(
+            "c.toml",
+            "[g2]\nblocks = 10\n[g4]\nurl = \"file:///x\"\nin_flight = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("in_flight"), "{e}");
+        let e = Config::parse("c.toml", "[g4]\nurl = \"s3://b\"\nbackpresure = \"wait\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("backpresure"), "{e}");
+    }
 }
