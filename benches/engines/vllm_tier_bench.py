@@ -198,6 +198,7 @@ def main():
             row = {"block": label, "block_bytes": kv.block_size_bytes, "n": n}
             _, row["fs"] = run_stream(fs, view, n, 1)
             keys, row["kvtier"] = run_stream(kv, view, n, 2)
+            ref = view[:n].copy()  # python_share() below reuses chunks 0..128
             row["python_share"] = python_share(kv, view)
             # Restart kvtier on the same directory: loads now come from G3.
             kv.shutdown()
@@ -212,7 +213,7 @@ def main():
             done = wait(kv2, ids)
             row["kvtier_reopened_load_s"] = time.perf_counter() - t
             row["kvtier_reopened_ok"] = all(r.success for r in done.values())
-            row["kvtier_reopened_bytes_equal"] = bool((view[n : 2 * n] == view[0:n]).all())
+            row["kvtier_reopened_bytes_equal"] = bool((view[n : 2 * n] == ref).all())
             kv2.shutdown()
             for name in ("fs", "kvtier"):
                 r = row[name]
