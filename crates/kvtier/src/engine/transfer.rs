@@ -101,6 +101,15 @@ async fn store_part(
     Ok(())
 }
 
+/// How often a load asks again (for a block an index still holds, or for
+/// room to stage it): back-offs of 0.2 ms doubling, about 0.2 s in all.
+const LOAD_RETRIES: u32 = 10;
+
+async fn backoff(retries: &mut u32) {
+    tokio::time::sleep(std::time::Duration::from_micros(200 << *retries)).await;
+    *retries += 1;
+}
+
 /// Load: each batch is onboarded into the staging tier (verified on the
 /// way up) and copied out to its chunks. The keys loaded form a prefix: at
 /// the first key missing or failing verification, the rest fail and their
@@ -110,6 +119,7 @@ pub(crate) async fn load(cache: &TieredCache, input: JobInput) -> JobResult {
     let mut ok = vec![false; n];
     let mut bytes = 0u64;
     let mut done = 0usize;
+    let mut retries = 0;
     while done < n {
         let end = (done + input.batch.max(1)).min(n);
         match load_part(cache, &input, done, end).await {
@@ -119,8 +129,24 @@ pub(crate) async fn load(cache: &TieredCache, input: JobInput) -> JobResult {
                 }
                 bytes += (got * input.block_bytes) as u64;
                 if got < end - done {
+                    // A block moving between tiers (written back, evicted
+                    // above while registered below) can be missed by one
+                    // onboard; if an index still holds it, ask again.
+                    let next = [input.hashes[done + got]];
+                    if retries < LOAD_RETRIES && present(cache, &next)[0] {
+                        backoff(&mut retries).await;
+                        done += got;
+                        continue;
+                    }
                     break;
                 }
+            }
+            // No room to stage the blocks (the tiers below are busy writing
+            // earlier stores through): wait a little, bounded, then fail.
+            Err(e) if retries < LOAD_RETRIES => {
+                tracing::debug!("kvtier engine: load job {}: {e}; retrying", input.job);
+                backoff(&mut retries).await;
+                continue;
             }
             Err(e) => {
                 tracing::warn!("kvtier engine: load job {} failed: {e}", input.job);
