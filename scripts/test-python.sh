@@ -27,5 +27,10 @@ fi
 
 # vLLM must not reach for a hub or a GPU.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_TARGET_DEVICE=cpu
+# The tests' temporary directories (G3 files of up to the built-in 8 GiB)
+# go to one base directory, removed afterwards whatever the outcome.
+BASETEMP=$(mktemp -d "${TMPDIR:-/tmp}/kvtier-pytest.XXXXXX")
+trap 'rm -rf "$BASETEMP"' EXIT
 timeout --kill-after=30 900 "$PY" -m pytest -q -p no:cacheprovider \
+    --basetemp "$BASETEMP" \
     crates/kvtier-py/tests crates/kvtier-events/tests/python "$@"
