@@ -14,6 +14,7 @@ use crate::engine::error::EngineError;
 use crate::engine::events::{EngineEvent, EngineEventSink};
 use crate::engine::jobs::{JobResult, JobTable};
 use crate::engine::keys::KeyHasher;
+use crate::engine::publish;
 use crate::engine::transfer::{self, JobInput};
 use crate::setup::{self, Built, PersistOptions, RecoveryReport};
 use kvtier_logical::{EventKind, SequenceHash, Tier};
@@ -47,6 +48,8 @@ pub struct EngineCore {
     stop_events: Arc<AtomicBool>,
     built: Mutex<Option<Built>>,
     recovery: Option<RecoveryReport>,
+    /// KV events for routers, when the config has `[events]`.
+    publisher: Mutex<Option<kvtier_events::Publisher>>,
 }
 
 impl EngineCore {
@@ -67,6 +70,14 @@ impl EngineCore {
             setup::build(&cfg, &name, true, &PersistOptions::default())?
         };
         let cache = built.cache.clone();
+        let publisher = match &cfg.events {
+            Some(events) => {
+                let (shape, _) = cfg.block_shape(&name)?;
+                let _guard = runtime.enter();
+                Some(publish::start(events, &cache, shape.block_size as u32)?)
+            }
+            None => None,
+        };
         let g1 = cache.g1_capacity();
         let recovery = built.recovery.clone();
         let shared = Arc::new(Shared {
@@ -87,7 +98,20 @@ impl EngineCore {
             stop_events: Arc::new(AtomicBool::new(false)),
             built: Mutex::new(Some(built)),
             recovery,
+            publisher: Mutex::new(publisher),
         })
+    }
+
+    /// Where KV events are published, when the config has `[events]`: the
+    /// PUB endpoint and the replay endpoint (resolved: a port 0 in the
+    /// config is the port the OS chose).
+    pub fn events_endpoints(&self) -> Option<(String, Option<String>)> {
+        let p = self.publisher.lock();
+        let p = p.as_ref()?;
+        Some((
+            p.endpoint().to_string(),
+            p.replay_endpoint().map(String::from),
+        ))
     }
 
     /// Bytes of one block (one chunk).
@@ -369,6 +393,9 @@ impl EngineCore {
                 self.built.lock().take();
             }
             rt.shutdown_timeout(std::time::Duration::from_secs(10));
+        }
+        if let Some(p) = self.publisher.lock().take() {
+            publish::finish(p);
         }
         res
     }

@@ -76,6 +76,9 @@ pub enum EngineError {
     /// An internal worker failed (the job is reported failed).
     #[error("kvtier worker: {0}")]
     Worker(String),
+    /// The `[events]` publisher could not start (bad endpoint, port in use).
+    #[error("KV events: {0}")]
+    Events(#[from] kvtier_events::EventsError),
 }
 
 impl From<SetupError> for EngineError {

@@ -27,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod keys;
+mod publish;
 mod transfer;
 
 #[cfg(test)]

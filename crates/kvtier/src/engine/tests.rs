@@ -357,3 +357,42 @@ fn chunks_split_in_segments_round_trip() {
     let e = unsafe { Chunks::from_segments(vec![(8, BB); 3], 2, BB) }.unwrap_err();
     assert!(matches!(e, EngineError::LengthMismatch { .. }), "{e}");
 }
+
+/// With `[events]` in the config, every stored block is announced under the
+/// engine's own hash (the integer vLLM publishes for the key), in the
+/// store's media, and nothing else is.
+#[test]
+fn events_are_published_under_the_engine_hash() {
+    use kvtier_events::{engine_key_low64, Mirror, Subscriber, SubscriberConfig};
+    use std::collections::HashSet;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "[events]\nendpoint = \"tcp://127.0.0.1:0\"\nbind = true\n\
+         replay_endpoint = \"tcp://127.0.0.1:0\"\nlinger_ms = 0\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let opts = EngineOptions::new(BB, Some(&dir.path().join("g3")), "m").with_config(Some(&cfg));
+    let core = EngineCore::open(&opts).unwrap();
+    let (ep, replay) = core.events_endpoints().expect("publishing");
+    let mut sub = Subscriber::connect(SubscriberConfig::new(ep, replay)).unwrap();
+    let k = keys(40, 7);
+    let mut data = pattern(40, 7);
+    assert!(store_all(&core, 1, &k, &mut data).ok);
+    let want: HashSet<u64> = k.iter().map(|k| engine_key_low64(k)).collect();
+    let mut mirror = Mirror::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held =
+        |m: &Mirror| -> HashSet<u64> { m.set("CPU").union(&m.set("STORAGE")).copied().collect() };
+    while held(&mirror) != want {
+        assert!(Instant::now() < deadline, "announced {:?}", mirror.sizes());
+        if let Some(d) = sub.next_batch(Duration::from_millis(100)).unwrap() {
+            mirror.apply(&d);
+        }
+    }
+    assert!(mirror.set("GPU").is_empty(), "the store is not GPU memory");
+    assert_eq!(mirror.errors(), Default::default());
+    core.close().unwrap();
+}
