@@ -67,7 +67,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub fn to_py(e: EngineError) -> PyErr {
     let msg = e.to_string();
     match e {
-        EngineError::Config(_) => ConfigError::new_err(msg),
+        // A bad `[events]` endpoint is a config error too.
+        EngineError::Config(_) | EngineError::Events(_) => ConfigError::new_err(msg),
         EngineError::DirectoryInUse(_) => DirectoryInUseError::new_err(msg),
         EngineError::BlockSize { .. }
         | EngineError::BufferSize { .. }
