@@ -128,6 +128,18 @@ impl TieredCache {
             .map_err(|_| SetupError::SharedAttached)
     }
 
+    /// Which of `hashes` the attached shared tier's local index holds (all
+    /// false without one). No round trip; a stale entry costs a failed load.
+    pub fn shared_contains(&self, hashes: &[SequenceHash]) -> Vec<bool> {
+        match self.inner.shared.get() {
+            Some(s) => hashes
+                .iter()
+                .map(|h| s.matched(std::slice::from_ref(h)) == 1)
+                .collect(),
+            None => vec![false; hashes.len()],
+        }
+    }
+
     /// The shared tier's counters, if one is attached.
     pub fn shared_stats(&self) -> Option<SharedStats> {
         self.inner.shared.get().map(|s| s.stats())

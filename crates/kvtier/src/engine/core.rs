@@ -70,6 +70,8 @@ impl EngineCore {
             setup::build(&cfg, &name, true, &PersistOptions::default())?
         };
         let cache = built.cache.clone();
+        // G4, the tier shared with other nodes, when the config has `[g4]`.
+        runtime.block_on(setup::attach_g4(&cfg, &name, &cache))?;
         let publisher = match &cfg.events {
             Some(events) => {
                 let (shape, _) = cfg.block_shape(&name)?;

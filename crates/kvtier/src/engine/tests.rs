@@ -396,3 +396,39 @@ fn events_are_published_under_the_engine_hash() {
     assert_eq!(mirror.errors(), Default::default());
     core.close().unwrap();
 }
+
+/// With `[g4]` in the config, a block one engine store wrote is found and
+/// loaded, byte-exact, by another node's store with empty local tiers.
+#[test]
+fn a_second_node_loads_through_the_shared_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let g4 = dir.path().join("bucket");
+    std::fs::create_dir_all(&g4).unwrap();
+    let cfg = small_config(dir.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[g4]\nurl = \"file://{}\"\nbackpressure = \"wait\"\n",
+        g4.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let node = |g3: &str| {
+        let opts = EngineOptions::new(BB, Some(&dir.path().join(g3)), "m").with_config(Some(&cfg));
+        EngineCore::open(&opts).unwrap()
+    };
+    let k = keys(30, 9);
+    let mut data = pattern(30, 9);
+    let a = node("g3-a");
+    assert!(store_all(&a, 1, &k, &mut data).ok);
+    a.close().unwrap(); // waits for the shared tier's writes
+    let b = node("g3-b");
+    assert_eq!(
+        b.lookup(&k).unwrap(),
+        30,
+        "found in the shared tier's index"
+    );
+    let mut out = vec![0u64; data.len()];
+    let r = load_all(&b, 2, &k, &mut out);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(out, data);
+    b.close().unwrap();
+}

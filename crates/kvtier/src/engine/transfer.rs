@@ -41,6 +41,14 @@ pub(crate) fn present(cache: &TieredCache, hashes: &[SequenceHash]) -> Vec<bool>
             out[i] |= held;
         }
     }
+    // Then the tier shared with other nodes (G4), if the config has one.
+    let todo: Vec<usize> = (0..hashes.len()).filter(|&i| !out[i]).collect();
+    if !todo.is_empty() {
+        let asked: Vec<SequenceHash> = todo.iter().map(|&i| hashes[i]).collect();
+        for (i, held) in todo.into_iter().zip(cache.shared_contains(&asked)) {
+            out[i] |= held;
+        }
+    }
     out
 }
 
