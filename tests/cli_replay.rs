@@ -76,3 +76,38 @@ fn bad_input_is_refused_clearly() {
     let cfg = cfg.to_str().unwrap();
     fails_with(&["replay", "--config", cfg, "--no-data"], "line 3");
 }
+
+#[test]
+fn per_tier_policy_params_reach_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let hits = |params: &str| {
+        let cfg = write_config(
+            dir.path(),
+            &format!("[g1]\nblocks = 2000\npolicy = \"gated-lru\"\n{params}"),
+        );
+        u(&replay_ok(&["--config", &cfg, "--no-data"])["hits"])
+    };
+    let tuned = hits("");
+    let unprotected = hits("[g1.policy_params.gated-lru]\nprotected_share_64ths = 0\n");
+    let explicit = hits("[g1.policy_params.gated-lru]\nprotected_share_64ths = 56\n");
+    assert_eq!(tuned, explicit, "the tuned default is 56/64");
+    assert_ne!(tuned, unprotected, "the field must change the order");
+    // The same through the tiered cache (G2 present), for a lower tier.
+    let g2 = |params: &str| {
+        hits(&format!(
+            "[g2]\nblocks = 3000\npolicy = \"gated-lru\"\n{params}"
+        ))
+    };
+    assert_ne!(
+        g2(""),
+        g2("[g2.policy_params.gated-lru]\nprotected_share_64ths = 0\n")
+    );
+    let cfg = write_config(
+        dir.path(),
+        "[g1]\nblocks = 10\n[g1.policy_params.gated-lru]\nprotected_share_64ths = 99\n",
+    );
+    fails_with(
+        &["replay", "--config", &cfg, "--no-data"],
+        "g1.policy_params.gated-lru.protected_share_64ths",
+    );
+}

@@ -193,8 +193,11 @@ fn run_single_tier(
     let every = (trace.len() / 200).max(1);
     let mut events = None;
     for _ in 0..opts.repeat.max(1) {
-        let store =
-            BlockStore::new(StoreConfig::new(Tier::G1, config.g1.blocks).with_policy(policy))?;
+        let store = BlockStore::new(
+            StoreConfig::new(Tier::G1, config.g1.blocks)
+                .with_policy(policy)
+                .with_policy_params(config.g1.policy_params.clone()),
+        )?;
         let publisher = match &opts.events {
             Some(e) => Some(e.start(&[store.event_source()])?),
             None => None,

@@ -40,7 +40,7 @@
 //! Unknown keys are refused (a typo must not silently fall back to a default),
 //! and every error names the file, line and key.
 
-use kvtier_logical::{CacheSalt, PolicyKind, Tier};
+use kvtier_logical::{CacheSalt, PolicyKind, PolicyParams, Tier};
 use kvtier_memory::{BlockShape, LayoutKind};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -119,6 +119,11 @@ pub struct TierConfig {
     /// Eviction policy; the default policy when absent.
     #[serde(default)]
     pub policy: Option<PolicyKind>,
+    /// Tuning of the policies, one table per policy name
+    /// (`[g1.policy_params.gated-lru]`); absent fields keep the tuned
+    /// defaults. Checked by [`Config::validate`].
+    #[serde(default)]
+    pub policy_params: PolicyParams,
     /// Memory kind; defaults: G1 mock, G2 host, G3 disk.
     #[serde(default)]
     pub memory: Option<MemoryChoice>,
@@ -376,6 +381,15 @@ impl Config {
                 message: "g1.blocks must be at least 1 (the GPU tier cannot be absent)".into(),
             });
         }
+        for tier in Tier::ALL {
+            self.tier(tier)
+                .policy_params
+                .check()
+                .map_err(|e| ConfigError::Invalid {
+                    path: name.to_string(),
+                    message: format!("{}.{e}", tier.name()),
+                })?;
+        }
         if let Some(e) = &self.events {
             e.validate().map_err(|message| ConfigError::Invalid {
                 path: name.to_string(),
@@ -529,6 +543,29 @@ mod tests {
         assert_eq!(c.g1.policy, Some(PolicyKind::Lru));
         assert_eq!(c.g2.blocks, 0);
         assert_eq!(Config::parse("c.toml", "").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn per_tier_policy_params() {
+        let c = Config::parse(
+            "c.toml",
+            "[g1]\nblocks = 10\npolicy = \"gated-lru\"\n[g1.policy_params.gated-lru]\nprotected_share_64ths = 48\n",
+        )
+        .unwrap();
+        assert_eq!(c.g1.policy_params.gated_lru.protected_share_64ths, 48);
+        assert_eq!(c.g2.policy_params, PolicyParams::default());
+        let e = parse_err("[g2.policy_params.gated-lru]\nprotected_share_64ths = 65\n");
+        assert!(
+            e.contains("g2.policy_params.gated-lru.protected_share_64ths"),
+            "{e}"
+        );
+        let e = parse_err("[g1.policy_params.gated-lru]\nprotected_shaer_64ths = 4\n");
+        assert!(
+            e.contains("line 2") && e.contains("protected_shaer_64ths"),
+            "{e}"
+        );
+        let e = parse_err("[g1.policy_params.nope]\nx = 1\n");
+        assert!(e.contains("nope"), "{e}");
     }
 
     #[test]

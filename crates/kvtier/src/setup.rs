@@ -313,10 +313,12 @@ pub fn build(
         };
         memories.push((tier, choice));
         tiers[tier.index()] = Some(TierSetup {
-            store: StoreConfig::new(tier, tc.blocks).with_policy(
-                tc.policy
-                    .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(tier)),
-            ),
+            store: StoreConfig::new(tier, tc.blocks)
+                .with_policy(
+                    tc.policy
+                        .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(tier)),
+                )
+                .with_policy_params(tc.policy_params.clone()),
             memory,
         });
     }
