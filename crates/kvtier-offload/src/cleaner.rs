@@ -102,37 +102,71 @@ pub(crate) async fn cleaner_task(inner: Arc<Inner>, c: Arc<Cleaner>) {
     let Some(g2) = inner.tiers.below(Tier::G1).map(|t| &t.store) else {
         return; // built only with a G2
     };
+    let mut last_round: Vec<SlotId> = Vec::new();
     loop {
         if c.stop.load(Relaxed) {
             return;
         }
-        let room = c
-            .ahead
-            .saturating_sub(c.clean.load(Relaxed) as usize)
-            .min(64);
-        let batch: Vec<SequenceHash> = if room == 0 {
-            Vec::new()
-        } else {
-            let mut q = c.released.lock();
-            let n = room.min(q.len());
-            q.drain(..n).collect()
+        let found = match g1.next_victims(c.ahead) {
+            // The policy names its next victims: copy down those of them
+            // not yet in G2, earliest first. Self-correcting (what is clean
+            // is read from G2, not counted), so no watermark is kept.
+            Some(next) => {
+                let hashes: Vec<SequenceHash> = next.iter().map(|(_, s)| s.hash).collect();
+                let below = g2.contains_all(&hashes);
+                let dirty: Vec<(SlotId, BlockSpec)> = {
+                    let busy = c.busy.lock();
+                    next.into_iter()
+                        .zip(below)
+                        .filter(|((slot, _), b)| !b && !busy.contains_key(slot))
+                        .map(|(v, _)| v)
+                        .take(64)
+                        .collect()
+                };
+                // Nothing to do, or the same blocks as the last round (G2
+                // could not take them): wait for the next release or eviction.
+                let slots: Vec<SlotId> = dirty.iter().map(|(s, _)| *s).collect();
+                if dirty.is_empty() || slots == last_round {
+                    last_round.clear();
+                    c.wake.notified().await;
+                    continue;
+                }
+                last_round = slots;
+                dirty
+            }
+            // Release order: LRU's next victims, the best guess otherwise.
+            None => {
+                let room = c
+                    .ahead
+                    .saturating_sub(c.clean.load(Relaxed) as usize)
+                    .min(64);
+                let batch: Vec<SequenceHash> = if room == 0 {
+                    Vec::new()
+                } else {
+                    let mut q = c.released.lock();
+                    let n = room.min(q.len());
+                    q.drain(..n).collect()
+                };
+                if batch.is_empty() {
+                    c.wake.notified().await;
+                    continue;
+                }
+                // Still in G1, not yet in G2.
+                let below = g2.contains_all(&batch);
+                let hashes: Vec<SequenceHash> = batch
+                    .into_iter()
+                    .zip(below)
+                    .filter(|(_, b)| !b)
+                    .map(|(h, _)| h)
+                    .collect();
+                let found: Vec<(SlotId, BlockSpec)> =
+                    g1.peek(&hashes).into_iter().flatten().collect();
+                if found.is_empty() {
+                    continue;
+                }
+                found
+            }
         };
-        if batch.is_empty() {
-            c.wake.notified().await;
-            continue;
-        }
-        // Still in G1, not yet in G2.
-        let below = g2.contains_all(&batch);
-        let hashes: Vec<SequenceHash> = batch
-            .into_iter()
-            .zip(below)
-            .filter(|(_, b)| !b)
-            .map(|(h, _)| h)
-            .collect();
-        let found: Vec<(SlotId, BlockSpec)> = g1.peek(&hashes).into_iter().flatten().collect();
-        if found.is_empty() {
-            continue;
-        }
         // Gate the source slots, then re-check that each still holds its block.
         let mut gates = Vec::with_capacity(found.len());
         let mut locked = Vec::with_capacity(found.len());

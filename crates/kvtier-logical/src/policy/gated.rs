@@ -579,6 +579,36 @@ impl<const ADAPT: bool> EvictionPolicy for Gated<ADAPT> {
     fn evicts_in_batches(&self) -> bool {
         true
     }
+
+    /// `evict`'s choice between the two segments' heads, walked forward.
+    /// Proven blocks with passes left would be re-queued, not evicted: they
+    /// are skipped (approximate, as the trait allows). O(n).
+    fn next_victims(&self, n: usize, out: &mut Vec<SlotId>) -> bool {
+        let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
+        let (mut a, mut b) = (self.node(sn).next, self.node(sp).next);
+        // Bounded work: at most 4n nodes visited (skipped ones included).
+        let mut budget = 4 * n;
+        while out.len() < n && budget > 0 {
+            while b != sp && self.node(b).passes > 0 && budget > 0 {
+                b = self.node(b).next;
+                budget -= 1;
+            }
+            budget = budget.saturating_sub(1);
+            let proven_first = b != sp
+                && (a == sn
+                    || stamp_gap(self.node(b).stamp, self.node(a).stamp) > self.credit as i32);
+            if proven_first {
+                out.push(b);
+                b = self.node(b).next;
+            } else if a != sn {
+                out.push(a);
+                a = self.node(a).next;
+            } else {
+                break;
+            }
+        }
+        true
+    }
 }
 
 impl<const ADAPT: bool> BuildPolicy for Gated<ADAPT> {

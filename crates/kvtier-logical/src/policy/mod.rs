@@ -98,6 +98,11 @@ impl AnyPolicy {
     pub(crate) fn len(&self) -> usize {
         with_policy!(self, p => p.len())
     }
+
+    /// See [`EvictionPolicy::next_victims`].
+    pub(crate) fn next_victims(&self, n: usize, out: &mut Vec<SlotId>) -> bool {
+        with_policy!(self, p => p.next_victims(n, out))
+    }
 }
 
 impl Default for PolicyKind {
@@ -249,6 +254,15 @@ pub trait EvictionPolicy: Send + 'static {
     /// or lost its last one (`is_leaf == true`). Called whether the block is
     /// active or inactive.
     fn on_leaf_changed(&mut self, _slot: SlotId, _is_leaf: bool) {}
+
+    /// Up to `n` of the blocks the policy would evict next, in that order,
+    /// appended to `out`, without changing anything; `false` when the policy
+    /// cannot tell (then callers assume release order, which is LRU's). A
+    /// hint for work ahead of eviction (copying victims down early): it may
+    /// be approximate, never relied on for correctness.
+    fn next_victims(&self, _n: usize, _out: &mut Vec<SlotId>) -> bool {
+        false
+    }
 }
 
 /// How a policy of the list is built: its tuning parameters and constructor.

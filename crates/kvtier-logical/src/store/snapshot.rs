@@ -58,6 +58,27 @@ impl BlockStore {
     }
 }
 
+impl BlockStore {
+    /// Up to `n` of the inactive blocks the policy would evict next, in that
+    /// order, with their identities; `None` when the policy cannot tell
+    /// (release order is then the best guess). Like [`peek`](Self::peek) it
+    /// changes nothing and can be stale as soon as the lock is released: a
+    /// hint for copying victims down ahead of eviction.
+    pub fn next_victims(&self, n: usize) -> Option<Vec<(SlotId, BlockSpec)>> {
+        let g = self.shared.inner.lock();
+        let mut slots = Vec::with_capacity(n);
+        if !g.policy.next_victims(n, &mut slots) {
+            return None;
+        }
+        Some(
+            slots
+                .into_iter()
+                .map(|s| (s, g.core.slots[s as usize].spec()))
+                .collect(),
+        )
+    }
+}
+
 /// A handle that can only follow one store's contents: its tier, and its
 /// events with a listing to start from. Cheap to clone; keeps the store alive.
 /// What an event publisher holds, so that it cannot allocate or release.
