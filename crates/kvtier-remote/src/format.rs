@@ -255,4 +255,22 @@ mod tests {
             layout_fingerprint(&BlockShape::llama3_8b())
         );
     }
+
+    /// The fingerprint is in every object's header and in the namespace its
+    /// key lives under: its value for a given shape must never change, or
+    /// the objects other nodes stored stop matching.
+    #[test]
+    fn fingerprint_is_pinned() {
+        for (shape, want) in [
+            (BlockShape::tiny(), 0x0e79e04d9366c1ee),
+            (BlockShape::llama3_8b(), 0x2edc92ef6d7ec021),
+        ] {
+            assert_eq!(
+                layout_fingerprint(&shape),
+                want,
+                "{shape:?}: {:#018x}",
+                layout_fingerprint(&shape)
+            );
+        }
+    }
 }

@@ -127,3 +127,45 @@ pub(crate) fn check_header(
     ];
     pairs.into_iter().find(|(_, f, e)| f != e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint is persisted in every G3 journal header: its value
+    /// for a given layout must never change, or existing directories stop
+    /// opening.
+    #[test]
+    fn layout_fingerprint_is_pinned() {
+        let pins = [
+            (
+                BlockShape::tiny(),
+                LayoutKind::FullyContiguous,
+                0x380b51167f1c4003,
+            ),
+            (
+                BlockShape::tiny(),
+                LayoutKind::LayerSeparate,
+                0xd83342c026badb20,
+            ),
+            (
+                BlockShape::llama3_8b(),
+                LayoutKind::FullyContiguous,
+                0xa035a22f1d7c66f7,
+            ),
+            (
+                BlockShape::llama3_70b(),
+                LayoutKind::LayerSeparate,
+                0xe5b9f75cc362c58c,
+            ),
+        ];
+        for (shape, kind, want) in pins {
+            assert_eq!(
+                layout_fingerprint(&shape, kind),
+                want,
+                "{shape:?} {kind:?}: {:#018x}",
+                layout_fingerprint(&shape, kind)
+            );
+        }
+    }
+}
