@@ -142,37 +142,31 @@ def run_stream(tier, view, n, tag, load_tier=None):
     return keys, res
 
 
-def python_share(tier, view, n_jobs=30):
-    """Python time (submit + result handling) per 64-block kvtier job, against
-    the Rust core's own time for the job (submission to completion)."""
-    store = tier.store
-    keys_all = [make_offload_key(b"\x77" * 24 + i.to_bytes(8, "big"), 0) for i in range(BATCH * n_jobs)]
+def timed_jobs(tier, submit, keys_all, first_id, chunk0, n_jobs):
+    """Run n_jobs jobs of 64 blocks one at a time; returns (Python seconds,
+    Rust job seconds) of the successful ones and the failed job count."""
     py, rust = [], []
     for j in range(n_jobs):
-        job = next(jobs(90000 + j, keys_all[j * BATCH : (j + 1) * BATCH], 0))
+        job = next(jobs(first_id + j, keys_all[j * BATCH : (j + 1) * BATCH], chunk0))
         t0 = time.perf_counter()
-        tier.submit_store(job)
+        submit(job)
         t1 = time.perf_counter()
-        store.drain()
+        tier.store.drain()
         t2 = time.perf_counter()
         (r,) = tier.get_finished_jobs()
         t3 = time.perf_counter()
         if r.success:
             py.append((t1 - t0) + (t3 - t2))
             rust.append(r.transfer_time)
-    lp, lr = [], []
-    for j in range(n_jobs):
-        job = next(jobs(95000 + j, keys_all[j * BATCH : (j + 1) * BATCH], BATCH))
-        t0 = time.perf_counter()
-        tier.submit_load(job)
-        t1 = time.perf_counter()
-        store.drain()
-        t2 = time.perf_counter()
-        (r,) = tier.get_finished_jobs()
-        t3 = time.perf_counter()
-        if r.success:
-            lp.append((t1 - t0) + (t3 - t2))
-            lr.append(r.transfer_time)
+    return py, rust
+
+
+def python_share(tier, view, n_jobs=30):
+    """Python time (submit + result handling) per 64-block kvtier job, against
+    the Rust core's own time for the job (submission to completion)."""
+    keys_all = [make_offload_key(b"\x77" * 24 + i.to_bytes(8, "big"), 0) for i in range(BATCH * n_jobs)]
+    py, rust = timed_jobs(tier, tier.submit_store, keys_all, 90000, 0, n_jobs)
+    lp, lr = timed_jobs(tier, tier.submit_load, keys_all, 95000, BATCH, n_jobs)
     med = statistics.median
     return {"store_py_us": med(py) * 1e6, "store_rust_us": med(rust) * 1e6,
             "store_share": med(py) / med(rust),

@@ -3,7 +3,7 @@
 //! fault: no root or full disk needed).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kvtier_disk::journal::{G3Header, JournalError, DATA_FILE, JOURNAL_FILE, JOURNAL_TMP_FILE};
 use kvtier_disk::*;
@@ -47,6 +47,15 @@ fn with_records(n: u32) -> (tempfile::TempDir, G3Open) {
     (t, o)
 }
 
+/// [`with_records`], closed: the temporary directory and the G3 directory.
+fn closed_with_records(n: u32) -> (tempfile::TempDir, PathBuf) {
+    let (t, o) = with_records(n);
+    o.journal.close().unwrap();
+    drop(o);
+    let d = t.path().join("g3");
+    (t, d)
+}
+
 #[test]
 fn new_directory_is_private() {
     let t = tempfile::tempdir().unwrap();
@@ -73,10 +82,7 @@ fn new_directory_is_private() {
 
 #[test]
 fn size_change_is_refused_then_reset() {
-    let (t, o) = with_records(2);
-    let d = t.path().join("g3");
-    o.journal.close().unwrap();
-    drop(o);
+    let (_t, d) = closed_with_records(2);
     match open(&d, 32, OnMismatch::Refuse) {
         Err(JournalError::Mismatch {
             found: 16,
@@ -114,10 +120,7 @@ fn unreferenced_data_file_is_recreated_but_a_referenced_one_is_refused() {
 
 #[test]
 fn links_and_fifos_are_refused_never_followed() {
-    let (t, o) = with_records(1);
-    let d = t.path().join("g3");
-    o.journal.close().unwrap();
-    drop(o);
+    let (t, d) = closed_with_records(1);
     let size = std::fs::metadata(d.join(DATA_FILE)).unwrap().len();
     let victim = t.path().join("victim");
     std::fs::write(&victim, vec![1u8; size as usize]).unwrap();

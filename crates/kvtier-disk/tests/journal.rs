@@ -55,6 +55,22 @@ fn reopen_with(dir: &Path, bytes: &[u8]) -> Recovery {
     open(dir).1
 }
 
+/// Replace the journal of `dir` by `bytes` and reopen it: recovery finds
+/// what `kept` leaves and drops `(torn, corrupt)` records.
+fn assert_reopens_with(dir: &Path, bytes: &[u8], kept: &[Entry], dropped: (u64, u64), what: &str) {
+    let r = reopen_with(dir, bytes);
+    assert_eq!(r.records, replay(kept), "{what}");
+    assert_eq!((r.dropped_torn, r.dropped_corrupt), dropped, "{what}");
+}
+
+/// The journal of `dir`, open, with `entries` appended and committed.
+fn committed(dir: &Path, entries: &[Entry]) -> Journal {
+    let (mut j, _) = open(dir);
+    j.append(entries).unwrap();
+    j.commit().unwrap();
+    j
+}
+
 /// A journal holding `entries`, committed in batches of `batch`; returns its bytes.
 fn write_journal(dir: &Path, entries: &[Entry], batch: usize) -> Vec<u8> {
     let (mut j, r) = open(dir);
@@ -153,9 +169,7 @@ fn latest_per_slot_and_removed() {
 #[test]
 fn uncommitted_entries_are_not_durable() {
     let d = tempfile::tempdir().unwrap();
-    let (mut j, _) = open(d.path());
-    j.append(&[Entry::Stored(rec(1, 1))]).unwrap();
-    j.commit().unwrap();
+    let mut j = committed(d.path(), &[Entry::Stored(rec(1, 1))]);
     j.append(&[Entry::Stored(rec(2, 2))]).unwrap();
     drop(j); // "crash" before commit
     let (_j, r) = open(d.path());
@@ -208,9 +222,13 @@ fn torn_tail_at_every_byte_of_the_last_record() {
     for at in last..full.len() {
         let mut b = full.clone();
         b[at] ^= 0x40;
-        let r = reopen_with(d.path(), &b);
-        assert_eq!(r.records, replay(&entries[..19]));
-        assert_eq!((r.dropped_torn, r.dropped_corrupt), (1, 0), "flip at {at}");
+        assert_reopens_with(
+            d.path(),
+            &b,
+            &entries[..19],
+            (1, 0),
+            &format!("flip at {at}"),
+        );
         assert_eq!(fs::metadata(jpath(d.path())).unwrap().len(), last as u64);
     }
 }
@@ -222,9 +240,7 @@ fn zeroed_tail_pages_are_torn() {
     let entries = sample(10);
     let mut full = write_journal(d.path(), &entries, 10);
     full.extend_from_slice(&[0u8; 3 * RECORD_BYTES + 17]);
-    let r = reopen_with(d.path(), &full);
-    assert_eq!(r.records, replay(&entries));
-    assert_eq!((r.dropped_torn, r.dropped_corrupt), (4, 0));
+    assert_reopens_with(d.path(), &full, &entries, (4, 0), "zeroed tail");
 }
 
 #[test]
@@ -264,9 +280,7 @@ fn record_with_valid_checksum_but_bad_slot_is_corrupt() {
     let sum = xxhash_rust::xxh3::xxh3_64_with_seed(&r[..56], seed);
     r[56..].copy_from_slice(&sum.to_le_bytes());
     full.extend_from_slice(&r);
-    let rc = reopen_with(d.path(), &full);
-    assert_eq!(rc.records, replay(&entries));
-    assert_eq!((rc.dropped_torn, rc.dropped_corrupt), (0, 1));
+    assert_reopens_with(d.path(), &full, &entries, (0, 1), "forged slot");
 }
 
 #[test]
@@ -639,9 +653,7 @@ fn reopen_one_million_records() {
 #[test]
 fn failed_compaction_poisons_until_a_compaction_succeeds() {
     let d = tempfile::tempdir().unwrap();
-    let (mut j, _) = open(d.path());
-    j.append(&[Entry::Stored(rec(1, 1))]).unwrap();
-    j.commit().unwrap();
+    let mut j = committed(d.path(), &[Entry::Stored(rec(1, 1))]);
     // Bad input is refused before any I/O and does not poison.
     assert!(matches!(
         j.compact(&[rec(NB as u32, 9)]),

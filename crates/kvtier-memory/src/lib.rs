@@ -29,6 +29,7 @@ pub mod available;
 pub mod checksum;
 pub mod engine;
 pub mod error;
+pub mod fingerprint;
 pub mod layout;
 pub mod memory;
 #[cfg(feature = "testing")]
@@ -42,6 +43,7 @@ pub use engine::{
     MemcpyEngine, Memory, Region, WorkerPool,
 };
 pub use error::{CopyError, LayoutError, MemoryError};
+pub use fingerprint::layout_fingerprint;
 pub use layout::{BlockShape, Layout, LayoutKind, LayoutSpec, DEFAULT_BLOCK_SIZE};
 pub use memory::{
     AlignedBuf, BlockAccess, BlockLocks, BlockMemory, BlockView, BlockViewMut, HostMemory,

@@ -25,6 +25,7 @@
 //! | `lookup` | the matched prefix across tiers, pinned |
 //! | `transit` | blocks between two tiers; the gates lookups and evictions wait on |
 //! | `onboard` | lifting a matched prefix into G1, tier by tier, verified |
+//! | `read` | reading a matched prefix where it lies, verified, without moving it |
 //! | `offload` | allocation with write-back and the one copy-down path (eviction, write-through, cleaning, flush) |
 //! | `copy` | one pinned copy between adjacent tiers, with path metrics |
 //! | `write_through` | write-through queues and their workers |
@@ -50,6 +51,7 @@ pub mod metrics;
 mod offload;
 mod onboard;
 pub mod pinned;
+mod read;
 pub mod request;
 pub mod setup;
 pub mod shared;

@@ -270,26 +270,7 @@ impl Inner {
     /// the copy from its tier (and from a persistent tier's journal), and
     /// cut the served prefix there.
     fn reject(&self, l: &mut Lifting, tier: Tier, i: usize, sum: u64, expect: u64) {
-        let block = &l.guards[i];
-        tracing::warn!(
-            "{tier} block {} failed verification (checksum {sum:016x}, expected {expect:016x}): recomputing",
-            block.hash()
-        );
-        if let Some(t) = self.tiers.get(tier) {
-            t.store.invalidate(block);
-        }
-        if let Some(j) = self.journaled(tier) {
-            if let Err(e) = j.removed(&[(block.slot(), block.hash())]) {
-                // Not durable: the bad record may come back at the next
-                // start (and fail verification again), but the slot is not
-                // rewritten meanwhile: a stopped journal refuses every G3
-                // allocation.
-                tracing::warn!(
-                    "cannot withdraw {tier} block {} from the journal: {e}",
-                    block.hash()
-                );
-            }
-        }
+        self.withdraw(tier, &l.guards[i], sum, expect);
         l.failures += 1;
         l.cut = i;
     }

@@ -287,6 +287,27 @@ impl RequestSequence {
         })
     }
 
+    /// Read the matched prefix where it lies, without moving a block or
+    /// taking a slot in any tier: `copy(pos, bytes)` sees the canonical
+    /// bytes of each position in order, those from lower tiers verified
+    /// against their checksum first (a mismatch withdraws the bad copy and
+    /// ends the read, as in onboarding). Looks up first unless
+    /// [`RequestSequence::lookup`] was called; positions only the shared
+    /// tier holds are not read. Returns the positions read (a prefix) and
+    /// the verification failures; the lookup's pins are released.
+    pub async fn read_matched(
+        &mut self,
+        copy: impl FnMut(usize, &[u8]) + Send,
+    ) -> Result<(usize, u64), OffloadError> {
+        self.check_fresh()?;
+        let plan = match self.plan.take() {
+            Some(p) => p,
+            None => self.cache.inner.lookup(&self.hashes).await,
+        };
+        let out = self.cache.inner.read_in_place(plan, copy).await?;
+        Ok((out.read, out.verify_failures))
+    }
+
     /// Allocate G1 blocks for every position not held yet, writing evicted
     /// blocks back down first.
     pub async fn allocate_rest(&mut self) -> Result<Unwritten, OffloadError> {

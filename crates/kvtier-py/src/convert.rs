@@ -1,9 +1,11 @@
 //! Reading keys, chunk ids and buffers from Python objects.
 
 use crate::errors::{BadBufferError, BadInputError};
+use kvtier::engine::KeyHasher;
+use kvtier::engine::SequenceHash;
 use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 /// Engine keys: `bytes` (vLLM's block hash + group) or `str` (SGLang's
 /// page hashes, taken as UTF-8), from any iterable.
@@ -23,6 +25,47 @@ pub fn keys(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
                 item.get_type().name()?
             )));
         }
+    }
+    Ok(out)
+}
+
+/// The hash of one key (`bytes`, `str` or a bytes-like buffer), hashed in
+/// place: no copy of the key is made for `bytes` and `str`.
+pub fn key_hash(item: &Bound<'_, PyAny>, i: usize, hasher: &KeyHasher) -> PyResult<SequenceHash> {
+    if let Ok(b) = item.cast::<PyBytes>() {
+        Ok(hasher.hash(b.as_bytes()))
+    } else if let Ok(s) = item.cast::<PyString>() {
+        Ok(hasher.hash(s.to_str()?.as_bytes()))
+    } else if let Ok(b) = PyBuffer::<u8>::get(item) {
+        Ok(hasher.hash(&b.to_vec(item.py())?))
+    } else {
+        Err(BadInputError::new_err(format!(
+            "key {i} is a {}, expected bytes or str",
+            item.get_type().name()?
+        )))
+    }
+}
+
+/// The hashes of engine keys (as [`keys`] takes them), one pass, no
+/// per-key copy; lists and tuples are walked without the iterator protocol.
+pub fn key_hashes(obj: &Bound<'_, PyAny>, hasher: &KeyHasher) -> PyResult<Vec<SequenceHash>> {
+    if let Ok(l) = obj.cast::<PyList>() {
+        return l
+            .iter()
+            .enumerate()
+            .map(|(i, k)| key_hash(&k, i, hasher))
+            .collect();
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return t
+            .iter()
+            .enumerate()
+            .map(|(i, k)| key_hash(&k, i, hasher))
+            .collect();
+    }
+    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    for (i, item) in obj.try_iter()?.enumerate() {
+        out.push(key_hash(&item?, i, hasher)?);
     }
     Ok(out)
 }

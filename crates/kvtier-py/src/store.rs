@@ -6,9 +6,12 @@ use kvtier::engine::{
     Chunks, EngineCore, EngineError, EngineEvent, EngineEventSink, EngineOptions, HostBuffer,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Batches of at least this many keys are looked up with the GIL released.
+const DETACH_KEYS: usize = 1024;
 
 /// Collects stored / removed events for `take_events`.
 #[derive(Default)]
@@ -38,7 +41,67 @@ pub struct Store {
     events: Mutex<Option<Arc<Collector>>>,
 }
 
+/// Which way a job moves blocks.
+#[derive(Clone, Copy)]
+enum Direction {
+    Store,
+    Load,
+}
+
 impl Store {
+    /// Start a job over `chunks` (checked against the attached buffers).
+    fn submit(
+        &self,
+        py: Python<'_>,
+        dir: Direction,
+        job: u64,
+        keys: &[Vec<u8>],
+        chunks: Chunks,
+    ) -> PyResult<()> {
+        // SAFETY: every chunk lies inside an attached buffer, held (and its
+        // memory pinned) until `detach` or `close`, which wait for every job
+        // first.
+        py.detach(|| unsafe {
+            match dir {
+                Direction::Store => self.core.submit_store_chunks(job, keys, chunks),
+                Direction::Load => self.core.submit_load_chunks(job, keys, chunks),
+            }
+        })
+        .map_err(to_py)
+    }
+
+    /// A job over chunk ids of the first attached buffer.
+    fn submit_buffer(
+        &self,
+        py: Python<'_>,
+        dir: Direction,
+        job: u64,
+        keys: &Bound<'_, PyAny>,
+        chunk_ids: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let keys = convert::keys(keys)?;
+        let ids = convert::chunk_ids(chunk_ids)?;
+        let chunks = self
+            .first_region()?
+            .check_chunks(self.core.block_bytes(), &ids)
+            .map_err(to_py)?;
+        self.submit(py, dir, job, &keys, chunks)
+    }
+
+    /// A job over pages given by address.
+    fn submit_pages(
+        &self,
+        py: Python<'_>,
+        dir: Direction,
+        job: u64,
+        keys: &Bound<'_, PyAny>,
+        (ptrs, sizes): (&Bound<'_, PyAny>, &Bound<'_, PyAny>),
+    ) -> PyResult<()> {
+        let keys = convert::keys(keys)?;
+        let chunks = self.page_chunks(keys.len(), ptrs, sizes)?;
+        self.submit(py, dir, job, &keys, chunks)
+    }
+
     fn first_region(&self) -> PyResult<HostBuffer> {
         if self.core.is_closed() {
             return Err(to_py(EngineError::Closed));
@@ -148,19 +211,29 @@ impl Store {
     }
 
     /// How many of `keys` (bytes or str), from the first, the store holds.
+    ///
+    /// Keys are hashed in place (no copy per key) and each tier's index is
+    /// probed once for the whole batch. A probe of the in-memory indexes
+    /// costs less than giving the GIL up and taking it back, so only large
+    /// batches release it.
     fn lookup(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let keys = convert::keys(keys)?;
-        py.detach(|| self.core.lookup(&keys)).map_err(to_py)
+        let hashes = convert::key_hashes(keys, &self.core.hasher())?;
+        if hashes.len() >= DETACH_KEYS {
+            py.detach(|| self.core.lookup_hashes(&hashes))
+        } else {
+            self.core.lookup_hashes(&hashes)
+        }
+        .map_err(to_py)
     }
 
     /// Whether the store holds `key`.
-    fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        if let Ok(b) = key.cast::<PyBytes>() {
-            let k = b.as_bytes();
-            return py.detach(|| self.core.contains(k)).map_err(to_py);
-        }
-        let keys = convert::keys(PyTuple::new(py, [key])?.as_any())?;
-        py.detach(|| self.core.contains(&keys[0])).map_err(to_py)
+    ///
+    /// The scheduler's per-key hot path: the key is hashed in place and each
+    /// tier's index probed once, with the GIL held (a probe is shorter than
+    /// a release and re-acquire).
+    fn contains(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let h = convert::key_hash(key, 0, &self.core.hasher())?;
+        self.core.contains_hash(h).map_err(to_py)
     }
 
     /// Start job `job`: store chunk `chunk_ids[i]` of the first attached
@@ -172,12 +245,7 @@ impl Store {
         keys: &Bound<'_, PyAny>,
         chunk_ids: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let keys = convert::keys(keys)?;
-        let chunks = convert::chunk_ids(chunk_ids)?;
-        let buffer = self.first_region()?;
-        // SAFETY: the buffer is held until every job is done (see `first_region`).
-        py.detach(|| unsafe { self.core.submit_store(job, &keys, &chunks, buffer) })
-            .map_err(to_py)
+        self.submit_buffer(py, Direction::Store, job, keys, chunk_ids)
     }
 
     /// Start job `job`: load the blocks of `keys` into chunks `chunk_ids`
@@ -190,12 +258,7 @@ impl Store {
         keys: &Bound<'_, PyAny>,
         chunk_ids: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let keys = convert::keys(keys)?;
-        let chunks = convert::chunk_ids(chunk_ids)?;
-        let buffer = self.first_region()?;
-        // SAFETY: as in `submit_store`.
-        py.detach(|| unsafe { self.core.submit_load(job, &keys, &chunks, buffer) })
-            .map_err(to_py)
+        self.submit_buffer(py, Direction::Load, job, keys, chunk_ids)
     }
 
     /// Start job `job`: store pages given by address (`ptrs`, `sizes`: one
@@ -209,11 +272,7 @@ impl Store {
         ptrs: &Bound<'_, PyAny>,
         sizes: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let keys = convert::keys(keys)?;
-        let chunks = self.page_chunks(keys.len(), ptrs, sizes)?;
-        // SAFETY: checked against the attached buffers (see `page_chunks`).
-        py.detach(|| unsafe { self.core.submit_store_chunks(job, &keys, chunks) })
-            .map_err(to_py)
+        self.submit_pages(py, Direction::Store, job, keys, (ptrs, sizes))
     }
 
     /// Start job `job`: load the blocks of `keys` into pages given by
@@ -226,11 +285,7 @@ impl Store {
         ptrs: &Bound<'_, PyAny>,
         sizes: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let keys = convert::keys(keys)?;
-        let chunks = self.page_chunks(keys.len(), ptrs, sizes)?;
-        // SAFETY: as in `submit_store_pages`.
-        py.detach(|| unsafe { self.core.submit_load_chunks(job, &keys, chunks) })
-            .map_err(to_py)
+        self.submit_pages(py, Direction::Load, job, keys, (ptrs, sizes))
     }
 
     /// Jobs finished since the last call: a list of `(job, ok, ok_keys,

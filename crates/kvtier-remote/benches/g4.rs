@@ -8,7 +8,7 @@ use futures::StreamExt;
 use kvtier_logical::SequenceHash;
 use kvtier_offload::{SharedBlock, SharedTier};
 use kvtier_remote::index::Index;
-use kvtier_remote::testing::S3Server;
+use kvtier_remote::testing::{self, S3Server};
 use kvtier_remote::{Backpressure, RemoteTier};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -32,17 +32,8 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(2_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm).unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    };
+    let rt = testing::runtime().unwrap();
+    let dir = testing::scratch_dir().unwrap();
     rt.block_on(async {
         let server = S3Server::start(dir.path(), &["bench"]).await.unwrap();
         let raw = server.object_store("bench");

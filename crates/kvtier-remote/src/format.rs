@@ -8,7 +8,7 @@
 //! | 0 | 8 | magic `KVTIERG4` |
 //! | 8 | 4 | format version ([`FORMAT_VERSION`]) |
 //! | 12 | 4 | reserved (0) |
-//! | 16 | 8 | layout fingerprint ([`layout_fingerprint`]) |
+//! | 16 | 8 | layout fingerprint ([`kvtier_memory::BlockShape::fingerprint`]) |
 //! | 24 | 16 | block sequence hash |
 //! | 40 | 8 | checksum of the bytes (`kvtier_memory::block_checksum`: xxh3-64) |
 //! | 48 | 8 | length of the bytes |
@@ -17,7 +17,6 @@
 //! The block's canonical bytes (layers in order) follow.
 
 use kvtier_logical::SequenceHash;
-use kvtier_memory::BlockShape;
 use object_store::path::Path;
 
 /// Magic at the start of every object.
@@ -68,22 +67,6 @@ pub enum FormatError {
         /// In the header.
         expected: u64,
     },
-}
-
-/// A fingerprint of a block's layout: the shape fields (the bytes of two
-/// models with different shapes never mix).
-pub fn layout_fingerprint(shape: &BlockShape) -> u64 {
-    let mut b = Vec::with_capacity(40);
-    for v in [
-        shape.num_layers,
-        shape.block_size,
-        shape.kv_heads,
-        shape.head_dim,
-        shape.dtype_bytes,
-    ] {
-        b.extend_from_slice(&(v as u64).to_le_bytes());
-    }
-    xxhash_rust::xxh3::xxh3_64(&b)
 }
 
 /// The namespace of a salt and layout: `<salt hex>-<fingerprint hex>`.
@@ -246,13 +229,5 @@ mod tests {
         assert_eq!(k.as_ref(), "p/ns/00000000000000000000000000000abc");
         assert_eq!(hash_of_key(&k), Some(SequenceHash(0xabc)));
         assert_eq!(hash_of_key(&Path::from("p/ns/zz")), None);
-    }
-
-    #[test]
-    fn fingerprint_tells_shapes_apart() {
-        assert_ne!(
-            layout_fingerprint(&BlockShape::tiny()),
-            layout_fingerprint(&BlockShape::llama3_8b())
-        );
     }
 }

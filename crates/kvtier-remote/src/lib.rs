@@ -51,5 +51,5 @@ mod write;
 
 pub use config::{Backpressure, CreateMode, RemoteConfig};
 pub use error::RemoteError;
-pub use format::{layout_fingerprint, namespace};
+pub use format::namespace;
 pub use tier::RemoteTier;

@@ -22,6 +22,26 @@ pub const ACCESS_KEY: &str = "kvtier-test";
 /// Secret key the server accepts.
 pub const SECRET_KEY: &str = "kvtier-test-secret";
 
+/// A directory for a server's files: in memory (under `/dev/shm`) when the
+/// machine has it, so that the server's disk does not set the pace.
+pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+}
+
+/// A multi-threaded runtime of two workers with I/O and timers, for tests
+/// and benches that drive a server from synchronous code.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// A running (or stopped) S3 server.
 pub struct S3Server {
     root: PathBuf,

@@ -66,7 +66,7 @@ impl RemoteTier {
     ) -> Result<Arc<RemoteTier>, RemoteError> {
         cfg.validate()?;
         let (store, prefix) = cfg.open_store()?;
-        Self::open_with_store(store, prefix, cfg, salt, format::layout_fingerprint(shape)).await
+        Self::open_with_store(store, prefix, cfg, salt, shape.fingerprint()).await
     }
 
     /// [`RemoteTier::open`] on a store built by the caller, objects under

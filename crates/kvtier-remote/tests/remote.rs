@@ -33,6 +33,30 @@ async fn open(cfg: RemoteConfig) -> Arc<RemoteTier> {
         .unwrap()
 }
 
+/// An S3 server with bucket `kvtier` over a fresh directory, and a config
+/// of prefix `p` on it that waits for room instead of skipping a write.
+async fn server() -> (tempfile::TempDir, S3Server, RemoteConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path(), &["kvtier"]).await.unwrap();
+    let mut cfg = server.config("kvtier", "p");
+    cfg.backpressure = Backpressure::Wait;
+    (dir, server, cfg)
+}
+
+/// `a` stores blocks `0..n`, then closes.
+async fn store_and_close(a: Arc<RemoteTier>, n: u128) -> Arc<RemoteTier> {
+    for i in 0..n {
+        a.store(block(i)).await;
+    }
+    a.close().await;
+    a
+}
+
+/// A node that stored blocks `0..n` and closed.
+async fn stored(cfg: RemoteConfig, n: u128) -> Arc<RemoteTier> {
+    store_and_close(open(cfg).await, n).await
+}
+
 async fn count_objects(store: &dyn ObjectStore, dir: &Path) -> usize {
     use futures::StreamExt;
     store
@@ -87,25 +111,11 @@ async fn s3_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_leave_one_object_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = S3Server::start(dir.path(), &["kvtier"]).await.unwrap();
-    let mut cfg = server.config("kvtier", "p");
-    cfg.backpressure = Backpressure::Wait;
+    let (_dir, server, cfg) = server().await;
     let a = open(cfg.clone()).await;
     let b = open(cfg).await;
-    let (ra, rb) = (a.clone(), b.clone());
-    let ta = tokio::spawn(async move {
-        for i in 0..50 {
-            ra.store(block(i)).await;
-        }
-        ra.close().await;
-    });
-    let tb = tokio::spawn(async move {
-        for i in 0..50 {
-            rb.store(block(i)).await;
-        }
-        rb.close().await;
-    });
+    let ta = tokio::spawn(store_and_close(a.clone(), 50));
+    let tb = tokio::spawn(store_and_close(b.clone(), 50));
     ta.await.unwrap();
     tb.await.unwrap();
     let (sa, sb) = (a.stats(), b.stats());
@@ -120,15 +130,8 @@ async fn concurrent_writers_leave_one_object_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_objects_are_misses_and_self_heal() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = S3Server::start(dir.path(), &["kvtier"]).await.unwrap();
-    let mut cfg = server.config("kvtier", "p");
-    cfg.backpressure = Backpressure::Wait;
-    let a = open(cfg.clone()).await;
-    for i in 0..8 {
-        a.store(block(i)).await;
-    }
-    a.close().await;
+    let (_dir, server, cfg) = server().await;
+    stored(cfg.clone(), 8).await;
     let b = open(cfg).await;
     let store = server.object_store("kvtier");
     let key = |i: u128| kvtier_remote::format::object_key(b.dir(), SequenceHash(i));
@@ -178,11 +181,7 @@ async fn listing_drops_entries_deleted_elsewhere() {
     let cfg = RemoteConfig::new(format!("file://{}/g4", dir.path().display()));
     let mut w = cfg.clone();
     w.backpressure = Backpressure::Wait;
-    let a = open(w).await;
-    for i in 0..10 {
-        a.store(block(i)).await;
-    }
-    a.close().await;
+    stored(w, 10).await;
     let b = open(cfg.clone()).await;
     assert_eq!(b.index_len(), 10);
     let (store, _) = cfg.open_store().unwrap();
@@ -199,9 +198,8 @@ async fn listing_drops_entries_deleted_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_backpressure_never_queues() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = S3Server::start(dir.path(), &["kvtier"]).await.unwrap();
-    let mut cfg = server.config("kvtier", "p");
+    let (_dir, _server, mut cfg) = server().await;
+    cfg.backpressure = Backpressure::Skip;
     cfg.in_flight = 1;
     let a = open(cfg).await;
     let mut offered = 0;
@@ -219,10 +217,7 @@ async fn skip_backpressure_never_queues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermark_eviction_keeps_under_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = S3Server::start(dir.path(), &["kvtier"]).await.unwrap();
-    let mut cfg = server.config("kvtier", "p");
-    cfg.backpressure = Backpressure::Wait;
+    let (_dir, server, mut cfg) = server().await;
     let obj = (64 + 512) as u64;
     cfg.capacity = 40 * obj;
     let a = open(cfg).await;
@@ -247,10 +242,7 @@ async fn watermark_eviction_keeps_under_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_server_costs_misses_within_the_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = S3Server::start(dir.path(), &["kvtier"]).await.unwrap();
-    let mut cfg = server.config("kvtier", "p");
-    cfg.backpressure = Backpressure::Wait;
+    let (_dir, mut server, mut cfg) = server().await;
     cfg.deadline_ms = 300;
     cfg.request_timeout_ms = 500;
     cfg.retries = 1;

@@ -1,7 +1,7 @@
 //! The identity of a G3 directory ([`G3Header`]), how it is compared with
 //! what the caller expects, and what to do on a mismatch.
 
-use kvtier_memory::{BlockShape, LayoutKind};
+use kvtier_memory::{layout_fingerprint, BlockShape, LayoutKind};
 
 /// Default G3 directory format version for [`G3Header::new`].
 pub const FORMAT_VERSION: u32 = 1;
@@ -36,27 +36,6 @@ impl G3Header {
     pub fn for_layout(shape: &BlockShape, kind: LayoutKind, salt: u64, num_blocks: u64) -> Self {
         G3Header::new(layout_fingerprint(shape, kind), salt, num_blocks)
     }
-}
-
-/// Identity of a G3 directory's contents: block shape and arrangement.
-/// Two configurations with different fingerprints never read each other's
-/// blocks as KV.
-pub fn layout_fingerprint(shape: &BlockShape, kind: LayoutKind) -> u64 {
-    let mut b = Vec::with_capacity(48);
-    for v in [
-        shape.num_layers,
-        shape.block_size,
-        shape.kv_heads,
-        shape.head_dim,
-        shape.dtype_bytes,
-        match kind {
-            LayoutKind::FullyContiguous => 1,
-            LayoutKind::LayerSeparate => 2,
-        },
-    ] {
-        b.extend_from_slice(&(v as u64).to_le_bytes());
-    }
-    xxhash_rust::xxh3::xxh3_64(&b)
 }
 
 /// What opening does with a journal written for another [`G3Header`], an

@@ -125,7 +125,9 @@ pub use dir::{open_g3, G3Open, G3Options};
 pub use error::JournalError;
 pub use format::{Entry, Record, RECORD_BYTES};
 pub use group::GroupJournal;
-pub use header::{layout_fingerprint, G3Header, HeaderField, OnMismatch, FORMAT_VERSION};
+pub use header::{G3Header, HeaderField, OnMismatch, FORMAT_VERSION};
+/// The fingerprint a G3 header holds ([`G3Header::layout_fingerprint`]).
+pub use kvtier_memory::layout_fingerprint;
 pub use lock::G3Dir;
 pub use recovery::Recovery;
 pub use verify::{verify_full, verify_full_with};

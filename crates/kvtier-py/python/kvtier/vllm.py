@@ -32,6 +32,9 @@ from vllm.v1.kv_offload.tiering.base import JobResult, SecondaryTierManager, Tra
 
 from kvtier._native import Store
 
+_HIT = LookupResult.HIT
+_MISS = LookupResult.MISS
+
 if TYPE_CHECKING:
     from vllm.v1.kv_offload.base import OffloadingSpec
     from vllm.v1.kv_offload.tiering.backpressure import BackpressureDetector
@@ -90,6 +93,7 @@ class KvtierTier(SecondaryTierManager):
         ns = namespace or namespace_of(offloading_spec, self.block_size_bytes)
         self._store = Store(self.block_size_bytes, path=path, config=config, namespace=ns)
         self._store.attach(primary_kv_view)
+        self._contains = self._store.contains
         self._jobs: dict[int, tuple[str, list[OffloadKey]]] = {}
         #: Keys stored and loaded by finished jobs (for tests and metrics).
         self.stats = {"stored_keys": 0, "loaded_keys": 0, "failed_keys": 0}
@@ -103,22 +107,21 @@ class KvtierTier(SecondaryTierManager):
         return self._store
 
     def lookup(self, key: OffloadKey, req_context: ReqContext) -> LookupResult:
-        return LookupResult.HIT if self._store.contains(key) else LookupResult.MISS
+        # The scheduler asks key by key: one probe of kvtier's indexes, no
+        # per-call attribute lookups.
+        return _HIT if self._contains(key) else _MISS
 
     def submit_store(self, job_metadata: TransferJob) -> None:
-        keys = list(job_metadata.keys)
-        self._jobs[job_metadata.job_id] = ("store", keys)
-        try:
-            self._store.submit_store(job_metadata.job_id, keys, job_metadata.chunk_ids)
-        except BaseException:
-            self._jobs.pop(job_metadata.job_id, None)
-            raise
+        self._submit("store", self._store.submit_store, job_metadata)
 
     def submit_load(self, job_metadata: TransferJob) -> None:
+        self._submit("load", self._store.submit_load, job_metadata)
+
+    def _submit(self, kind: str, submit, job_metadata: TransferJob) -> None:
         keys = list(job_metadata.keys)
-        self._jobs[job_metadata.job_id] = ("load", keys)
+        self._jobs[job_metadata.job_id] = (kind, keys)
         try:
-            self._store.submit_load(job_metadata.job_id, keys, job_metadata.chunk_ids)
+            submit(job_metadata.job_id, keys, job_metadata.chunk_ids)
         except BaseException:
             self._jobs.pop(job_metadata.job_id, None)
             raise

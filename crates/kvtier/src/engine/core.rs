@@ -37,6 +37,9 @@ struct Shared {
     /// Keys of stored blocks, by hash, while events are on (to name removed
     /// blocks by their engine key).
     keys: Mutex<HashMap<SequenceHash, Vec<u8>>>,
+    /// Store batches take turns here to check for room and allocate (see
+    /// the transfer module).
+    store_gate: tokio::sync::Mutex<()>,
 }
 
 /// kvtier as an engine's storage tier; see the [module docs](self).
@@ -91,6 +94,7 @@ impl EngineCore {
             batch: (g1 / 4).clamp(1, 1024),
             sink: RwLock::new(None),
             keys: Mutex::new(HashMap::new()),
+            store_gate: tokio::sync::Mutex::new(()),
         });
         Ok(EngineCore {
             shared,
@@ -135,6 +139,11 @@ impl EngineCore {
         self.shared.cache.read().clone().ok_or(EngineError::Closed)
     }
 
+    /// The tiers' counters: blocks moved, dropped, failing verification.
+    pub fn cache_metrics(&self) -> Result<kvtier_offload::MetricsSnapshot, EngineError> {
+        Ok(self.cache()?.metrics())
+    }
+
     /// Whether [`EngineCore::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -150,25 +159,39 @@ impl EngineCore {
     /// How many of `keys`, from the first, some tier holds (a block is held
     /// once the job that stored it was reported).
     pub fn lookup<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<usize, EngineError> {
+        self.lookup_hashes(&self.hasher.hash_all(keys))
+    }
+
+    /// [`EngineCore::lookup`] of keys already hashed with
+    /// [`EngineCore::hasher`] (one lock per tier for the whole batch).
+    pub fn lookup_hashes(&self, hashes: &[SequenceHash]) -> Result<usize, EngineError> {
         self.check_open()?;
-        let hashes = self.hasher.hash_all(keys);
         let held = transfer::present(
             self.shared
                 .cache
                 .read()
                 .as_ref()
                 .ok_or(EngineError::Closed)?,
-            &hashes,
+            hashes,
         );
         Ok(held.iter().take_while(|&&b| b).count())
     }
 
     /// Whether some tier holds `key`.
     pub fn contains(&self, key: &[u8]) -> Result<bool, EngineError> {
+        self.contains_hash(self.hasher.hash(key))
+    }
+
+    /// [`EngineCore::contains`] of a key already hashed with
+    /// [`EngineCore::hasher`]: a probe of each tier's index, nothing
+    /// allocated but the answers.
+    pub fn contains_hash(&self, hash: SequenceHash) -> Result<bool, EngineError> {
         self.check_open()?;
-        let h = [self.hasher.hash(key)];
         let cache = self.shared.cache.read();
-        Ok(transfer::present(cache.as_ref().ok_or(EngineError::Closed)?, &h)[0])
+        Ok(transfer::holds(
+            cache.as_ref().ok_or(EngineError::Closed)?,
+            hash,
+        ))
     }
 
     /// Store chunk `chunks[i]` of `buffer` under `keys[i]`, on a worker
@@ -185,8 +208,7 @@ impl EngineCore {
         chunks: &[i64],
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
-        self.check_open()?;
-        let chunks = buffer.check_chunks(self.shared.block_bytes, chunks)?;
+        let chunks = self.buffer_chunks(buffer, chunks)?;
         // SAFETY: forwarded from this function's contract.
         unsafe { self.submit_store_chunks(job, keys, chunks) }
     }
@@ -211,7 +233,7 @@ impl EngineCore {
             .is_some()
             .then(|| keys.iter().map(|k| k.as_ref().to_vec()).collect());
         self.spawn(job, async move {
-            let (result, fresh) = transfer::store(&cache, input).await;
+            let (result, fresh) = transfer::store(&cache, &shared.store_gate, input).await;
             let sink = shared.sink.read().clone();
             if let (Some(sink), Some(keys)) = (sink, event_keys) {
                 if !fresh.is_empty() {
@@ -237,8 +259,7 @@ impl EngineCore {
         chunks: &[i64],
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
-        self.check_open()?;
-        let chunks = buffer.check_chunks(self.shared.block_bytes, chunks)?;
+        let chunks = self.buffer_chunks(buffer, chunks)?;
         // SAFETY: forwarded from this function's contract.
         unsafe { self.submit_load_chunks(job, keys, chunks) }
     }
@@ -261,6 +282,11 @@ impl EngineCore {
             let result = transfer::load(&cache, input).await;
             shared.jobs.finish(result);
         })
+    }
+
+    fn buffer_chunks(&self, buffer: HostBuffer, chunks: &[i64]) -> Result<Chunks, EngineError> {
+        self.check_open()?;
+        buffer.check_chunks(self.shared.block_bytes, chunks)
     }
 
     fn job_input<K: AsRef<[u8]>>(

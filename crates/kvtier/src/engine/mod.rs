@@ -31,6 +31,10 @@ mod publish;
 mod transfer;
 
 #[cfg(test)]
+mod burst_tests;
+#[cfg(test)]
+mod test_util;
+#[cfg(test)]
 mod tests;
 
 pub use self::buffer::{Chunks, HostBuffer};
@@ -40,3 +44,5 @@ pub use self::error::EngineError;
 pub use self::events::{EngineEvent, EngineEventSink};
 pub use self::jobs::JobResult;
 pub use self::keys::KeyHasher;
+/// The 128-bit block identity engine keys map to ([`KeyHasher`]).
+pub use kvtier_logical::SequenceHash;

@@ -1,6 +1,7 @@
 //! Engine-core tests: round trips, corruption, drain, reopen, the lock,
 //! events, bad input.
 
+use super::test_util::{buf, keys, pattern_of};
 use super::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,22 +28,8 @@ fn open(dir: &Path) -> EngineCore {
     .unwrap()
 }
 
-fn keys(n: usize, tag: u8) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| [vec![tag; 4], (i as u64).to_le_bytes().to_vec()].concat())
-        .collect()
-}
-
 fn pattern(n: usize, tag: u8) -> Vec<u64> {
-    // u64 storage: 8-byte aligned.
-    (0..n * BB / 8)
-        .map(|i| (i as u64).wrapping_mul(0x9e37_79b9) ^ tag as u64)
-        .collect()
-}
-
-fn buf(v: &mut [u64]) -> HostBuffer {
-    // SAFETY: the vector outlives every job in these tests (each drains).
-    unsafe { HostBuffer::new(v.as_mut_ptr().cast(), v.len() * 8) }
+    pattern_of(n, tag, BB)
 }
 
 fn store_all(core: &EngineCore, job: u64, keys: &[Vec<u8>], data: &mut [u64]) -> JobResult {

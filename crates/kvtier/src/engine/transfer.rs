@@ -1,11 +1,20 @@
 //! The bodies of store and load jobs, run on the core's worker threads
 //! against the tiered cache.
+//!
+//! A load reads each block where it lies (G1, G2 or G3), verified, straight
+//! into its chunk: it takes no slot in any tier, so a burst of stores
+//! filling the host tiers cannot make it fail. A store is admitted batch by
+//! batch through one gate: a batch goes ahead once the host tier below the
+//! staging tier has room for what the batch evicts, so an acknowledged
+//! block is never dropped for want of room; a batch that waits too long is
+//! refused (its keys fail: a failed store costs the engine nothing, it keeps
+//! its own copy).
 
 use crate::engine::buffer::Chunks;
 use crate::engine::jobs::JobResult;
 use kvtier_logical::{BlockSpec, SequenceHash, Tier};
 use kvtier_offload::{OffloadError, TieredCache};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One job's inputs: hashes and chunk indices (checked), the buffer.
 pub(crate) struct JobInput {
@@ -52,11 +61,25 @@ pub(crate) fn present(cache: &TieredCache, hashes: &[SequenceHash]) -> Vec<bool>
     out
 }
 
+/// Whether some tier holds `hash` (one probe per tier's index).
+pub(crate) fn holds(cache: &TieredCache, hash: SequenceHash) -> bool {
+    let one = std::slice::from_ref(&hash);
+    Tier::ALL
+        .into_iter()
+        .filter_map(|t| cache.store(t))
+        .any(|s| s.contains_all(one)[0])
+        || cache.shared_contains(one)[0]
+}
+
 /// Store: keys some tier holds already succeed as they are; the others are
 /// copied from their chunks into fresh blocks and registered (write-through
 /// carries them down to G3). Returns the result and the positions stored
 /// anew.
-pub(crate) async fn store(cache: &TieredCache, input: JobInput) -> (JobResult, Vec<usize>) {
+pub(crate) async fn store(
+    cache: &TieredCache,
+    gate: &tokio::sync::Mutex<()>,
+    input: JobInput,
+) -> (JobResult, Vec<usize>) {
     let n = input.hashes.len();
     let held = present(cache, &input.hashes);
     let mut ok = held.clone();
@@ -67,7 +90,7 @@ pub(crate) async fn store(cache: &TieredCache, input: JobInput) -> (JobResult, V
     let mut fresh = Vec::with_capacity(todo.len());
     let mut bytes = 0u64;
     for part in todo.chunks(input.batch.max(1)) {
-        match store_part(cache, &input, part).await {
+        match store_part(cache, gate, &input, part).await {
             Ok(()) => {
                 for &i in part {
                     ok[i] = true;
@@ -90,14 +113,69 @@ pub(crate) async fn store(cache: &TieredCache, input: JobInput) -> (JobResult, V
     (finish(&input, ok, bytes), fresh)
 }
 
+/// How long a store batch waits for room below the staging tier before it
+/// is refused.
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
+/// Why a store batch did not go ahead.
+#[derive(Debug, thiserror::Error)]
+enum StoreRefused {
+    #[error(transparent)]
+    Offload(#[from] OffloadError),
+    #[error(
+        "no room for {need} blocks below the staging tier after {STORE_WAIT:?} \
+         (the host tier is full of blocks still being written to disk)"
+    )]
+    NoRoom { need: usize },
+}
+
+/// Blocks `tier` can take without dropping anything: free slots plus
+/// registered blocks nobody uses.
+fn room(cache: &TieredCache, tier: Tier) -> Option<usize> {
+    let m = cache.store(tier)?.metrics();
+    Some((m.free + m.inactive) as usize)
+}
+
+/// Wait (bounded) until allocating `n` staging blocks can move every block
+/// it evicts down into G2: allocation evicts up to `n - free` staging
+/// blocks, and each must find a slot in G2 that is free or holds a block
+/// nobody uses (not one still queued for the disk), or it would be dropped.
+async fn wait_for_room(cache: &TieredCache, n: usize) -> Result<(), StoreRefused> {
+    let deadline = Instant::now() + STORE_WAIT;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let g1_free = cache
+            .store(Tier::G1)
+            .map_or(0, |s| s.metrics().free as usize);
+        let need = n.saturating_sub(g1_free);
+        match room(cache, Tier::G2) {
+            Some(r) if r < need => {}
+            // Enough room (or no G2: nothing to drop into).
+            _ => return Ok(()),
+        }
+        if Instant::now() >= deadline {
+            return Err(StoreRefused::NoRoom { need });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
 async fn store_part(
     cache: &TieredCache,
+    gate: &tokio::sync::Mutex<()>,
     input: &JobInput,
     part: &[usize],
-) -> Result<(), OffloadError> {
+) -> Result<(), StoreRefused> {
     let specs: Vec<BlockSpec> = part.iter().map(|&i| spec(input.hashes[i])).collect();
     let mut req = cache.request_with_specs(specs);
-    let blocks = req.allocate_rest().await?;
+    // One batch at a time checks for room and allocates (evicting into the
+    // room it saw); the copies in and the registration run in parallel.
+    let blocks = {
+        let _turn = gate.lock().await;
+        wait_for_room(cache, part.len()).await?;
+        req.allocate_rest().await?
+    };
     let written = req
         .write(blocks, |pos, dst| {
             // SAFETY: chunks checked at submission; the caller keeps them
@@ -109,64 +187,82 @@ async fn store_part(
     Ok(())
 }
 
-/// How often a load asks again (for a block an index still holds, or for
-/// room to stage it): back-offs of 0.2 ms doubling, about 0.2 s in all.
+/// How often a load asks again for a block an index still holds (caught
+/// moving between tiers, or room to stage one from the shared tier):
+/// back-offs of 0.2 ms doubling, about 0.2 s in all.
 const LOAD_RETRIES: u32 = 10;
 
 async fn backoff(retries: &mut u32) {
-    tokio::time::sleep(std::time::Duration::from_micros(200 << *retries)).await;
+    tokio::time::sleep(Duration::from_micros(200 << *retries)).await;
     *retries += 1;
 }
 
-/// Load: each batch is onboarded into the staging tier (verified on the
-/// way up) and copied out to its chunks. The keys loaded form a prefix: at
-/// the first key missing or failing verification, the rest fail and their
-/// chunks are left untouched.
+/// Load: each batch is read where it lies, verified, straight into its
+/// chunks; what that misses (blocks only in the shared tier, a block caught
+/// moving between tiers) is onboarded through the staging tier. The keys
+/// loaded form a prefix: at the first key missing or failing verification,
+/// the rest fail and their chunks are left untouched.
 pub(crate) async fn load(cache: &TieredCache, input: JobInput) -> JobResult {
     let n = input.hashes.len();
-    let mut ok = vec![false; n];
-    let mut bytes = 0u64;
     let mut done = 0usize;
     let mut retries = 0;
     while done < n {
         let end = (done + input.batch.max(1)).min(n);
-        match load_part(cache, &input, done, end).await {
-            Ok(got) => {
-                for flag in &mut ok[done..done + got] {
-                    *flag = true;
-                }
-                bytes += (got * input.block_bytes) as u64;
-                if got < end - done {
-                    // A block moving between tiers (written back, evicted
-                    // above while registered below) can be missed by one
-                    // onboard; if an index still holds it, ask again.
-                    let next = [input.hashes[done + got]];
-                    if retries < LOAD_RETRIES && present(cache, &next)[0] {
-                        backoff(&mut retries).await;
-                        done += got;
-                        continue;
-                    }
-                    break;
-                }
-            }
-            // No room to stage the blocks (the tiers below are busy writing
-            // earlier stores through): wait a little, bounded, then fail.
-            Err(e) if retries < LOAD_RETRIES => {
-                tracing::debug!("kvtier engine: load job {}: {e}; retrying", input.job);
-                backoff(&mut retries).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!("kvtier engine: load job {} failed: {e}", input.job);
-                break;
-            }
+        match read_part(cache, &input, done, end).await {
+            Ok(got) => done += got,
+            Err(e) => tracing::debug!("kvtier engine: load job {}: {e}", input.job),
         }
-        done = end;
+        if done == end {
+            continue;
+        }
+        match onboard_part(cache, &input, done, end).await {
+            Ok(got) => done += got,
+            Err(e) => tracing::debug!("kvtier engine: load job {}: {e}", input.job),
+        }
+        if done == end {
+            continue;
+        }
+        // Still held somewhere: ask again after a pause, bounded.
+        let next = [input.hashes[done]];
+        if retries < LOAD_RETRIES && present(cache, &next)[0] {
+            backoff(&mut retries).await;
+            continue;
+        }
+        tracing::debug!(
+            "kvtier engine: load job {}: {} of {n} keys loaded",
+            input.job,
+            done
+        );
+        break;
     }
-    finish(&input, ok, bytes)
+    let mut ok = vec![false; n];
+    ok[..done].fill(true);
+    finish(&input, ok, (done * input.block_bytes) as u64)
 }
 
-async fn load_part(
+/// Read positions `start..end` where they lie into their chunks; returns
+/// how many (a prefix) were read.
+async fn read_part(
+    cache: &TieredCache,
+    input: &JobInput,
+    start: usize,
+    end: usize,
+) -> Result<usize, OffloadError> {
+    let specs: Vec<BlockSpec> = input.hashes[start..end].iter().map(|&h| spec(h)).collect();
+    let mut req = cache.request_with_specs(specs);
+    let (read, _failed) = req
+        .read_matched(|pos, src| {
+            // SAFETY: chunks checked at submission; the caller keeps them
+            // valid and leaves them alone until this job is reported.
+            unsafe { input.chunks.write(start + pos, src) };
+        })
+        .await?;
+    Ok(read)
+}
+
+/// Onboard positions `start..end` into the staging tier (verified on the
+/// way up) and copy them out to their chunks; returns how many (a prefix).
+async fn onboard_part(
     cache: &TieredCache,
     input: &JobInput,
     start: usize,
@@ -178,8 +274,7 @@ async fn load_part(
     let got = req.held();
     let positions: Vec<usize> = (0..got).collect();
     req.read_back(&positions, |pos, src| {
-        // SAFETY: chunks checked at submission; the caller keeps them valid
-        // and leaves them alone until this job is reported.
+        // SAFETY: as in `read_part`.
         unsafe { input.chunks.write(start + pos, src) };
     })
     .await?;
