@@ -177,12 +177,15 @@ def python_share(tier, view, n_jobs=30):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer blocks (a smoke run)")
+    ap.add_argument("--sizes", default="64KiB,2MiB", help="block sizes to run (64KiB, 2MiB)")
     args = ap.parse_args()
     # (layers, kv heads, head dim) -> bytes per 16-token bf16 block = 2*L*H*D*2*16
     shapes = [("64KiB", 4, 2, 128, 512 if args.quick else 2048),
               ("2MiB", 32, 8, 128, 16 if args.quick else 128)]
     out = []
     for label, layers, heads, dim, n in shapes:
+        if label not in args.sizes.split(","):
+            continue
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
             bb = 2 * layers * heads * dim * 2 * BLOCK
             s, manager = build(tmp, layers, heads, dim, 2 * n + 2 * BATCH, bb)
