@@ -25,6 +25,8 @@
 #[macro_use]
 mod registry;
 
+#[cfg(test)]
+mod by_hand;
 mod classes;
 #[cfg(test)]
 mod gate_tests;
