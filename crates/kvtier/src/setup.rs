@@ -313,10 +313,20 @@ pub fn build(
         };
         memories.push((tier, choice));
         tiers[tier.index()] = Some(TierSetup {
-            store: StoreConfig::new(tier, tc.blocks).with_policy(
-                tc.policy
-                    .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(tier)),
-            ),
+            store: {
+                let mut store = StoreConfig::new(tier, tc.blocks).with_policy(
+                    tc.policy
+                        .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(tier)),
+                );
+                // `gated-duel` weighs its order by the hits of this tier and
+                // the ones below it together (they hold its victims).
+                store.policy_params.gated_duel.duel_below_blocks = Tier::ALL
+                    .iter()
+                    .filter(|t| t.index() > tier.index())
+                    .map(|&t| config.tier(t).blocks as u64)
+                    .sum();
+                store
+            },
             memory,
         });
     }
