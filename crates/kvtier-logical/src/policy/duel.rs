@@ -17,6 +17,7 @@
 //! miniature is `duel_hysteresis` differing samples behind. Only sampled
 //! accesses touch the miniatures: two small tables per `rate` accesses.
 
+use super::classes::Classes;
 use super::gated::{GatedLru, GatedParams, Verdicts};
 use super::shadow::{KeyIndex, ShadowLru};
 use super::{BuildPolicy, EvictionPolicy, SlotId};
@@ -24,7 +25,7 @@ use crate::hash::SequenceHash;
 
 /// Entries a miniature keeps at least (the sampling rate is lowered for
 /// small tiers).
-const MIN_ENTRIES: usize = 64;
+const MIN_ENTRIES: usize = 32;
 
 /// The miniature of `gated-lru`: a [`GatedLru`] over slots
 /// `0..capacity`, indexed by the sampled keys.
@@ -75,7 +76,7 @@ impl MiniGated {
         if let Some(s) = self.index.get(key) {
             self.gated.remove(s);
             self.gated.mini_hit(s);
-            self.gated.place(s, after_register, verdicts);
+            self.gated.place(s, after_register, Some(verdicts));
             return true;
         }
         let s: SlotId = if self.used < self.cap {
@@ -96,7 +97,7 @@ impl MiniGated {
         };
         self.index.insert(key, s);
         self.gated.mini_register(s, remix(key), cont);
-        self.gated.place(s, after_register, verdicts);
+        self.gated.place(s, after_register, Some(verdicts));
         false
     }
 }
@@ -154,9 +155,13 @@ impl Duel {
         hash: SequenceHash,
         after_register: bool,
         cont: bool,
-        verdicts: Verdicts,
+        classes: &Classes,
     ) -> Option<bool> {
         let key = self.lru.sampled(hash)?;
+        let verdicts = Verdicts {
+            tails_wasted: classes.tails_wasted(),
+            continuations_pay: classes.continuations_pay(),
+        };
         self.sampled_access(key, after_register, cont, verdicts)
     }
 
@@ -213,7 +218,7 @@ mod tests {
         };
         let mut d = Duel::new(cap, &params);
         for k in keys {
-            d.access(test_hash(k), false, false, V);
+            d.sampled_access(d.lru.sampled(test_hash(k)).unwrap(), false, false, V);
         }
         d
     }

@@ -484,10 +484,16 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
 
     /// List a block that became inactive (the body of `insert`):
     /// `after_register` says it is the first release after the request's
-    /// registrations (its tail), `verdicts` are the class verdicts to apply.
-    /// Returns the node's flags before the call.
+    /// registrations (its tail), `verdicts` are the class verdicts to apply
+    /// (`None`: the tier's own, read only where needed). Returns the node's
+    /// flags before the call.
     #[inline(always)]
-    pub(super) fn place(&mut self, slot: SlotId, after_register: bool, verdicts: Verdicts) -> u8 {
+    pub(super) fn place(
+        &mut self,
+        slot: SlotId,
+        after_register: bool,
+        verdicts: Option<Verdicts>,
+    ) -> u8 {
         self.clock = self.clock.wrapping_add(1);
         let clock = self.clock;
         let proven_min = self.proven_min;
@@ -497,7 +503,15 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         let seen_twice = freq >= proven_min;
         let is_tail = after_register && !seen_twice;
         n.flags = if is_tail { flags | TAIL } else { flags & !TAIL };
-        if seen_twice || (flags & CONT != 0 && verdicts.continuations_pay) {
+        let continuations_pay = |c: &Classes| match verdicts {
+            Some(v) => v.continuations_pay,
+            None => c.continuations_pay(),
+        };
+        let tails_wasted = |c: &Classes| match verdicts {
+            Some(v) => v.tails_wasted,
+            None => c.tails_wasted(),
+        };
+        if seen_twice || (flags & CONT != 0 && continuations_pay(&self.classes)) {
             self.link_back(PROVEN, slot);
             // In LRU order (`gated-duel`), nothing is demoted: the order
             // ignores the segments, and the overflow is demoted once the
@@ -512,7 +526,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
                 }
                 self.link_back(NEW, f);
             }
-        } else if is_tail && verdicts.tails_wasted {
+        } else if is_tail && tails_wasted(&self.classes) {
             self.link_front(NEW, slot);
         } else {
             self.link_back(NEW, slot);
@@ -593,14 +607,11 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
     fn insert(&mut self, slot: SlotId, info: &BlockInfo) {
         self.check(slot);
         let after_register = self.classes.take_after_register();
-        let verdicts = Verdicts {
-            tails_wasted: self.classes.tails_wasted(),
-            continuations_pay: self.classes.continuations_pay(),
-        };
-        let flags = self.place(slot, after_register, verdicts);
+        let flags = self.place(slot, after_register, None);
         if DUEL {
             if let Some(d) = &mut self.duel {
-                if let Some(lru) = d.access(info.hash, after_register, flags & CONT != 0, verdicts)
+                if let Some(lru) =
+                    d.access(info.hash, after_register, flags & CONT != 0, &self.classes)
                 {
                     self.lru_order = lru;
                 }
