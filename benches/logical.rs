@@ -103,6 +103,21 @@ fn micro<'a>(c: &'a mut Criterion, name: &str) -> (BenchmarkGroup<'a, WallTime>,
     (g, store, n)
 }
 
+/// One timed match of the whole of `hashes` (then released, untimed).
+#[inline(always)]
+fn timed_match(
+    store: &BlockStore,
+    hashes: &[SequenceHash],
+    out: &mut Vec<ImmutableBlock>,
+) -> Duration {
+    let start = Instant::now();
+    let k = store.match_prefix_into(black_box(hashes), out);
+    let t = start.elapsed();
+    assert_eq!(k, CHAIN);
+    store.release(out.drain(..).rev());
+    t
+}
+
 fn bench_match(c: &mut Criterion) {
     let mut g = config(c, "match");
     g.throughput(Throughput::Elements(CHAIN as u64));
@@ -114,14 +129,7 @@ fn bench_match(c: &mut Criterion) {
     put(&store, &hashes, &mut keep);
     let mut out = Vec::with_capacity(CHAIN);
     g.bench_function("active_hits", |b| {
-        per_iter(b, || {
-            let start = Instant::now();
-            let k = store.match_prefix_into(black_box(&hashes), &mut out);
-            let t = start.elapsed();
-            assert_eq!(k, CHAIN);
-            store.release(out.drain(..).rev());
-            t
-        })
+        per_iter(b, || timed_match(&store, &hashes, &mut out))
     });
     drop(keep);
 
@@ -129,50 +137,60 @@ fn bench_match(c: &mut Criterion) {
     let (store, n) = full_store();
     let hashes = chain(n - 1);
     g.bench_function("inactive_hits", |b| {
+        per_iter(b, || timed_match(&store, &hashes, &mut out))
+    });
+}
+
+/// A micro bench over a full store: each step takes the next new chain,
+/// runs `timed` (which fills `held` with the chain registered and returns
+/// the time of its timed part), then releases the chain (untimed).
+fn chain_bench(
+    c: &mut Criterion,
+    group: &str,
+    name: &str,
+    mut timed: impl FnMut(
+        &BlockStore,
+        &[SequenceHash],
+        &mut Vec<MutableBlock>,
+        &mut Vec<ImmutableBlock>,
+    ) -> Duration,
+) {
+    let (mut g, store, mut n) = micro(c, group);
+    let (mut fresh, mut held) = (Vec::with_capacity(CHAIN), Vec::with_capacity(CHAIN));
+    g.bench_function(name, |b| {
         per_iter(b, || {
-            let start = Instant::now();
-            let k = store.match_prefix_into(black_box(&hashes), &mut out);
-            let t = start.elapsed();
-            assert_eq!(k, CHAIN);
-            store.release(out.drain(..).rev());
+            let hashes = chain(n);
+            n += 1;
+            let t = timed(&store, &hashes, &mut fresh, &mut held);
+            store.release(held.drain(..).rev());
             t
         })
     });
 }
 
 fn bench_allocate(c: &mut Criterion) {
-    let (mut g, store, mut n) = micro(c, "allocate");
-    let (mut fresh, mut held) = (Vec::with_capacity(CHAIN), Vec::with_capacity(CHAIN));
-    g.bench_function("with_eviction", |b| {
-        per_iter(b, || {
+    chain_bench(
+        c,
+        "allocate",
+        "with_eviction",
+        |store, hashes, fresh, held| {
             let start = Instant::now();
-            store.allocate_into(CHAIN, &mut fresh, None).unwrap();
+            store.allocate_into(CHAIN, fresh, None).unwrap();
             let t = start.elapsed();
             // Refill (untimed) so the next allocation evicts again.
-            let hashes = chain(n);
-            n += 1;
-            store.register_into(complete(&mut fresh, &hashes), &mut held);
-            store.release(held.drain(..).rev());
+            store.register_into(complete(fresh, hashes), held);
             t
-        })
-    });
+        },
+    );
 }
 
 fn bench_register(c: &mut Criterion) {
-    let (mut g, store, mut n) = micro(c, "register");
-    let (mut fresh, mut held) = (Vec::with_capacity(CHAIN), Vec::with_capacity(CHAIN));
-    g.bench_function("chain", |b| {
-        per_iter(b, || {
-            let hashes = chain(n);
-            n += 1;
-            store.allocate_into(CHAIN, &mut fresh, None).unwrap();
-            let blocks: Vec<_> = complete(&mut fresh, &hashes).collect();
-            let start = Instant::now();
-            store.register_into(blocks, &mut held);
-            let t = start.elapsed();
-            store.release(held.drain(..).rev());
-            t
-        })
+    chain_bench(c, "register", "chain", |store, hashes, fresh, held| {
+        store.allocate_into(CHAIN, fresh, None).unwrap();
+        let blocks: Vec<_> = complete(fresh, hashes).collect();
+        let start = Instant::now();
+        store.register_into(blocks, held);
+        start.elapsed()
     });
 }
 

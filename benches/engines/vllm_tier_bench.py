@@ -27,58 +27,29 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from vllm.config import CacheConfig, DeviceConfig, KVTransferConfig, ModelConfig, SchedulerConfig, VllmConfig  # noqa: E402
-from vllm.v1.core.sched.scheduler import Scheduler  # noqa: E402
-from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec  # noqa: E402
 from vllm.v1.kv_offload.base import LookupResult, ReqContext, make_offload_key  # noqa: E402
 from vllm.v1.kv_offload.tiering.base import TransferJob  # noqa: E402
 from vllm.v1.kv_offload.tiering.factory import SecondaryTierFactory  # noqa: E402
-from vllm.v1.structured_output import StructuredOutputManager  # noqa: E402
 
-from kvtier.vllm import KvtierTier  # noqa: E402
+# The Scheduler rig shared with the vLLM contract test.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "kvtier-py", "tests"))
+from vllm_rig import make_scheduler, write_model  # noqa: E402
 
 BLOCK = 16
 BATCH = 64
 
 
 def build(tmp, layers, heads, head_dim, n_chunks, bytes_per_block):
-    d = os.path.join(tmp, "model")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-                   "hidden_size": heads * head_dim, "intermediate_size": 256,
-                   "num_attention_heads": heads, "num_key_value_heads": heads,
-                   "num_hidden_layers": layers, "vocab_size": 1000,
-                   "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}, f)
+    model = write_model(os.path.join(tmp, "model"), layers=layers, heads=heads, kv_heads=heads,
+                        head_dim=head_dim, max_len=4096, intermediate=256)
     tiers = [
         {"type": "fs", "root_dir": os.path.join(tmp, "fs")},
         {"type": "KvtierTier", "module_path": "kvtier.vllm", "path": os.path.join(tmp, "kvtier"),
-         "config": os.environ.get("KVTIER_CONFIG")},
+         "config": os.environ.get("KVTIER_CONFIG") or None},
     ]
-    vc = VllmConfig(
-        model_config=ModelConfig(model=d, tokenizer=d, skip_tokenizer_init=True, dtype="bfloat16",
-                                 seed=0, max_model_len=4096),
-        scheduler_config=SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=4096,
-                                         enable_chunked_prefill=True, is_encoder_decoder=False),
-        cache_config=CacheConfig(block_size=BLOCK, gpu_memory_utilization=0.9, cache_dtype="auto",
-                                 enable_prefix_caching=True),
-        kv_transfer_config=KVTransferConfig(
-            kv_connector="OffloadingConnector", kv_role="kv_both",
-            kv_connector_extra_config={"spec_name": "TieringOffloadingSpec",
-                                       "cpu_bytes_to_use": n_chunks * bytes_per_block,
-                                       "secondary_tiers": tiers}),
-        device_config=DeviceConfig("cpu"),
-    )
-    vc.cache_config.num_gpu_blocks = 64
-    names = [f"model.layers.{i}.self_attn.attn" for i in range(layers)]
-    kcc = KVCacheConfig(num_blocks=64, kv_cache_tensors=[], kv_cache_groups=[
-        KVCacheGroupSpec(names, FullAttentionSpec(block_size=BLOCK, num_kv_heads=heads, head_size=head_dim,
-                                                  dtype=torch.bfloat16))])
-    s = Scheduler(vllm_config=vc, kv_cache_config=kcc, structured_output_manager=StructuredOutputManager(vc),
-                  block_size=BLOCK)
-    manager = s.connector.connector_scheduler.manager
-    return s, manager
+    return make_scheduler(model, tiers, block=BLOCK, layers=layers, kv_heads=heads, head_size=head_dim,
+                          gpu_blocks=64, cpu_bytes=n_chunks * bytes_per_block, max_len=4096,
+                          max_batched_tokens=4096)
 
 
 def wait(tier, ids, timeout=600):
@@ -177,12 +148,15 @@ def python_share(tier, view, n_jobs=30):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer blocks (a smoke run)")
+    ap.add_argument("--sizes", default="64KiB,2MiB", help="block sizes to run (64KiB, 2MiB)")
     args = ap.parse_args()
     # (layers, kv heads, head dim) -> bytes per 16-token bf16 block = 2*L*H*D*2*16
     shapes = [("64KiB", 4, 2, 128, 512 if args.quick else 2048),
               ("2MiB", 32, 8, 128, 16 if args.quick else 128)]
     out = []
     for label, layers, heads, dim, n in shapes:
+        if label not in args.sizes.split(","):
+            continue
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
             bb = 2 * layers * heads * dim * 2 * BLOCK
             s, manager = build(tmp, layers, heads, dim, 2 * n + 2 * BATCH, bb)

@@ -38,60 +38,73 @@ const IMPL_NAME: &str = "kvbm-logical 1.6.1";
 /// Per-block metadata type of the manager: this benchmark attaches none.
 type Meta = ();
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Policy {
-    Lru,
-    MultiLru,
-    Lineage,
-    Fifo,
-}
+/// An option whose values are a table of names.
+trait Named: Copy + PartialEq + 'static {
+    /// What the option is called in errors.
+    const WHAT: &'static str;
+    /// Every value with its name.
+    const NAMES: &'static [(Self, &'static str)];
 
-impl Policy {
     fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "lru" => Self::Lru,
-            "multi-lru" => Self::MultiLru,
-            "lineage" => Self::Lineage,
-            "fifo" => Self::Fifo,
-            other => bail!("unknown policy {other:?} (expected lru|multi-lru|lineage|fifo)"),
-        })
+        match Self::NAMES.iter().find(|(_, name)| *name == s) {
+            Some((v, _)) => Ok(*v),
+            None => {
+                let names: Vec<&str> = Self::NAMES.iter().map(|(_, name)| *name).collect();
+                bail!(
+                    "unknown {} {s:?} (expected {})",
+                    Self::WHAT,
+                    names.join("|")
+                )
+            }
+        }
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Self::Lru => "lru",
-            Self::MultiLru => "multi-lru",
-            Self::Lineage => "lineage",
-            Self::Fifo => "fifo",
-        }
+        Self::NAMES
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map_or("?", |(_, name)| name)
     }
 }
 
-/// Order in which a request's blocks are released after it is served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Release {
-    /// What plain kvbm-logical usage does: the `Vec` of newly registered
-    /// suffix blocks is dropped first, then the `Vec` of matched prefix
-    /// blocks; a dropped `Vec` releases its elements front to back.
-    SuffixFirst,
-    /// kvtier's reference semantics (docs/architecture.md, "Replay"): last block first.
-    TailFirst,
+/// A `Copy` enum of option values and its [`Named`] table, from one list of
+/// `Variant = "name"`.
+macro_rules! named_values {
+    ($(#[$m:meta])* enum $ty:ident ($what:literal) {
+        $($(#[$vm:meta])* $v:ident = $name:literal,)*
+    }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum $ty {
+            $($(#[$vm])* $v,)*
+        }
+
+        impl Named for $ty {
+            const WHAT: &'static str = $what;
+            const NAMES: &'static [(Self, &'static str)] = &[$((Self::$v, $name)),*];
+        }
+    };
 }
 
-impl Release {
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "suffix-first" => Self::SuffixFirst,
-            "tail-first" => Self::TailFirst,
-            other => bail!("unknown release order {other:?} (expected suffix-first|tail-first)"),
-        })
+named_values! {
+    /// Eviction policy of the inactive pool.
+    enum Policy ("policy") {
+        Lru = "lru",
+        MultiLru = "multi-lru",
+        Lineage = "lineage",
+        Fifo = "fifo",
     }
+}
 
-    fn name(self) -> &'static str {
-        match self {
-            Self::SuffixFirst => "suffix-first",
-            Self::TailFirst => "tail-first",
-        }
+named_values! {
+    /// Order in which a request's blocks are released after it is served.
+    enum Release ("release order") {
+        /// What plain kvbm-logical usage does: the `Vec` of newly registered
+        /// suffix blocks is dropped first, then the `Vec` of matched prefix
+        /// blocks; a dropped `Vec` releases its elements front to back.
+        SuffixFirst = "suffix-first",
+        /// kvtier's reference semantics (docs/architecture.md, "Replay"): last block first.
+        TailFirst = "tail-first",
     }
 }
 

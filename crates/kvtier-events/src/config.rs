@@ -42,6 +42,23 @@ impl Default for MediumNames {
 }
 
 impl MediumNames {
+    /// The names a store embedded in an inference engine announces by
+    /// default: the engine owns the GPU memory and kvtier's G1 is a staging
+    /// tier in host memory, so G1 is `CPU` like G2; G3 is `STORAGE`.
+    pub fn for_engine() -> Self {
+        MediumNames::default().g1_staged()
+    }
+
+    /// These names for an engine's store: a G1 left at its default (`GPU`)
+    /// takes G2's name, since kvtier's G1 stages in host memory there; a G1
+    /// the configuration names keeps its name.
+    pub fn g1_staged(mut self) -> Self {
+        if self.g1 == MediumNames::default().g1 {
+            self.g1 = self.g2.clone();
+        }
+        self
+    }
+
     /// The name of `tier`'s medium.
     pub fn of(&self, tier: Tier) -> &str {
         match tier {
@@ -207,5 +224,21 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().contains("events.buffer"));
+    }
+
+    #[test]
+    fn engine_media_stage_g1_in_host_memory() {
+        let names = |m: &MediumNames| Tier::ALL.map(|t| m.of(t).to_string());
+        assert_eq!(names(&MediumNames::for_engine()), ["CPU", "CPU", "STORAGE"]);
+        let host = MediumNames {
+            g2: "HOST".into(),
+            ..Default::default()
+        };
+        assert_eq!(names(&host.g1_staged()), ["HOST", "HOST", "STORAGE"]);
+        let named = MediumNames {
+            g1: "HBM".into(),
+            ..Default::default()
+        };
+        assert_eq!(names(&named.g1_staged()), ["HBM", "CPU", "STORAGE"]);
     }
 }

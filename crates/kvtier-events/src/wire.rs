@@ -174,6 +174,16 @@ pub fn encode_event(out: &mut Vec<u8>, ev: &WireEvent, format: WireFormat) {
             put_str(out, k);
         }
     };
+    // A tagged struct of `fields` fields (the tag counted) up to its tag.
+    let head = |out: &mut Vec<u8>, fields, tag: &str| {
+        if map {
+            put_map_len(out, fields);
+            put_str(out, "type");
+        } else {
+            put_array_len(out, fields);
+        }
+        put_str(out, tag);
+    };
     match ev {
         WireEvent::BlockStored {
             block_hashes,
@@ -219,26 +229,14 @@ pub fn encode_event(out: &mut Vec<u8>, ev: &WireEvent, format: WireFormat) {
             block_hashes,
             medium,
         } => {
-            if map {
-                put_map_len(out, 3);
-                put_str(out, "type");
-            } else {
-                put_array_len(out, 3);
-            }
-            put_str(out, "BlockRemoved");
+            head(out, 3, "BlockRemoved");
             key(out, "block_hashes");
             put_uints(out, block_hashes);
             key(out, "medium");
             put_opt_str(out, medium);
         }
         WireEvent::AllBlocksCleared => {
-            if map {
-                put_map_len(out, 1);
-                put_str(out, "type");
-            } else {
-                put_array_len(out, 1);
-            }
-            put_str(out, "AllBlocksCleared");
+            head(out, 1, "AllBlocksCleared");
         }
     }
 }

@@ -39,10 +39,7 @@ fn check(r: &Reader, cache: &kvtier_offload::TieredCache, who: &str) {
 fn early_late_and_restarted_subscribers_mirror_every_tier() {
     let trace = trace();
     for format in [WireFormat::Map, WireFormat::Array] {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let cache = tiered(2000, 4000, 8000);
         let stores = stores(&cache);
         let publisher = start(&loopback(format), &stores, None);
@@ -51,28 +48,16 @@ fn early_late_and_restarted_subscribers_mirror_every_tier() {
         let target = Arc::new(AtomicU64::new(u64::MAX));
         let early = reader(ep.clone(), rep.clone(), None, target.clone(), None);
         let quarter = trace.len() / 4;
-        rt.block_on(async {
-            for r in &trace[..quarter] {
-                request(&cache, r).await;
-            }
-        });
+        run(&rt, &cache, &trace[..quarter]);
         // Killed once it has applied everything published so far.
         let kill_at = publisher.flush(WAIT).unwrap();
         let dying = reader(ep.clone(), rep.clone(), None, target.clone(), Some(kill_at));
-        rt.block_on(async {
-            for r in &trace[quarter..2 * quarter] {
-                request(&cache, r).await;
-            }
-        });
+        run(&rt, &cache, &trace[quarter..2 * quarter]);
         let late = reader(ep.clone(), rep.clone(), None, target.clone(), None);
         let dead = dying.join().expect("dying reader");
         assert_eq!(dead.next, Some(kill_at));
         let restarted = reader(ep, rep, Some((kill_at, dead.mirror)), target.clone(), None);
-        rt.block_on(async {
-            for r in &trace[2 * quarter..] {
-                request(&cache, r).await;
-            }
-        });
+        run(&rt, &cache, &trace[2 * quarter..]);
         let n = publisher.flush(WAIT).unwrap();
         target.store(n, Ordering::Release);
         for (name, h) in [("early", early), ("late", late), ("restarted", restarted)] {
@@ -100,29 +85,18 @@ fn early_late_and_restarted_subscribers_mirror_every_tier() {
 #[test]
 fn late_subscriber_beyond_the_buffer_recovers_from_a_checkpoint() {
     let trace = trace();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let cache = tiered(500, 1000, 2000);
     let stores = stores(&cache);
     let mut cfg = loopback(WireFormat::Map);
     cfg.buffer = 8;
     let publisher = start(&cfg, &stores, None);
     let half = trace.len() / 2;
-    rt.block_on(async {
-        for r in &trace[..half] {
-            request(&cache, r).await;
-        }
-    });
+    run(&rt, &cache, &trace[..half]);
     assert!(publisher.flush(WAIT).unwrap() > 8);
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let late = read_all(&publisher, target.clone());
-    rt.block_on(async {
-        for r in &trace[half..] {
-            request(&cache, r).await;
-        }
-    });
+    run(&rt, &cache, &trace[half..]);
     // The checkpoint may come after the last request: wait for it, then for
     // the subscriber to have everything.
     let deadline = std::time::Instant::now() + WAIT;

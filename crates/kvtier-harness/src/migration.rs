@@ -534,28 +534,19 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
                     copy(&memcpy, &hbig, &mock, &windows(n * batch, 1)[0])?;
                     let ceil_secs = bytes as f64 / all_core;
                     let mut k = 0usize;
-                    let down = timer.time(
-                        || Ok(()),
-                        || {
-                            k += 1;
-                            copy(&memcpy, &mock, &hbig, &wins[k % n])
-                        },
-                    )?;
-                    push(
-                        "G1->G2",
-                        "mock->host memcpy",
-                        down,
-                        ceil_secs,
-                        &all_core_desc,
-                    );
-                    let up = timer.time(
-                        || Ok(()),
-                        || {
-                            k += 1;
-                            copy(&memcpy, &hbig, &mock, &wins[k % n])
-                        },
-                    )?;
-                    push("G2->G1", "host->mock memcpy", up, ceil_secs, &all_core_desc);
+                    for (path, what, src, dst) in [
+                        ("G1->G2", "mock->host memcpy", &mock, &hbig),
+                        ("G2->G1", "host->mock memcpy", &hbig, &mock),
+                    ] {
+                        let t = timer.time(
+                            || Ok(()),
+                            || {
+                                k += 1;
+                                copy(&memcpy, src, dst, &wins[k % n])
+                            },
+                        )?;
+                        push(path, what, t, ceil_secs, &all_core_desc);
+                    }
                 }
             }
 
@@ -603,23 +594,19 @@ pub fn measure(args: &BenchArgs, out: &mut dyn FnMut(&str)) -> Result<Report> {
             // G1 <-> G3 via G2 (default disk mode), CPU-only path.
             if cuda.is_none() {
                 let mock: Arc<dyn BlockMemory> = Arc::new(MockDeviceMemory::new(layout)?);
+                // `first` copies `src` into host memory, `second` from there to `dst`.
+                let via_host = |first: &dyn CopyEngine, src, second: &dyn CopyEngine, dst| {
+                    copy(first, src, &host, &pairs)?;
+                    copy(second, &host, dst, &pairs)
+                };
                 let c_w = timer.time(|| Ok(()), || raw.write(DiskIo::Direct))?;
-                let w = timer.time(
-                    || Ok(()),
-                    || {
-                        copy(&memcpy, &mock, &host, &pairs)?;
-                        copy(&disk_direct, &host, &disk, &pairs)
-                    },
-                )?;
+                let w = timer.time(|| Ok(()), || via_host(&memcpy, &mock, &disk_direct, &disk))?;
                 let (path, ceiling) = ("mock->host->disk pio", "raw pwrite (same mode)");
                 push("G1->G3", path, w, c_w, ceiling);
                 let c_r = timer.time(|| raw.drop_cache(), || raw.read(DiskIo::Direct))?;
                 let r = timer.time(
                     || Ok(disk_m.drop_cache()?),
-                    || {
-                        copy(&disk_direct, &disk, &host, &pairs)?;
-                        copy(&memcpy, &host, &mock, &pairs)
-                    },
+                    || via_host(&disk_direct, &disk, &memcpy, &mock),
                 )?;
                 let (path, ceiling) = ("disk->host->mock pio", "raw pread (same mode)");
                 push("G3->G1", path, r, c_r, ceiling);

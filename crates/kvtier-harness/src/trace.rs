@@ -379,35 +379,32 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let text = "{\"hash_ids\": [1, 2]}\n\n{\"timestamp\": 3}\n";
-        let e = Trace::parse("t.jsonl", text).unwrap_err().to_string();
-        assert!(e.starts_with("t.jsonl:3: "), "{e}");
-        assert!(e.contains("hash_ids"), "{e}");
-
-        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, \"x\"]}")
-            .unwrap_err()
-            .to_string();
+        // (input, how the message starts, what else it contains).
+        let cases = [
+            (
+                "{\"hash_ids\": [1, 2]}\n\n{\"timestamp\": 3}\n",
+                "t.jsonl:3: ",
+                "hash_ids",
+            ),
+            (
+                "{\"hash_ids\": [1], \"timestamp\": \"x\"}",
+                "t.jsonl:1: field `timestamp`",
+                "",
+            ),
+            ("[1]", "", "expected a JSON object"),
+            ("{\"hash_ids\": [1, -4]}", "", "hash_ids"),
+            ("not json", "t.jsonl:1: ", ""),
+            ("\n\n", "", "no request"),
+        ];
+        for (text, start, part) in cases {
+            let e = Trace::parse("t.jsonl", text).unwrap_err().to_string();
+            assert!(e.starts_with(start) && e.contains(part), "{text:?}: {e}");
+        }
+        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, \"x\"]}").unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "t.jsonl:1: field `hash_ids`, element 1: expected a non-negative integer, found \"x\""
         );
-        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1], \"timestamp\": \"x\"}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("t.jsonl:1: field `timestamp`"), "{e}");
-        let e = Trace::parse("t.jsonl", "[1]").unwrap_err().to_string();
-        assert!(e.contains("expected a JSON object"), "{e}");
-
-        let e = Trace::parse("t.jsonl", "{\"hash_ids\": [1, -4]}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("hash_ids"), "{e}");
-
-        let e = Trace::parse("t.jsonl", "not json").unwrap_err().to_string();
-        assert!(e.starts_with("t.jsonl:1: "), "{e}");
-
-        let e = Trace::parse("t.jsonl", "\n\n").unwrap_err().to_string();
-        assert!(e.contains("no request"), "{e}");
     }
 
     #[test]

@@ -71,6 +71,7 @@ const PINNED: &[(PolicyKind, u64, u64)] = &[
     (PolicyKind::PrefixFreq, 18_912, 41_910),
     (PolicyKind::GatedLru, 18_426, 42_118),
     (PolicyKind::GatedArc, 18_714, 41_888),
+    (PolicyKind::GatedDuel, 18_422, 41_987),
 ];
 
 /// Exact hits at the sizes of host and disk tiers (16,000 and 32,000
@@ -80,7 +81,34 @@ const PINNED_LARGE: &[(PolicyKind, u64, u64)] = &[
     (PolicyKind::Lru, 64_581, 76_554),
     (PolicyKind::GatedLru, 69_133, 76_566),
     (PolicyKind::GatedArc, 69_211, 76_566),
+    (PolicyKind::GatedDuel, 68_811, 76_548),
 ];
+
+/// Every size of the sweep tables (`docs/policies.md`): exact hits of LRU
+/// (the reference) and `gated-duel` on the trace.
+const SWEEP_SIZES: [usize; 8] = [1000, 2000, 4000, 6000, 10_000, 16_000, 32_000, 64_000];
+const PINNED_SWEEP: &[(PolicyKind, [u64; 8])] = &[
+    (
+        PolicyKind::Lru,
+        [
+            10_252, 17_839, 28_577, 38_027, 51_669, 64_581, 76_554, 77_953,
+        ],
+    ),
+    (
+        PolicyKind::GatedDuel,
+        [
+            10_860, 18_422, 31_744, 41_987, 54_856, 68_811, 76_548, 77_953,
+        ],
+    ),
+];
+
+#[test]
+fn pinned_hits_at_every_sweep_size() {
+    for &(p, want) in PINNED_SWEEP {
+        let got: Vec<u64> = SWEEP_SIZES.iter().map(|&c| hits(p, c, trace()).0).collect();
+        assert_eq!(got, want, "{p} at {SWEEP_SIZES:?}");
+    }
+}
 
 #[test]
 fn pinned_hits_at_large_sizes() {
@@ -91,19 +119,21 @@ fn pinned_hits_at_large_sizes() {
     assert_eq!(got, PINNED_LARGE, "at 16,000 and 32,000");
 }
 
-/// `gated-arc` never falls more than 0.3 points of hit rate below LRU on
-/// the trace and the generated workloads, at any size tested, and keeps
-/// most of the gated policies' lead where LRU is weak.
+/// `gated-arc` and `gated-duel` never fall more than 0.3 points of hit
+/// rate below LRU on the trace and the generated workloads, at any size
+/// tested.
 #[test]
-fn gated_arc_never_far_below_lru() {
+fn adaptive_policies_never_far_below_lru() {
     let mut sets = vec![("trace", trace().to_vec())];
     sets.extend(workloads());
     for (name, reqs) in &sets {
-        for c in [1000, 2000, 4000, 8000, 16_000, 32_000] {
-            let (ha, b) = hits(PolicyKind::GatedArc, c, reqs);
-            let (hl, _) = hits(PolicyKind::Lru, c, reqs);
-            let gap = (hl as f64 - ha as f64) / b as f64;
-            assert!(gap <= 0.003, "{name} at {c}: gated-arc {ha} vs lru {hl}");
+        for c in [500, 1000, 2000, 4000, 8000, 16_000, 32_000] {
+            let (hl, b) = hits(PolicyKind::Lru, c, reqs);
+            for p in [PolicyKind::GatedArc, PolicyKind::GatedDuel] {
+                let (ha, _) = hits(p, c, reqs);
+                let gap = (hl as f64 - ha as f64) / b as f64;
+                assert!(gap <= 0.003, "{name} at {c}: {p} {ha} vs lru {hl}");
+            }
         }
     }
 }

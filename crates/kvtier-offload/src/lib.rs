@@ -36,6 +36,7 @@
 //! | [`metrics`] | per-path and per-cache counters, Prometheus text |
 //! | [`pinned`] | transfers that keep their blocks pinned until the bytes land |
 //! | [`shared`] | [`SharedTier`]: a tier shared by many nodes below the local ones (G4) |
+//! | `testing` | test building blocks: one setup with test defaults, tiny memories (feature `testing`) |
 //!
 //! Tiers are handled as a list (G1, then each lower tier with the boundary
 //! above it: its engine and write policy), so another tier below G3 adds an
@@ -57,6 +58,8 @@ pub mod setup;
 pub mod shared;
 mod staging;
 mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transit;
 pub mod view;
 mod write_through;

@@ -10,6 +10,7 @@ use kvtier_memory::{
     BlockShape, CopyEngine, CopyError, CopyResult, HostMemory, Layout, MemcpyEngine, Memory,
     MemoryKind, MockDeviceMemory, Transfer,
 };
+use kvtier_offload::testing::setup;
 use kvtier_offload::{CacheSetup, TierMemory, TierSetup, TieredCache, WritePolicy};
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,28 +82,21 @@ fn rig(g1: usize, g2: usize, g3: usize, g1_mock: bool, write: WritePolicy) -> Ri
         fail: AtomicBool::new(false),
         failed: AtomicU64::new(0),
     });
+    // The stores keep their default policy.
+    let t = |tier, n, memory| TierSetup {
+        store: StoreConfig::new(tier, n),
+        memory,
+    };
+    let g2_mem = TierMemory::Host(Arc::new(HostMemory::new(l(g2)).unwrap()));
+    let g1 = t(Tier::G1, g1, g1_mem);
+    let g2 = t(Tier::G2, g2, g2_mem);
+    let g3 = t(Tier::G3, g3, TierMemory::Host(Arc::new(disk)));
     let cache = TieredCache::new(CacheSetup {
-        g1: TierSetup {
-            store: StoreConfig::new(Tier::G1, g1),
-            memory: g1_mem,
-        },
-        g2: Some(TierSetup {
-            store: StoreConfig::new(Tier::G2, g2),
-            memory: TierMemory::Host(Arc::new(HostMemory::new(l(g2)).unwrap())),
-        }),
-        g3: Some(TierSetup {
-            store: StoreConfig::new(Tier::G3, g3),
-            memory: TierMemory::Host(Arc::new(disk)),
-        }),
         device_engine: Some(Arc::new(MemcpyEngine::new(2).unwrap())),
         disk_engine: Some(disk_engine.clone()),
         g1_to_g2: write,
         g2_to_g3: write,
-        queue_depth: 8,
-        staging_blocks: 4,
-        clean_ahead: 0,
-        g3_journal: None,
-        g3_restored: Vec::new(),
+        ..setup(g1, Some(g2), Some(g3))
     })
     .unwrap();
     Rig {
@@ -277,27 +271,16 @@ async fn write_through_selective_skips_one_hit_wonders() {
 
 #[test]
 fn write_through_selective_refuses_uncountable_min_seen() {
-    let setup = |min_seen| CacheSetup {
-        g1: TierSetup {
-            store: StoreConfig::new(Tier::G1, 8),
-            memory: TierMemory::None,
-        },
-        g2: Some(TierSetup {
-            store: StoreConfig::new(Tier::G2, 8),
-            memory: TierMemory::None,
-        }),
-        g3: None,
-        device_engine: None,
-        disk_engine: None,
-        g1_to_g2: WritePolicy::WriteBack,
-        g2_to_g3: WritePolicy::WriteThroughSelective { min_seen },
-        queue_depth: 8,
-        staging_blocks: 0,
-        clean_ahead: 0,
-        g3_journal: None,
-        g3_restored: Vec::new(),
+    let t = |tier| TierSetup {
+        store: StoreConfig::new(tier, 8),
+        memory: TierMemory::None,
     };
-    let err = TieredCache::new(setup(16))
+    let with_min_seen = |min_seen| CacheSetup {
+        g2_to_g3: WritePolicy::WriteThroughSelective { min_seen },
+        staging_blocks: 0,
+        ..setup(t(Tier::G1), Some(t(Tier::G2)), None)
+    };
+    let err = TieredCache::new(with_min_seen(16))
         .err()
         .expect("16 sightings cannot be counted");
     assert!(err.to_string().contains("min_seen 16"), "{err}");
@@ -307,7 +290,7 @@ fn write_through_selective_refuses_uncountable_min_seen() {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    assert!(TieredCache::new(setup(15)).is_ok());
+    assert!(TieredCache::new(with_min_seen(15)).is_ok());
 }
 
 proptest! {

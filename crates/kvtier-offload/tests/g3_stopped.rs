@@ -5,9 +5,10 @@
 use kvtier_disk::journal::{G3Header, JOURNAL_TMP_FILE};
 use kvtier_disk::{open_g3, G3Open, G3Options, OnMismatch};
 use kvtier_logical::hash_trace_ids;
-use kvtier_logical::{CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
-use kvtier_memory::{BlockShape, HostMemory, Layout, MemcpyEngine, MockDeviceMemory};
-use kvtier_offload::{CacheSetup, TierMemory, TierSetup, TieredCache, WritePolicy};
+use kvtier_logical::{CacheSalt, SequenceHash, Tier};
+use kvtier_memory::{BlockShape, Layout, MemcpyEngine};
+use kvtier_offload::testing::{host, mock, setup, tier};
+use kvtier_offload::{CacheSetup, TierMemory, TieredCache};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,37 +30,18 @@ fn open(dir: &Path, verify_full: bool) -> G3Open {
     .unwrap()
 }
 
-fn tier(t: Tier, blocks: usize, memory: TierMemory) -> TierSetup {
-    TierSetup {
-        store: StoreConfig::new(t, blocks).with_policy(PolicyKind::Lru),
-        memory,
-    }
-}
-
 fn cache(g3: &G3Open) -> TieredCache {
-    let layout = |n| Layout::contiguous(BlockShape::tiny(), n).unwrap();
     let engine = Arc::new(MemcpyEngine::new(1).unwrap());
     TieredCache::new(CacheSetup {
-        g1: tier(
-            Tier::G1,
-            UPPER,
-            TierMemory::Device(Arc::new(MockDeviceMemory::new(layout(UPPER)).unwrap())),
-        ),
-        g2: Some(tier(
-            Tier::G2,
-            UPPER,
-            TierMemory::Host(Arc::new(HostMemory::new(layout(UPPER)).unwrap())),
-        )),
-        g3: Some(tier(Tier::G3, G3_BLOCKS, TierMemory::Host(g3.data.clone()))),
         device_engine: Some(engine.clone()),
         disk_engine: Some(engine),
-        g1_to_g2: WritePolicy::WriteBack,
-        g2_to_g3: WritePolicy::WriteBack,
-        queue_depth: 8,
-        staging_blocks: 4,
-        clean_ahead: 0,
         g3_journal: Some(g3.journal.clone()),
         g3_restored: g3.records.clone(),
+        ..setup(
+            tier(Tier::G1, UPPER, mock(UPPER)),
+            Some(tier(Tier::G2, UPPER, host(UPPER))),
+            Some(tier(Tier::G3, G3_BLOCKS, TierMemory::Host(g3.data.clone()))),
+        )
     })
     .unwrap()
 }

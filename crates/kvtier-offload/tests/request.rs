@@ -2,11 +2,12 @@
 //! clean stop ([`TieredCache::close`]).
 
 use kvtier_logical::hash_trace_ids;
-use kvtier_logical::{CacheSalt, PolicyKind, SequenceHash, SlotId, StoreConfig, Tier};
-use kvtier_memory::{BlockShape, HostMemory, Layout, MemcpyEngine, MockDeviceMemory};
+use kvtier_logical::{CacheSalt, SequenceHash, SlotId, Tier};
+use kvtier_memory::{BlockShape, HostMemory, Layout, MemcpyEngine};
+use kvtier_offload::testing::{host, mock, setup, tier};
 use kvtier_offload::{
     CacheSetup, DurableEntry, G3Journal, JournalError, OffloadError, SetupError, TierMemory,
-    TierSetup, TieredCache, WritePolicy,
+    TieredCache, WritePolicy,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -15,45 +16,9 @@ fn hashes(ids: &[u64]) -> Vec<SequenceHash> {
     hash_trace_ids(CacheSalt(3), ids)
 }
 
-fn tier(t: Tier, blocks: usize, memory: TierMemory) -> TierSetup {
-    TierSetup {
-        store: StoreConfig::new(t, blocks).with_policy(PolicyKind::Lru),
-        memory,
-    }
-}
-
-fn setup(g1: TierSetup, g2: Option<TierSetup>, g3: Option<TierSetup>) -> CacheSetup {
-    CacheSetup {
-        g1,
-        g2,
-        g3,
-        device_engine: None,
-        disk_engine: None,
-        g1_to_g2: WritePolicy::WriteBack,
-        g2_to_g3: WritePolicy::WriteBack,
-        queue_depth: 8,
-        staging_blocks: 4,
-        clean_ahead: 0,
-        g3_journal: None,
-        g3_restored: Vec::new(),
-    }
-}
-
 fn logical(g1: usize, g2: usize) -> TieredCache {
     let g2 = (g2 > 0).then(|| tier(Tier::G2, g2, TierMemory::None));
     TieredCache::new(setup(tier(Tier::G1, g1, TierMemory::None), g2, None)).unwrap()
-}
-
-fn host(n: usize) -> TierMemory {
-    TierMemory::Host(Arc::new(
-        HostMemory::new(Layout::contiguous(BlockShape::tiny(), n).unwrap()).unwrap(),
-    ))
-}
-
-fn mock(n: usize) -> TierMemory {
-    TierMemory::Device(Arc::new(
-        MockDeviceMemory::new(Layout::contiguous(BlockShape::tiny(), n).unwrap()).unwrap(),
-    ))
 }
 
 /// Lookup, onboard, allocate, write, register, release: then everything hits.

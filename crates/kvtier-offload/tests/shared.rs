@@ -3,11 +3,12 @@
 //! verified. The shared tier here is an in-memory map two caches share.
 
 use kvtier_logical::prometheus::Exposition;
-use kvtier_logical::{hash_trace_ids, CacheSalt, PolicyKind, SequenceHash, StoreConfig, Tier};
-use kvtier_memory::{BlockShape, HostMemory, Layout, MemcpyEngine, MockDeviceMemory};
+use kvtier_logical::{hash_trace_ids, CacheSalt, SequenceHash, Tier};
+use kvtier_memory::MemcpyEngine;
+use kvtier_offload::testing::{host, mock, setup, tier};
 use kvtier_offload::{
     CacheSetup, SetupError, SharedBlock, SharedFuture, SharedStats, SharedTier, TierMemory,
-    TierSetup, TieredCache, WritePolicy,
+    TieredCache,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -52,32 +53,13 @@ impl SharedTier for MemShared {
 }
 
 fn node() -> TieredCache {
-    let mem = |n| Layout::contiguous(BlockShape::tiny(), n).unwrap();
-    let tier = |t, n, memory| TierSetup {
-        store: StoreConfig::new(t, n).with_policy(PolicyKind::Lru),
-        memory,
-    };
     TieredCache::new(CacheSetup {
-        g1: tier(
-            Tier::G1,
-            4,
-            TierMemory::Device(Arc::new(MockDeviceMemory::new(mem(4)).unwrap())),
-        ),
-        g2: Some(tier(
-            Tier::G2,
-            8,
-            TierMemory::Host(Arc::new(HostMemory::new(mem(8)).unwrap())),
-        )),
-        g3: None,
         device_engine: Some(Arc::new(MemcpyEngine::new(1).unwrap())),
-        disk_engine: None,
-        g1_to_g2: WritePolicy::WriteBack,
-        g2_to_g3: WritePolicy::WriteBack,
-        queue_depth: 8,
-        staging_blocks: 4,
-        clean_ahead: 0,
-        g3_journal: None,
-        g3_restored: Vec::new(),
+        ..setup(
+            tier(Tier::G1, 4, mock(4)),
+            Some(tier(Tier::G2, 8, host(8))),
+            None,
+        )
     })
     .unwrap()
 }
@@ -150,24 +132,7 @@ async fn bytes_that_fail_their_checksum_are_never_served() {
 
 #[test]
 fn a_shared_tier_needs_g2_with_data() {
-    let c = TieredCache::new(CacheSetup {
-        g1: TierSetup {
-            store: StoreConfig::new(Tier::G1, 4),
-            memory: TierMemory::None,
-        },
-        g2: None,
-        g3: None,
-        device_engine: None,
-        disk_engine: None,
-        g1_to_g2: WritePolicy::WriteBack,
-        g2_to_g3: WritePolicy::WriteBack,
-        queue_depth: 8,
-        staging_blocks: 4,
-        clean_ahead: 0,
-        g3_journal: None,
-        g3_restored: Vec::new(),
-    })
-    .unwrap();
+    let c = TieredCache::new(setup(tier(Tier::G1, 4, TierMemory::None), None, None)).unwrap();
     assert!(matches!(
         c.attach_shared(Arc::new(MemShared::default())),
         Err(SetupError::SharedNeedsG2)

@@ -9,7 +9,6 @@ restarted vLLM), sees a request with the same prefix as external hits, loads
 them through kvtier, and schedules only the tokens after the prefix."""
 
 import hashlib
-import json
 import os
 import time
 
@@ -22,67 +21,31 @@ os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("vllm")
-from vllm.config import (  # noqa: E402
-    CacheConfig,
-    DeviceConfig,
-    KVTransferConfig,
-    ModelConfig,
-    SchedulerConfig,
-    VllmConfig,
-)
 from vllm.distributed.kv_transfer.kv_connector.v1.offloading.common import (  # noqa: E402
     OffloadingWorkerMetadata,
 )
 from vllm.sampling_params import SamplingParams  # noqa: E402
 from vllm.utils.hashing import sha256  # noqa: E402
 from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash  # noqa: E402
-from vllm.v1.core.sched.scheduler import Scheduler  # noqa: E402
-from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec  # noqa: E402
 from vllm.v1.outputs import KVConnectorOutput, ModelRunnerOutput  # noqa: E402
 from vllm.v1.request import Request  # noqa: E402
-from vllm.v1.structured_output import StructuredOutputManager  # noqa: E402
 
 from kvtier.vllm import KvtierTier  # noqa: E402
+
+import vllm_rig  # noqa: E402
+from vllm_rig import write_model  # noqa: E402
 
 BLOCK = 16  # tokens per block
 GPU_BLOCKS = 64
 
 
-def tiny_model(tmp_path):
-    d = tmp_path / "tiny-llama"
-    d.mkdir(exist_ok=True)
-    (d / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
-        "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 1,
-        "num_hidden_layers": 2, "vocab_size": 1000, "max_position_embeddings": 1024,
-        "torch_dtype": "bfloat16", "rms_norm_eps": 1e-5}))
-    return str(d)
-
-
 def make_scheduler(tmp_path, kvtier_dir, config):
-    model = tiny_model(tmp_path)
+    model = write_model(tmp_path / "tiny-llama", layers=2, heads=4, kv_heads=1, head_dim=16,
+                        max_len=1024, intermediate=128)
     tier = {"type": "KvtierTier", "module_path": "kvtier.vllm", "path": kvtier_dir, "config": config}
-    vc = VllmConfig(
-        model_config=ModelConfig(model=model, tokenizer=model, skip_tokenizer_init=True,
-                                 dtype="bfloat16", seed=0, max_model_len=1024),
-        scheduler_config=SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=512, max_model_len=1024,
-                                         enable_chunked_prefill=True, is_encoder_decoder=False),
-        cache_config=CacheConfig(block_size=BLOCK, gpu_memory_utilization=0.9, cache_dtype="auto",
-                                 enable_prefix_caching=True),
-        kv_transfer_config=KVTransferConfig(
-            kv_connector="OffloadingConnector", kv_role="kv_both",
-            kv_connector_extra_config={"spec_name": "TieringOffloadingSpec", "cpu_bytes_to_use": 1 << 20,
-                                       "secondary_tiers": [tier]}),
-        device_config=DeviceConfig("cpu"),
-    )
-    vc.cache_config.num_gpu_blocks = GPU_BLOCKS
-    layers = ["model.layers.0.self_attn.attn", "model.layers.1.self_attn.attn"]
-    kcc = KVCacheConfig(num_blocks=GPU_BLOCKS, kv_cache_tensors=[], kv_cache_groups=[
-        KVCacheGroupSpec(layers, FullAttentionSpec(block_size=BLOCK, num_kv_heads=1, head_size=16,
-                                                   dtype=torch.bfloat16))])
-    s = Scheduler(vllm_config=vc, kv_cache_config=kcc,
-                  structured_output_manager=StructuredOutputManager(vc), block_size=BLOCK)
-    manager = s.connector.connector_scheduler.manager
+    s, manager = vllm_rig.make_scheduler(model, [tier], block=BLOCK, layers=2, kv_heads=1, head_size=16,
+                                         gpu_blocks=GPU_BLOCKS, cpu_bytes=1 << 20, max_len=1024,
+                                         max_batched_tokens=512)
     (tier,) = [t for t in manager.secondary_tiers if isinstance(t, KvtierTier)]
     return s, tier
 

@@ -313,12 +313,26 @@ pub fn build(
         };
         memories.push((tier, choice));
         tiers[tier.index()] = Some(TierSetup {
-            store: StoreConfig::new(tier, tc.blocks)
-                .with_policy(
-                    tc.policy
-                        .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(tier)),
-                )
-                .with_policy_params(tc.policy_params.clone()),
+            store: {
+                let mut store = StoreConfig::new(tier, tc.blocks)
+                    .with_policy(
+                        tc.policy
+                            .unwrap_or_else(|| kvtier_logical::PolicyKind::default_for(tier)),
+                    )
+                    .with_policy_params(tc.policy_params.clone());
+                // `gated-duel` weighs its order by the hits of this tier and
+                // the ones below it together (they hold its victims), unless
+                // the config sets the size below itself.
+                let below = &mut store.policy_params.gated_duel.duel_below_blocks;
+                if *below == 0 {
+                    *below = Tier::ALL
+                        .iter()
+                        .filter(|t| t.index() > tier.index())
+                        .map(|&t| config.tier(t).blocks as u64)
+                        .sum();
+                }
+                store
+            },
             memory,
         });
     }

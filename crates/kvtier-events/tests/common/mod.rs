@@ -108,6 +108,23 @@ pub async fn request(cache: &TieredCache, hashes: &[SequenceHash]) {
     req.register(written).await.expect("register");
 }
 
+/// A current-thread runtime to drive [`request`]s on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// `requests` through `cache` in order, on `rt`.
+pub fn run(rt: &tokio::runtime::Runtime, cache: &TieredCache, requests: &[Vec<SequenceHash>]) {
+    rt.block_on(async {
+        for r in requests {
+            request(cache, r).await;
+        }
+    });
+}
+
 /// Low 64 bits of everything `store` holds.
 pub fn contents(registered: &[(SlotId, BlockSpec)]) -> HashSet<u64> {
     registered.iter().map(|(_, b)| b.hash.low64()).collect()

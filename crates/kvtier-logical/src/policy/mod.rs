@@ -25,7 +25,10 @@
 #[macro_use]
 mod registry;
 
+#[cfg(test)]
+mod by_hand;
 mod classes;
+mod duel;
 #[cfg(test)]
 mod gate_tests;
 mod gated;
@@ -82,6 +85,9 @@ macro_rules! for_each_policy {
             /// `gated-lru` with an ARC-style adaptive split: for large tiers
             /// whose blocks come back within the tier's size.
             GatedArc(gated_arc) = "gated-arc" => gated::GatedArc,
+            /// `gated-lru` or LRU's order, whichever a sampled miniature of
+            /// each would hit more with (set dueling).
+            GatedDuel(gated_duel) = "gated-duel" => gated::GatedDuel,
         }
     };
 }
@@ -106,17 +112,18 @@ impl AnyPolicy {
 }
 
 impl Default for PolicyKind {
-    /// [`PolicyKind::GatedLru`]: the best hit rate of the set on the
-    /// Mooncake trace (with `prefix-freq`) at a replay speed within 1.5x of
-    /// LRU's (`docs/policy-design-log.md`).
+    /// [`PolicyKind::GatedDuel`]: `gated-lru`'s lead where LRU is weak
+    /// (small tiers), LRU's order where LRU wins (large tiers of chat
+    /// traffic), chosen online by a duel of two sampled miniatures
+    /// (`docs/policies.md`).
     fn default() -> Self {
-        PolicyKind::GatedLru
+        PolicyKind::GatedDuel
     }
 }
 
 impl PolicyKind {
     /// The policy a tier gets when its config names none: the default
-    /// ([`PolicyKind::GatedLru`]) for G1, which sees the requests' own
+    /// ([`PolicyKind::GatedDuel`]) for G1, which sees the requests' own
     /// lookups; [`PolicyKind::Lru`] for G2 and G3, which are filled by G1's
     /// victims in eviction order, so recency is already filtered by the
     /// tier above. On Mooncake's conversation trace (built-in config) this
@@ -326,10 +333,10 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", p.name()));
         }
         assert!("nope".parse::<PolicyKind>().is_err());
-        assert_eq!(PolicyKind::default(), PolicyKind::GatedLru);
+        assert_eq!(PolicyKind::default(), PolicyKind::GatedDuel);
         assert_eq!(
             PolicyKind::default_for(crate::Tier::G1),
-            PolicyKind::GatedLru
+            PolicyKind::GatedDuel
         );
         assert_eq!(PolicyKind::default_for(crate::Tier::G2), PolicyKind::Lru);
         assert_eq!(PolicyKind::default_for(crate::Tier::G3), PolicyKind::Lru);

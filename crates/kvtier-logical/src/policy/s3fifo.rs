@@ -162,49 +162,30 @@ impl BuildPolicy for S3Fifo {
 
 #[cfg(test)]
 mod tests {
+    use super::super::by_hand::{admit, evict};
     use super::*;
-    use crate::hash::SequenceHash;
-
-    fn info(h: u128) -> BlockInfo {
-        BlockInfo {
-            hash: SequenceHash(h),
-            position: 0,
-            is_leaf: true,
-        }
-    }
 
     #[test]
     fn hit_small_blocks_move_to_main() {
         let mut p = S3Fifo::new(10); // small target 1
-        p.on_register(0, &info(1));
-        p.on_hit(0, &info(1));
-        p.insert(0, &info(1));
-        p.on_register(1, &info(2));
-        p.insert(1, &info(2));
+        admit(&mut p, 0, 1, 1);
+        admit(&mut p, 1, 2, 0);
         // small holds 2 > target: slot 0 was hit, moves to main; slot 1 evicted
-        assert_eq!(p.evict(), Some(1));
-        p.on_evicted(1, &info(2));
-        assert_eq!(p.evict(), Some(0));
-        p.on_evicted(0, &info(1));
+        evict(&mut p, 1, 2);
+        evict(&mut p, 0, 1);
         assert!(p.is_empty());
     }
 
     #[test]
     fn ghosts_go_to_main_and_main_requeues_hit_blocks() {
         let mut p = S3Fifo::new(10);
-        p.on_register(0, &info(9));
-        p.insert(0, &info(9));
-        assert_eq!(p.evict(), Some(0));
-        p.on_evicted(0, &info(9));
-        p.on_register(3, &info(9)); // seen before: main
-        p.on_hit(3, &info(9));
-        p.insert(3, &info(9));
-        p.on_register(4, &info(10));
-        p.insert(4, &info(10));
+        admit(&mut p, 0, 9, 0);
+        evict(&mut p, 0, 9);
+        admit(&mut p, 3, 9, 1); // seen before: main
+        admit(&mut p, 4, 10, 0);
         // small is at its target: its unhit block goes first; then main,
         // where slot 3 was hit, so it is re-queued once before going.
-        assert_eq!(p.evict(), Some(4));
-        p.on_evicted(4, &info(10));
+        evict(&mut p, 4, 10);
         assert_eq!(p.evict(), Some(3));
     }
 }

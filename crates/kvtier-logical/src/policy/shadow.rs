@@ -15,66 +15,28 @@ use crate::hash::SequenceHash;
 /// No entry / no link.
 const NIL: u32 = u32::MAX;
 
-/// A sampled LRU of hashes.
+/// An open-addressing index from nonzero `u64` keys to entry indexes
+/// `0..entries` (linear probing, backward-shift deletion, no tombstones),
+/// sized at construction. The sampled miniatures' map from a hash to its
+/// slot.
 #[derive(Clone, Debug)]
-pub struct ShadowLru {
-    /// `rate - 1`: a hash is sampled when `sample_bits & mask == 0`.
-    mask: u32,
-    /// Keys of the listed entries (nonzero), by entry index.
+pub(crate) struct KeyIndex {
+    /// Key of each entry (0: none).
     keys: Vec<u64>,
-    /// LRU links by entry index; index `cap` is the sentinel.
-    prev: Vec<u32>,
-    next: Vec<u32>,
-    /// Open-addressing table: entry index or `NIL`.
+    /// Entry index or `NIL`, by table position.
     table: Vec<u32>,
     tmask: usize,
-    /// Entries in use.
-    len: u32,
-    cap: u32,
 }
 
-impl ShadowLru {
-    /// A shadow of a tier of `capacity` slots, sampling one hash in `rate`
-    /// (a power of two, lowered for small tiers so that the shadow keeps at
-    /// least `min_entries` entries).
-    pub fn new(capacity: usize, rate: u32, min_entries: usize) -> Self {
-        let mut rate = rate.max(1).next_power_of_two();
-        while rate > 1 && capacity / (rate as usize) < min_entries {
-            rate /= 2;
-        }
-        let cap = (capacity / rate as usize).max(1);
-        let tlen = (2 * cap).next_power_of_two();
-        let mut prev = vec![0; cap + 1];
-        let mut next = vec![0; cap + 1];
-        prev[cap] = cap as u32;
-        next[cap] = cap as u32;
-        ShadowLru {
-            mask: rate - 1,
-            keys: vec![0; cap],
-            prev,
-            next,
+impl KeyIndex {
+    /// An index of up to `entries` keys (a table at most half full).
+    pub(crate) fn new(entries: usize) -> Self {
+        let tlen = (2 * entries.max(1)).next_power_of_two();
+        KeyIndex {
+            keys: vec![0; entries.max(1)],
             table: vec![NIL; tlen],
             tmask: tlen - 1,
-            len: 0,
-            cap: cap as u32,
         }
-    }
-
-    /// One in how many hashes is sampled.
-    #[cfg(test)]
-    pub fn rate(&self) -> u32 {
-        self.mask + 1
-    }
-
-    /// The shadow's key of `hash` if it is in the sample (bits no other
-    /// table of the policy indexes by).
-    #[inline(always)]
-    pub fn sampled(&self, hash: SequenceHash) -> Option<u64> {
-        let hi = (hash.0 >> 64) as u64;
-        if (hi as u32) & self.mask != 0 {
-            return None;
-        }
-        Some((hash.0 as u64) | 1)
     }
 
     #[inline]
@@ -98,19 +60,46 @@ impl ShadowLru {
         }
     }
 
-    /// Remove table position `i` (backward-shift deletion).
-    fn table_remove(&mut self, mut i: usize) {
+    /// The entry holding `key`.
+    #[inline]
+    pub(crate) fn get(&self, key: u64) -> Option<u32> {
+        match self.find(key) {
+            (i, true) => Some(self.table[i]),
+            _ => None,
+        }
+    }
+
+    /// The key entry `e` holds (0: none).
+    #[inline]
+    pub(crate) fn key(&self, e: u32) -> u64 {
+        self.keys[e as usize]
+    }
+
+    /// Map `key` (not held) to the free entry `e`.
+    pub(crate) fn insert(&mut self, key: u64, e: u32) {
+        let (pos, found) = self.find(key);
+        debug_assert!(!found && self.keys[e as usize] == 0);
+        self.keys[e as usize] = key;
+        self.table[pos] = e;
+    }
+
+    /// Forget the key of entry `e` (which holds one).
+    pub(crate) fn remove(&mut self, e: u32) {
+        let (mut i, found) = self.find(self.keys[e as usize]);
+        debug_assert!(found);
+        self.keys[e as usize] = 0;
+        // Backward-shift deletion.
         loop {
             self.table[i] = NIL;
             let mut j = i;
             loop {
                 j = (j + 1) & self.tmask;
-                let e = self.table[j];
-                if e == NIL {
+                let f = self.table[j];
+                if f == NIL {
                     return;
                 }
-                let h = self.home(self.keys[e as usize]);
-                // Move `e` back to `i` unless its home lies cyclically in
+                let h = self.home(self.keys[f as usize]);
+                // Move `f` back to `i` unless its home lies cyclically in
                 // (i, j].
                 let stays = if i <= j {
                     i < h && h <= j
@@ -118,18 +107,113 @@ impl ShadowLru {
                     i < h || h <= j
                 };
                 if !stays {
-                    self.table[i] = e;
+                    self.table[i] = f;
                     i = j;
                     break;
                 }
             }
         }
     }
+}
+
+/// The sampling rate for a tier of `capacity` slots: `rate` (rounded to a
+/// power of two), lowered so that a miniature keeps at least `min_entries`
+/// entries.
+pub(crate) fn sample_rate(capacity: usize, rate: u32, min_entries: usize) -> u32 {
+    let mut rate = rate.max(1).next_power_of_two();
+    while rate > 1 && capacity / (rate as usize) < min_entries {
+        rate /= 2;
+    }
+    rate
+}
+
+/// A sampled LRU of hashes.
+#[derive(Clone, Debug)]
+pub struct ShadowLru {
+    /// `rate - 1`: a hash is sampled when `sample_bits & mask == 0`.
+    mask: u32,
+    index: KeyIndex,
+    /// LRU links by entry index; index `cap` is the sentinel.
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    /// Entries in use.
+    len: u32,
+    cap: u32,
+}
+
+impl ShadowLru {
+    /// A shadow of a tier of `capacity` slots, sampling one hash in `rate`
+    /// (a power of two, lowered for small tiers so that the shadow keeps at
+    /// least `min_entries` entries).
+    pub fn new(capacity: usize, rate: u32, min_entries: usize) -> Self {
+        let rate = sample_rate(capacity, rate, min_entries);
+        let cap = (capacity / rate as usize).max(1);
+        let mut prev = vec![0; cap + 1];
+        let mut next = vec![0; cap + 1];
+        prev[cap] = cap as u32;
+        next[cap] = cap as u32;
+        ShadowLru {
+            mask: rate - 1,
+            index: KeyIndex::new(cap),
+            prev,
+            next,
+            len: 0,
+            cap: cap as u32,
+        }
+    }
+
+    /// One in how many hashes is sampled.
+    pub fn rate(&self) -> u32 {
+        self.mask + 1
+    }
+
+    /// A shadow of `entries` keys sampling one hash in `rate` (a power of
+    /// two) exactly: the miniature of a lower tier, sampled as the tier
+    /// above it is.
+    pub fn with_rate(entries: usize, rate: u32) -> Self {
+        let mut s = Self::new(entries.max(1), 1, 1);
+        s.mask = rate.max(1) - 1;
+        s
+    }
+
+    /// Keys the shadow can hold.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// The shadow's key of `hash` if it is in the sample (bits no other
+    /// table of the policy indexes by).
+    #[inline(always)]
+    pub fn sampled(&self, hash: SequenceHash) -> Option<u64> {
+        let hi = (hash.0 >> 64) as u64;
+        if (hi as u32) & self.mask != 0 {
+            return None;
+        }
+        Some((hash.0 as u64) | 1)
+    }
 
     fn unlink(&mut self, e: u32) {
         let (p, n) = (self.prev[e as usize], self.next[e as usize]);
         self.next[p as usize] = n;
         self.prev[n as usize] = p;
+    }
+
+    /// Forget `key` if it is held (a miniature of a lower tier handing a
+    /// block back up): whether it was. Its entry becomes the next to be
+    /// reused.
+    pub fn take(&mut self, key: u64) -> bool {
+        let Some(e) = self.index.get(key) else {
+            return false;
+        };
+        self.index.remove(e);
+        self.unlink(e);
+        let s = self.cap;
+        let head = self.next[s as usize];
+        self.prev[e as usize] = s;
+        self.next[e as usize] = head;
+        self.prev[head as usize] = e;
+        self.next[s as usize] = e;
+        true
     }
 
     fn push_back(&mut self, e: u32) {
@@ -145,9 +229,7 @@ impl ShadowLru {
     /// key becomes the most recent; a miss inserts it, evicting the least
     /// recent key when the shadow is full.
     pub fn access(&mut self, key: u64) -> bool {
-        let (pos, found) = self.find(key);
-        if found {
-            let e = self.table[pos];
+        if let Some(e) = self.index.get(key) {
             self.unlink(e);
             self.push_back(e);
             return true;
@@ -158,15 +240,12 @@ impl ShadowLru {
         } else {
             let victim = self.next[self.cap as usize];
             self.unlink(victim);
-            let (vpos, vfound) = self.find(self.keys[victim as usize]);
-            debug_assert!(vfound);
-            self.table_remove(vpos);
+            if self.index.key(victim) != 0 {
+                self.index.remove(victim);
+            }
             victim
         };
-        self.keys[e as usize] = key;
-        // The victim's removal may have moved entries: find the slot again.
-        let (pos, _) = self.find(key);
-        self.table[pos] = e;
+        self.index.insert(key, e);
         self.push_back(e);
         false
     }
@@ -194,6 +273,19 @@ mod tests {
         assert!(!s.access(2));
         assert!(s.access(1) && s.access(5));
         assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn take_frees_an_entry() {
+        let mut s = ShadowLru::new(3, 1, 1);
+        for k in [1, 3, 5] {
+            assert!(!s.access(k));
+        }
+        assert!(s.take(3) && !s.take(3));
+        assert!(!s.access(7), "fills the freed entry");
+        assert!(s.access(1) && s.access(5) && s.access(7));
+        assert!(!s.access(9), "evicts 1, the least recent");
+        assert!(!s.access(1));
     }
 
     #[test]

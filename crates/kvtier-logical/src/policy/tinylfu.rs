@@ -203,31 +203,16 @@ impl BuildPolicy for TinyLfu {
 
 #[cfg(test)]
 mod tests {
+    use super::super::by_hand::{admit, info};
     use super::*;
-
-    fn info(h: u128) -> BlockInfo {
-        BlockInfo {
-            hash: SequenceHash(h),
-            position: 0,
-            is_leaf: true,
-        }
-    }
-
-    fn add(p: &mut TinyLfu, s: SlotId, h: u128, hits: usize) {
-        p.on_register(s, &info(h));
-        for _ in 0..hits {
-            p.on_hit(s, &info(h));
-        }
-        p.insert(s, &info(h));
-    }
 
     #[test]
     fn frequent_incumbents_beat_new_candidates() {
         let mut p = TinyLfu::new(100); // window target 1, main target 99
         for s in 0..99 {
-            add(&mut p, s, 1000 + s as u128, 3);
+            admit(&mut p, s, 1000 + s as u128, 3);
         }
-        add(&mut p, 99, 5, 0);
+        admit(&mut p, 99, 5, 0);
         // window holds 0..=99 in registration order; slots 0..98 move to main
         // while it has room, then slot 99 (seen once) loses to the frequent
         // probation head.
@@ -239,9 +224,9 @@ mod tests {
     fn frequent_candidate_is_admitted() {
         let mut p = TinyLfu::new(100);
         for s in 0..99 {
-            add(&mut p, s, 1000 + s as u128, 0);
+            admit(&mut p, s, 1000 + s as u128, 0);
         }
-        add(&mut p, 99, 5, 4);
+        admit(&mut p, 99, 5, 4);
         let v = p.evict().unwrap();
         assert_ne!(v, 99, "the frequent candidate was admitted");
         p.on_evicted(v, &info(0));
@@ -252,7 +237,7 @@ mod tests {
     fn drains_everything() {
         let mut p = TinyLfu::new(10);
         for s in 0..10 {
-            add(&mut p, s, s as u128 + 1, (s % 3) as usize);
+            admit(&mut p, s, s as u128 + 1, (s % 3) as usize);
         }
         let mut n = 0;
         while let Some(v) = p.evict() {

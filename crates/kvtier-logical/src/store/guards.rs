@@ -10,6 +10,19 @@ use crate::hash::SequenceHash;
 use crate::policy::SlotId;
 use crate::tier::Tier;
 
+/// Dropping a guard that owns an unregistered slot returns it to the free list.
+macro_rules! frees_slot_on_drop {
+    ($($guard:ty),*) => {$(
+        impl Drop for $guard {
+            fn drop(&mut self) {
+                self.store.inner.lock().core.free_slot(self.slot);
+            }
+        }
+    )*};
+}
+
+frees_slot_on_drop!(MutableBlock, CompleteBlock);
+
 /// A freshly allocated slot being written. Dropping it returns the slot to the
 /// free list. [`complete`](Self::complete) turns it into a [`CompleteBlock`].
 pub struct MutableBlock {
@@ -33,12 +46,6 @@ impl MutableBlock {
             slot: this.slot,
             spec,
         }
-    }
-}
-
-impl Drop for MutableBlock {
-    fn drop(&mut self) {
-        self.store.inner.lock().core.free_slot(self.slot);
     }
 }
 
@@ -75,12 +82,6 @@ impl CompleteBlock {
         // SAFETY: `this` is never dropped; its reference moves to the caller.
         let store = unsafe { std::ptr::read(&this.store) };
         (store, this.slot, this.spec)
-    }
-}
-
-impl Drop for CompleteBlock {
-    fn drop(&mut self) {
-        self.store.inner.lock().core.free_slot(self.slot);
     }
 }
 

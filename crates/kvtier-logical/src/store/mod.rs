@@ -96,7 +96,7 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// A config with the default policy (`gated-lru`) and its default
+    /// A config with the default policy (`gated-duel`) and its default
     /// tuning, and reject-duplicates.
     pub fn new(tier: Tier, capacity: usize) -> Self {
         StoreConfig {

@@ -36,6 +36,13 @@ pub(super) fn put(s: &BlockStore, hashes: &[SequenceHash]) -> Vec<ImmutableBlock
     )
 }
 
+/// Drops `held`: the store then has `free` free slots, its invariants hold.
+fn assert_frees_on_drop<T>(s: &BlockStore, held: T, free: u64) {
+    drop(held);
+    assert_eq!(s.metrics().free, free);
+    s.check_invariants().unwrap();
+}
+
 #[test]
 fn refuses_impossible_capacities() {
     assert_eq!(
@@ -62,9 +69,7 @@ fn allocation_is_all_or_nothing() {
         }
     );
     assert_eq!(s.metrics().free, 1);
-    drop(held);
-    assert_eq!(s.metrics().free, 4);
-    s.check_invariants().unwrap();
+    assert_frees_on_drop(&s, held, 4);
 }
 
 #[test]
@@ -194,9 +199,7 @@ fn clear_keeps_in_use_blocks_valid() {
     assert!(s.match_prefix(&h).is_empty());
     assert_eq!(s.metrics().in_use, 2);
     s.check_invariants().unwrap();
-    drop(held);
-    assert_eq!(s.metrics().free, 3);
-    s.check_invariants().unwrap();
+    assert_frees_on_drop(&s, held, 3);
 }
 
 #[test]

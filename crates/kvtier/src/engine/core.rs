@@ -42,6 +42,13 @@ struct Shared {
     store_gate: tokio::sync::Mutex<()>,
 }
 
+/// Which way a job moves blocks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Store,
+    Load,
+}
+
 /// kvtier as an engine's storage tier; see the [module docs](self).
 pub struct EngineCore {
     shared: Arc<Shared>,
@@ -209,8 +216,7 @@ impl EngineCore {
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
         let chunks = self.buffer_chunks(buffer, chunks)?;
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.submit_store_chunks(job, keys, chunks) }
+        self.submit(Kind::Store, job, keys, chunks)
     }
 
     /// Store chunk `i` of `chunks` under `keys[i]`, like
@@ -224,25 +230,7 @@ impl EngineCore {
         keys: &[K],
         chunks: Chunks,
     ) -> Result<(), EngineError> {
-        let input = self.job_input(job, keys, chunks)?;
-        let cache = self.cache()?;
-        let shared = self.shared.clone();
-        let event_keys: Option<Vec<Vec<u8>>> = shared
-            .sink
-            .read()
-            .is_some()
-            .then(|| keys.iter().map(|k| k.as_ref().to_vec()).collect());
-        self.spawn(job, async move {
-            let (result, fresh) = transfer::store(&cache, &shared.store_gate, input).await;
-            let sink = shared.sink.read().clone();
-            if let (Some(sink), Some(keys)) = (sink, event_keys) {
-                if !fresh.is_empty() {
-                    let keys = fresh.iter().map(|&i| keys[i].clone()).collect();
-                    sink.on_event(EngineEvent::Stored { keys });
-                }
-            }
-            shared.jobs.finish(result);
-        })
+        self.submit(Kind::Store, job, keys, chunks)
     }
 
     /// Load the blocks of `keys` into chunks `chunks` of `buffer`, on a
@@ -260,8 +248,7 @@ impl EngineCore {
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
         let chunks = self.buffer_chunks(buffer, chunks)?;
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.submit_load_chunks(job, keys, chunks) }
+        self.submit(Kind::Load, job, keys, chunks)
     }
 
     /// Load the blocks of `keys` into chunk `i` of `chunks`, like
@@ -275,11 +262,41 @@ impl EngineCore {
         keys: &[K],
         chunks: Chunks,
     ) -> Result<(), EngineError> {
+        self.submit(Kind::Load, job, keys, chunks)
+    }
+
+    /// Start a store or load job over `chunks` (whose validity until the job
+    /// is reported the public callers' contracts guarantee).
+    fn submit<K: AsRef<[u8]>>(
+        &self,
+        kind: Kind,
+        job: u64,
+        keys: &[K],
+        chunks: Chunks,
+    ) -> Result<(), EngineError> {
         let input = self.job_input(job, keys, chunks)?;
         let cache = self.cache()?;
         let shared = self.shared.clone();
+        if kind == Kind::Load {
+            return self.spawn(job, async move {
+                let result = transfer::load(&cache, input).await;
+                shared.jobs.finish(result);
+            });
+        }
+        let event_keys: Option<Vec<Vec<u8>>> = shared
+            .sink
+            .read()
+            .is_some()
+            .then(|| keys.iter().map(|k| k.as_ref().to_vec()).collect());
         self.spawn(job, async move {
-            let result = transfer::load(&cache, input).await;
+            let (result, fresh) = transfer::store(&cache, &shared.store_gate, input).await;
+            let sink = shared.sink.read().clone();
+            if let (Some(sink), Some(keys)) = (sink, event_keys) {
+                if !fresh.is_empty() {
+                    let keys = fresh.iter().map(|&i| keys[i].clone()).collect();
+                    sink.on_event(EngineEvent::Stored { keys });
+                }
+            }
             shared.jobs.finish(result);
         })
     }

@@ -13,7 +13,7 @@
 use crate::engine::buffer::Chunks;
 use crate::engine::jobs::JobResult;
 use kvtier_logical::{BlockSpec, SequenceHash, Tier};
-use kvtier_offload::{OffloadError, TieredCache};
+use kvtier_offload::{OffloadError, RequestSequence, TieredCache};
 use std::time::{Duration, Instant};
 
 /// One job's inputs: hashes and chunk indices (checked), the buffer.
@@ -240,6 +240,11 @@ pub(crate) async fn load(cache: &TieredCache, input: JobInput) -> JobResult {
     finish(&input, ok, (done * input.block_bytes) as u64)
 }
 
+/// A request for positions `start..end` of a job.
+fn request(cache: &TieredCache, input: &JobInput, start: usize, end: usize) -> RequestSequence {
+    cache.request_with_specs(input.hashes[start..end].iter().map(|&h| spec(h)).collect())
+}
+
 /// Read positions `start..end` where they lie into their chunks; returns
 /// how many (a prefix) were read.
 async fn read_part(
@@ -248,8 +253,7 @@ async fn read_part(
     start: usize,
     end: usize,
 ) -> Result<usize, OffloadError> {
-    let specs: Vec<BlockSpec> = input.hashes[start..end].iter().map(|&h| spec(h)).collect();
-    let mut req = cache.request_with_specs(specs);
+    let mut req = request(cache, input, start, end);
     let (read, _failed) = req
         .read_matched(|pos, src| {
             // SAFETY: chunks checked at submission; the caller keeps them
@@ -268,8 +272,7 @@ async fn onboard_part(
     start: usize,
     end: usize,
 ) -> Result<usize, OffloadError> {
-    let specs: Vec<BlockSpec> = input.hashes[start..end].iter().map(|&h| spec(h)).collect();
-    let mut req = cache.request_with_specs(specs);
+    let mut req = request(cache, input, start, end);
     req.onboard().await?;
     let got = req.held();
     let positions: Vec<usize> = (0..got).collect();

@@ -1,0 +1,255 @@
+//! `gated-duel`'s set dueling: two miniature caches, fed the same spatial
+//! sample of the tier's accesses (one hash in `duel_sample_rate`, as
+//! SHARDS-style miniature simulation does), one in LRU's order
+//! ([`ShadowLru`]) and one in `gated-lru`'s order (a [`GatedLru`] of
+//! `capacity / rate` slots that borrows the full tier's class verdicts).
+//! A saturating counter moves towards the miniature that hit when the
+//! other missed, and the tier follows the order whose miniature is ahead
+//! (with a hysteresis margin), as DIP's set dueling does.
+//!
+//! Both miniatures see the whole history from the start, so the choice
+//! has no transient of its own: there is no share to walk from a start
+//! point, and the order can flip as soon as the traffic says so. The tier
+//! starts in LRU's order (the reference: a large tier that fills before
+//! its first eviction has no evidence yet, and the evidence against an
+//! order comes one reuse distance after its evictions) and leaves it at
+//! the first net gain of the gated miniature; it goes back only once that
+//! miniature is `duel_hysteresis` differing samples behind. Only sampled
+//! accesses touch the miniatures: two small tables per `rate` accesses.
+
+use super::classes::Classes;
+use super::gated::{GatedLru, GatedParams, Verdicts};
+use super::shadow::{KeyIndex, ShadowLru};
+use super::{BuildPolicy, EvictionPolicy, SlotId};
+use crate::hash::SequenceHash;
+
+/// Entries a miniature keeps at least (the sampling rate is lowered for
+/// small tiers).
+const MIN_ENTRIES: usize = 32;
+
+/// The miniature of `gated-lru`: a [`GatedLru`] over slots
+/// `0..capacity`, indexed by the sampled keys.
+#[derive(Debug)]
+struct MiniGated {
+    gated: GatedLru,
+    index: KeyIndex,
+    /// Slots handed out so far (then victims are reused).
+    used: u32,
+    cap: u32,
+}
+
+/// A well-spread sequence hash for the miniature's seen filter: the
+/// sampled keys share the bits the sampling tested, which that filter
+/// would otherwise read.
+#[inline]
+fn remix(key: u64) -> SequenceHash {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let lo = mix(key);
+    SequenceHash(((mix(lo ^ 0x9E37_79B9_7F4A_7C15) as u128) << 64) | lo as u128)
+}
+
+impl MiniGated {
+    fn new(capacity: usize, params: &GatedParams) -> Self {
+        MiniGated {
+            gated: GatedLru::build(capacity, params),
+            index: KeyIndex::new(capacity),
+            used: 0,
+            cap: capacity as u32,
+        }
+    }
+
+    /// An access to the sampled `key`, released as the full tier released
+    /// it (`after_register`, `cont`, `verdicts`): whether the miniature hit.
+    /// A victim goes to `below` (the lower tiers' miniature), if any.
+    fn access(
+        &mut self,
+        key: u64,
+        after_register: bool,
+        cont: bool,
+        verdicts: Verdicts,
+        below: Option<&mut ShadowLru>,
+    ) -> bool {
+        if let Some(s) = self.index.get(key) {
+            self.gated.remove(s);
+            self.gated.mini_hit(s);
+            self.gated.place(s, after_register, Some(verdicts));
+            return true;
+        }
+        let s: SlotId = if self.used < self.cap {
+            self.used += 1;
+            self.used - 1
+        } else {
+            let v = self
+                .gated
+                .evict()
+                .expect("a full miniature lists every slot");
+            let old = self.index.key(v);
+            self.gated.mini_evicted(v, remix(old));
+            self.index.remove(v);
+            if let Some(b) = below {
+                b.access(old);
+            }
+            v
+        };
+        self.index.insert(key, s);
+        self.gated.mini_register(s, remix(key), cont);
+        self.gated.place(s, after_register, Some(verdicts));
+        false
+    }
+}
+
+/// The duel of `gated-duel`: the two miniatures and the counter.
+#[derive(Debug)]
+pub(super) struct Duel {
+    lru: ShadowLru,
+    mini: MiniGated,
+    /// The lower tiers under the gated order: an LRU of their sampled
+    /// size, filled by the gated miniature's victims (`None`: no tier
+    /// below).
+    below: Option<ShadowLru>,
+    /// Positive: `gated-lru`'s miniature is ahead.
+    counter: i32,
+    max: i32,
+    hysteresis: i32,
+    /// The order the tier follows: LRU's (`true`, the start) or
+    /// `gated-lru`'s.
+    lru_order: bool,
+}
+
+impl Duel {
+    /// The duel for a tier of `capacity` slots (`params` checked).
+    pub(super) fn new(capacity: usize, params: &GatedParams) -> Self {
+        let here = ShadowLru::new(capacity, params.duel_sample_rate, MIN_ENTRIES);
+        let rate = here.rate();
+        let mini = MiniGated::new(here.capacity(), params);
+        let below_entries = (params.duel_below_blocks / rate as u64) as usize;
+        let (lru, below) = if below_entries == 0 {
+            (here, None)
+        } else {
+            (
+                ShadowLru::with_rate(here.capacity() + below_entries, rate),
+                Some(ShadowLru::with_rate(below_entries, rate)),
+            )
+        };
+        Duel {
+            lru,
+            mini,
+            below,
+            counter: 0,
+            max: params.duel_counter_max as i32,
+            hysteresis: params.duel_hysteresis as i32,
+            lru_order: true,
+        }
+    }
+
+    /// The tier released a block of `hash` (placed with `after_register`,
+    /// `cont` and `verdicts`): if it is sampled, both miniatures see the
+    /// access. Returns the new order (`true`: LRU's) when it changes.
+    #[inline(always)]
+    pub(super) fn access(
+        &mut self,
+        hash: SequenceHash,
+        after_register: bool,
+        cont: bool,
+        classes: &Classes,
+    ) -> Option<bool> {
+        let key = self.lru.sampled(hash)?;
+        let verdicts = Verdicts {
+            tails_wasted: classes.tails_wasted(),
+            continuations_pay: classes.continuations_pay(),
+        };
+        self.sampled_access(key, after_register, cont, verdicts)
+    }
+
+    #[inline(never)]
+    fn sampled_access(
+        &mut self,
+        key: u64,
+        after_register: bool,
+        cont: bool,
+        verdicts: Verdicts,
+    ) -> Option<bool> {
+        let lru_hit = self.lru.access(key);
+        // A block the tiers below hold moves up: a hit of the whole.
+        let below_hit = self.below.as_mut().is_some_and(|b| b.take(key));
+        let gated_hit = self
+            .mini
+            .access(key, after_register, cont, verdicts, self.below.as_mut())
+            || below_hit;
+        if lru_hit == gated_hit {
+            return None;
+        }
+        let d = if gated_hit { 1 } else { -1 };
+        self.counter = (self.counter + d).clamp(-self.max, self.max);
+        // LRU's order is left as soon as the gated miniature is ahead, and
+        // taken back only `hysteresis` differing samples behind.
+        let lru = if self.lru_order {
+            self.counter < 0
+        } else {
+            self.counter <= -self.hysteresis
+        };
+        if lru != self.lru_order {
+            self.lru_order = lru;
+            return Some(lru);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::test_hash;
+
+    const V: Verdicts = Verdicts {
+        tails_wasted: false,
+        continuations_pay: false,
+    };
+
+    /// Feed `keys` to a duel for a tier of `cap` slots, every hash sampled.
+    fn run(cap: usize, keys: impl Iterator<Item = u128>) -> Duel {
+        let params = GatedParams {
+            duel_sample_rate: 1,
+            ..GatedParams::default()
+        };
+        let mut d = Duel::new(cap, &params);
+        for k in keys {
+            d.sampled_access(d.lru.sampled(test_hash(k)).unwrap(), false, false, V);
+        }
+        d
+    }
+
+    #[test]
+    fn recency_traffic_chooses_lru_order() {
+        // Every key comes back once, about 800 distinct keys later: within
+        // LRU's reach, beyond the gated order's probation segment.
+        let cap = 1024;
+        let keys = (400..20_000u128).flat_map(|t| [t, t - 400]);
+        let d = run(cap, keys);
+        assert!(d.lru_order, "counter {}", d.counter);
+    }
+
+    #[test]
+    fn a_hot_set_among_scans_keeps_the_gated_order() {
+        // 700 hot keys among one-off ones: LRU's reach is 512 hot keys.
+        let cap = 1024;
+        let keys = (0..40_000u128).flat_map(|i| [1_000_000 + i, i % 700]);
+        let d = run(cap, keys);
+        assert!(!d.lru_order, "counter {}", d.counter);
+        assert!(d.counter > 0);
+    }
+
+    #[test]
+    fn the_miniature_reuses_its_slots() {
+        let mut m = MiniGated::new(8, &GatedParams::default());
+        for k in 1..100u64 {
+            assert!(!m.access(k * 2, false, false, V, None));
+        }
+        assert_eq!(m.gated.len(), 8);
+        assert!(m.access(198, false, false, V, None), "the last key is held");
+    }
+}
