@@ -730,51 +730,40 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
         true
     }
 
-    /// `evict`'s choice between the two segments' heads, walked forward.
-    /// Proven blocks with passes left would be re-queued, not evicted: they
-    /// are skipped (approximate, as the trait allows). O(n).
+    /// `evict`'s choice between the two segments' heads, walked forward (in
+    /// either of `gated-duel`'s orders). Proven blocks with passes left
+    /// would be re-queued, not evicted: they are skipped (approximate, as
+    /// the trait allows). O(n).
     fn next_victims(&self, n: usize, out: &mut Vec<SlotId>) -> bool {
         let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
         let (mut a, mut b) = (self.node(sn).next, self.node(sp).next);
+        // `gated-duel` in LRU's order: `evict_in_release_order`'s choice.
+        let release_order = DUEL && self.lru_order;
         // Bounded work: at most 4n nodes visited (skipped ones included).
         let mut budget = 4 * n;
-        if DUEL && self.lru_order {
-            // `evict_in_release_order`'s choice, walked forward.
-            while out.len() < n {
-                let take_new = a != sn
-                    && (b == sp
-                        || self.node(a).flags & TAIL != 0
-                        || stamp_gap(self.node(a).stamp, self.node(b).stamp) >= 0);
-                if take_new {
-                    out.push(a);
-                    a = self.node(a).next;
-                } else if b != sp {
-                    out.push(b);
-                    b = self.node(b).next;
-                } else {
-                    break;
-                }
-            }
-            return true;
-        }
         while out.len() < n && budget > 0 {
-            while b != sp && self.node(b).passes > 0 && budget > 0 {
+            while !release_order && b != sp && self.node(b).passes > 0 && budget > 0 {
                 b = self.node(b).next;
                 budget -= 1;
             }
             budget = budget.saturating_sub(1);
-            let proven_first = b != sp
-                && (a == sn
-                    || stamp_gap(self.node(b).stamp, self.node(a).stamp) > self.credit as i32);
-            if proven_first {
-                out.push(b);
-                b = self.node(b).next;
-            } else if a != sn {
-                out.push(a);
-                a = self.node(a).next;
+            let take_new = a != sn
+                && (b == sp
+                    || if release_order {
+                        self.node(a).flags & TAIL != 0
+                            || stamp_gap(self.node(a).stamp, self.node(b).stamp) >= 0
+                    } else {
+                        stamp_gap(self.node(b).stamp, self.node(a).stamp) <= self.credit as i32
+                    });
+            let cursor = if take_new {
+                &mut a
+            } else if b != sp {
+                &mut b
             } else {
                 break;
-            }
+            };
+            out.push(*cursor);
+            *cursor = self.node(*cursor).next;
         }
         true
     }
