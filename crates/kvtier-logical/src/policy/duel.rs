@@ -146,6 +146,12 @@ impl Duel {
         }
     }
 
+    /// The sampling mask: a hash is sampled when the low 32 of its high 64
+    /// bits, masked with it, are 0 (as [`ShadowLru::sampled`]).
+    pub(super) fn sample_mask(&self) -> u32 {
+        self.lru.rate() - 1
+    }
+
     /// The tier released a block of `hash` (placed with `after_register`,
     /// `cont` and `verdicts`): if it is sampled, both miniatures see the
     /// access. Returns the new order (`true`: LRU's) when it changes.

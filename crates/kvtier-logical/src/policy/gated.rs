@@ -226,6 +226,9 @@ pub struct Gated<const ADAPT: bool, const DUEL: bool = false> {
     duel: Option<Box<Duel>>,
     /// `gated-duel`: evict in release order (the duel chose LRU's order).
     lru_order: bool,
+    /// `gated-duel`: the duel's sampling mask (`ShadowLru::sampled`), all
+    /// ones without a duel.
+    duel_mask: u32,
     /// `gated-arc`: [`GatedParams::duel_miss_weight`].
     duel_miss: i32,
     /// `gated-arc`: [`GatedParams::duel_hit_weight`].
@@ -297,6 +300,9 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             .collect();
         let credit = (capacity as u64 * params.proven_credit_turnovers as u64).min(i32::MAX as u64);
         let max_protected_cap = capacity * params.protected_share_64ths as usize / 64;
+        let duel =
+            (DUEL && params.duel_sample_rate > 0).then(|| Box::new(Duel::new(capacity, params)));
+        let duel_mask = duel.as_ref().map_or(u32::MAX, |d| d.sample_mask());
         Gated {
             nodes,
             base,
@@ -312,8 +318,8 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             ),
             shadow: (ADAPT && !DUEL && params.duel_sample_rate > 0)
                 .then(|| ShadowLru::new(capacity, params.duel_sample_rate, 64)),
-            duel: (DUEL && params.duel_sample_rate > 0)
-                .then(|| Box::new(Duel::new(capacity, params))),
+            duel,
+            duel_mask,
             // `gated-duel` starts in LRU's order (`duel.rs`).
             lru_order: DUEL && params.duel_sample_rate > 0,
             duel_miss: params.duel_miss_weight as i32,
@@ -608,7 +614,9 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
         self.check(slot);
         let after_register = self.classes.take_after_register();
         let flags = self.place(slot, after_register, None);
-        if DUEL {
+        // Unsampled hashes (all but one in `duel_sample_rate`) stop here,
+        // without touching the duel's state.
+        if DUEL && ((info.hash.0 >> 64) as u32) & self.duel_mask == 0 {
             if let Some(d) = &mut self.duel {
                 if let Some(lru) =
                     d.access(info.hash, after_register, flags & CONT != 0, &self.classes)
