@@ -268,60 +268,44 @@ fn requests() -> impl Strategy<Value = Vec<Vec<SequenceHash>>> {
     )
 }
 
+/// Replay `reqs` through a tier of `capacity` slots with `policy`: the
+/// store's invariants hold, nothing is in use afterwards, and every slot
+/// comes back exactly once.
+fn replays_cleanly(
+    policy: PolicyKind,
+    capacity: usize,
+    reqs: &[Vec<SequenceHash>],
+) -> Result<(), TestCaseError> {
+    let store = BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(policy)).unwrap();
+    kvtier_logical::replay(&store, reqs).unwrap();
+    store.check_invariants().map_err(TestCaseError::fail)?;
+    let m = store.metrics();
+    prop_assert_eq!(m.in_use, 0);
+    prop_assert_eq!(m.free + m.inactive, capacity as u64);
+    let all = store.allocate(capacity).unwrap();
+    let mut slots: Vec<u32> = all.iter().map(|b| b.slot()).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    prop_assert_eq!(slots.len(), capacity);
+    drop(all);
+    store.check_invariants().map_err(TestCaseError::fail)?;
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// `gated-arc` at sizes where its duel samples (one hash in 2 to 4
-    /// feeds the shadow LRU) and moves the split under eviction pressure:
-    /// the store's invariants hold after every replay, nothing is in use
-    /// afterwards, and every slot comes back exactly once.
+    /// feeds the shadow LRU) and moves the split under eviction pressure.
     #[test]
-    fn gated_arc_duel_keeps_invariants(
-        capacity in 130usize..300,
-        reqs in requests(),
-    ) {
-        let store = BlockStore::new(
-            StoreConfig::new(Tier::G1, capacity).with_policy(PolicyKind::GatedArc),
-        )
-        .unwrap();
-        kvtier_logical::replay(&store, &reqs).unwrap();
-        store.check_invariants().map_err(TestCaseError::fail)?;
-        let m = store.metrics();
-        prop_assert_eq!(m.in_use, 0);
-        prop_assert_eq!(m.free + m.inactive, capacity as u64);
-        let all = store.allocate(capacity).unwrap();
-        let mut slots: Vec<u32> = all.iter().map(|b| b.slot()).collect();
-        slots.sort_unstable();
-        slots.dedup();
-        prop_assert_eq!(slots.len(), capacity);
-        drop(all);
-        store.check_invariants().map_err(TestCaseError::fail)?;
+    fn gated_arc_duel_keeps_invariants(capacity in 130usize..300, reqs in requests()) {
+        replays_cleanly(PolicyKind::GatedArc, capacity, &reqs)?;
     }
 
-    /// `gated-duel` at sizes where its duel samples (one hash in 2 to 4
-    /// feeds both miniatures) and switches order under eviction pressure:
-    /// the store's invariants hold after every replay, nothing is in use
-    /// afterwards, and every slot comes back exactly once.
+    /// `gated-duel` at sizes where its duel samples (one hash in 4 to 8
+    /// feeds both miniatures) and switches order under eviction pressure.
     #[test]
-    fn gated_duel_keeps_invariants(
-        capacity in 130usize..300,
-        reqs in requests(),
-    ) {
-        let store = BlockStore::new(
-            StoreConfig::new(Tier::G1, capacity).with_policy(PolicyKind::GatedDuel),
-        )
-        .unwrap();
-        kvtier_logical::replay(&store, &reqs).unwrap();
-        store.check_invariants().map_err(TestCaseError::fail)?;
-        let m = store.metrics();
-        prop_assert_eq!(m.in_use, 0);
-        prop_assert_eq!(m.free + m.inactive, capacity as u64);
-        let all = store.allocate(capacity).unwrap();
-        let mut slots: Vec<u32> = all.iter().map(|b| b.slot()).collect();
-        slots.sort_unstable();
-        slots.dedup();
-        prop_assert_eq!(slots.len(), capacity);
-        drop(all);
-        store.check_invariants().map_err(TestCaseError::fail)?;
+    fn gated_duel_keeps_invariants(capacity in 130usize..300, reqs in requests()) {
+        replays_cleanly(PolicyKind::GatedDuel, capacity, &reqs)?;
     }
 }

@@ -146,6 +146,12 @@ impl Duel {
         }
     }
 
+    /// The sampling mask: a hash is sampled when the low 32 of its high 64
+    /// bits, masked with it, are 0 (as [`ShadowLru::sampled`]).
+    pub(super) fn sample_mask(&self) -> u32 {
+        self.lru.rate() - 1
+    }
+
     /// The tier released a block of `hash` (placed with `after_register`,
     /// `cont` and `verdicts`): if it is sampled, both miniatures see the
     /// access. Returns the new order (`true`: LRU's) when it changes.
@@ -212,8 +218,14 @@ mod tests {
 
     /// Feed `keys` to a duel for a tier of `cap` slots, every hash sampled.
     fn run(cap: usize, keys: impl Iterator<Item = u128>) -> Duel {
+        run_over(cap, 0, keys)
+    }
+
+    /// [`run`] for a tier with `below` blocks of lower tiers.
+    fn run_over(cap: usize, below: u64, keys: impl Iterator<Item = u128>) -> Duel {
         let params = GatedParams {
             duel_sample_rate: 1,
+            duel_below_blocks: below,
             ..GatedParams::default()
         };
         let mut d = Duel::new(cap, &params);
@@ -241,6 +253,27 @@ mod tests {
         let d = run(cap, keys);
         assert!(!d.lru_order, "counter {}", d.counter);
         assert!(d.counter > 0);
+    }
+
+    #[test]
+    fn tiers_below_count_for_the_choice() {
+        // A hot set of half the tier between scans of twice the tier: alone,
+        // LRU misses the hot set every round and the gated order keeps it,
+        // so the gated order wins. With four tiers' worth below, LRU over
+        // the whole hierarchy holds the hot set too, the two orders tie,
+        // and the tier keeps LRU's order.
+        let cap = 256;
+        let keys = || {
+            (0..40u128).flat_map(move |r| {
+                (0..cap as u128 / 2)
+                    .chain((0..2 * cap as u128).map(move |i| 1_000_000 + r * 1000 + i))
+            })
+        };
+        let alone = run(cap, keys());
+        assert!(!alone.lru_order, "counter {}", alone.counter);
+        let over = run_over(cap, 4 * cap as u64, keys());
+        assert!(over.lru_order, "counter {}", over.counter);
+        assert!(over.counter.abs() <= over.hysteresis, "{}", over.counter);
     }
 
     #[test]

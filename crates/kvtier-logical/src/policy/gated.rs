@@ -226,6 +226,9 @@ pub struct Gated<const ADAPT: bool, const DUEL: bool = false> {
     duel: Option<Box<Duel>>,
     /// `gated-duel`: evict in release order (the duel chose LRU's order).
     lru_order: bool,
+    /// `gated-duel`: the duel's sampling mask (`ShadowLru::sampled`), all
+    /// ones without a duel.
+    duel_mask: u32,
     /// `gated-arc`: [`GatedParams::duel_miss_weight`].
     duel_miss: i32,
     /// `gated-arc`: [`GatedParams::duel_hit_weight`].
@@ -297,6 +300,9 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             .collect();
         let credit = (capacity as u64 * params.proven_credit_turnovers as u64).min(i32::MAX as u64);
         let max_protected_cap = capacity * params.protected_share_64ths as usize / 64;
+        let duel =
+            (DUEL && params.duel_sample_rate > 0).then(|| Box::new(Duel::new(capacity, params)));
+        let duel_mask = duel.as_ref().map_or(u32::MAX, |d| d.sample_mask());
         Gated {
             nodes,
             base,
@@ -312,8 +318,8 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             ),
             shadow: (ADAPT && !DUEL && params.duel_sample_rate > 0)
                 .then(|| ShadowLru::new(capacity, params.duel_sample_rate, 64)),
-            duel: (DUEL && params.duel_sample_rate > 0)
-                .then(|| Box::new(Duel::new(capacity, params))),
+            duel,
+            duel_mask,
             // `gated-duel` starts in LRU's order (`duel.rs`).
             lru_order: DUEL && params.duel_sample_rate > 0,
             duel_miss: params.duel_miss_weight as i32,
@@ -608,7 +614,9 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
         self.check(slot);
         let after_register = self.classes.take_after_register();
         let flags = self.place(slot, after_register, None);
-        if DUEL {
+        // Unsampled hashes (all but one in `duel_sample_rate`) stop here,
+        // without touching the duel's state.
+        if DUEL && ((info.hash.0 >> 64) as u32) & self.duel_mask == 0 {
             if let Some(d) = &mut self.duel {
                 if let Some(lru) =
                     d.access(info.hash, after_register, flags & CONT != 0, &self.classes)
@@ -792,108 +800,5 @@ impl<const ADAPT: bool, const DUEL: bool> BuildPolicy for Gated<ADAPT, DUEL> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(h: u128) -> BlockInfo {
-        BlockInfo {
-            hash: crate::policy::test_hash(h),
-            position: 0,
-            is_leaf: true,
-        }
-    }
-
-    /// Drive `p` with accesses to `keys` (cycled `rounds` times) the way a
-    /// store would: a cached key is hit (removed while in use, re-inserted
-    /// at release), a missing one is registered in a free or evicted slot.
-    fn drive(p: &mut GatedArc, cap: usize, keys: &[u128], rounds: usize) -> u64 {
-        let mut slot_of = std::collections::HashMap::new();
-        let mut key_of = vec![None; cap];
-        let mut free: Vec<SlotId> = (0..cap as SlotId).rev().collect();
-        let mut hits = 0;
-        for _ in 0..rounds {
-            for &k in keys {
-                if let Some(&s) = slot_of.get(&k) {
-                    p.remove(s);
-                    p.on_hit(s, &info(k));
-                    p.insert(s, &info(k));
-                    hits += 1;
-                    continue;
-                }
-                let s = free.pop().unwrap_or_else(|| {
-                    let v = p.evict().expect("a full tier has a victim");
-                    let old = key_of[v as usize].take().unwrap();
-                    slot_of.remove(&old);
-                    p.on_evicted(v, &info(old));
-                    v
-                });
-                p.on_register(s, &info(k));
-                p.insert(s, &info(k));
-                slot_of.insert(k, s);
-                key_of[s as usize] = Some(k);
-            }
-        }
-        hits
-    }
-
-    #[test]
-    fn the_duel_leaves_lru_order_only_for_a_gain() {
-        let cap = 4096;
-        // Every key comes back once, about 3,000 accesses later: LRU hits
-        // every return, a probation segment of an eighth of the tier none,
-        // and the protected segment fills with blocks that never come back.
-        // The duel takes the share to 0 and the returns hit.
-        let mut p = GatedArc::new(cap);
-        let mut twice = Vec::new();
-        for t in 0..40_000u128 {
-            twice.push(t);
-            if t >= 1500 {
-                twice.push(t - 1500);
-            }
-        }
-        let hits = drive(&mut p, cap, &twice, 1);
-        assert!(p.protected_cap() < cap / 16, "{}", p.protected_cap());
-        assert!(hits > 38_500 * 9 / 10, "{hits} of 38,500 returns hit");
-        let mut g = GatedArc::build(
-            cap,
-            &GatedParams {
-                duel_sample_rate: 0,
-                ..GatedParams::default()
-            },
-        );
-        let without = drive(&mut g, cap, &twice, 1);
-        assert!(without < hits / 2, "without the duel: {without}");
-        // A hot set hit again and again among one-off keys: the policy hits
-        // what LRU loses, and the share stays up.
-        let mut p = GatedArc::new(cap);
-        let mut stream = Vec::new();
-        for i in 0..40_000u128 {
-            stream.push(1_000_000 + i);
-            if i % 4 == 0 {
-                stream.push(i % 2000);
-            }
-        }
-        drive(&mut p, cap, &stream, 1);
-        assert!(p.protected_cap() > cap / 4, "{}", p.protected_cap());
-    }
-
-    #[test]
-    fn idle_proven_blocks_lose_their_credit() {
-        let cap = 4;
-        let mut p = GatedLru::new(cap);
-        p.on_register(0, &info(1));
-        p.on_hit(0, &info(1));
-        // Proven, then idle while new blocks churn through slot 1 for more
-        // than the credit.
-        p.insert(0, &info(1));
-        let turnovers = GatedParams::default().proven_credit_turnovers as u64;
-        for k in 0..(cap as u64 * turnovers + 2) {
-            p.on_register(1, &info(100 + k as u128));
-            p.insert(1, &info(100 + k as u128));
-            if k + 1 < cap as u64 * turnovers + 2 {
-                p.remove(1);
-            }
-        }
-        assert_eq!(p.evict(), Some(0), "the idle proven block goes first");
-    }
-}
+#[path = "gated_tests.rs"]
+mod tests;

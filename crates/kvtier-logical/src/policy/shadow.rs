@@ -208,21 +208,21 @@ impl ShadowLru {
         self.index.remove(e);
         self.unlink(e);
         let s = self.cap;
-        let head = self.next[s as usize];
-        self.prev[e as usize] = s;
-        self.next[e as usize] = head;
-        self.prev[head as usize] = e;
-        self.next[s as usize] = e;
+        self.link(e, s, self.next[s as usize]);
         true
+    }
+
+    /// Link entry `e` between `prev` and `next`.
+    fn link(&mut self, e: u32, prev: u32, next: u32) {
+        self.prev[e as usize] = prev;
+        self.next[e as usize] = next;
+        self.next[prev as usize] = e;
+        self.prev[next as usize] = e;
     }
 
     fn push_back(&mut self, e: u32) {
         let s = self.cap;
-        let tail = self.prev[s as usize];
-        self.prev[e as usize] = tail;
-        self.next[e as usize] = s;
-        self.next[tail as usize] = e;
-        self.prev[s as usize] = e;
+        self.link(e, self.prev[s as usize], s);
     }
 
     /// An access to the sampled `key`: whether LRU would have hit it. The
