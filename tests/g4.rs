@@ -6,11 +6,11 @@
 mod common;
 use common::{cmd, stderr, TRACE};
 use futures::StreamExt;
-use kvtier_remote::testing::{S3Server, ACCESS_KEY, SECRET_KEY};
+use kvtier_remote::testing::{self, S3Server, ACCESS_KEY, SECRET_KEY};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::Value;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,18 +32,9 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = testing::runtime().unwrap();
         // The server's files in memory when the machine has /dev/shm.
-        let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::tempdir_in(shm).unwrap()
-        } else {
-            tempfile::tempdir().unwrap()
-        };
+        let dir = testing::scratch_dir().unwrap();
         let server = rt.block_on(S3Server::start(dir.path(), &[BUCKET])).unwrap();
         Harness {
             _serial: serial,
@@ -53,33 +44,15 @@ impl Harness {
         }
     }
 
-    /// `kvtier replay` with small local tiers and G4 at `s3://BUCKET/prefix`,
-    /// endpoint and credentials in the AWS_* variables.
-    fn replay(&self, prefix: &str, extra: &[&str]) -> std::process::Command {
-        let url = format!("s3://{BUCKET}/{prefix}");
-        let mut args = vec![
-            "replay",
-            "--trace",
-            TRACE,
-            "--g1-blocks",
-            "1000",
-            "--g2-blocks",
-            "2000",
-            "--g3-blocks",
-            "4000",
-            "--g4",
-            &url,
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let mut c = cmd(&args);
+    /// [`replay_with_g4`] at `s3://BUCKET/prefix`, endpoint and
+    /// credentials in the AWS_* variables.
+    fn replay(&self, prefix: &str, extra: &[&str]) -> Command {
+        let mut c = replay_with_g4(&format!("s3://{BUCKET}/{prefix}"), extra);
         c.env("AWS_ENDPOINT", self.server.endpoint())
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ALLOW_HTTP", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("AWS_ALLOW_HTTP", "true");
         c
     }
 
@@ -120,6 +93,30 @@ impl Harness {
     }
 }
 
+/// `kvtier replay` of the trace with small G1 and G2 and `extra`, its JSON
+/// report on a pipe.
+fn replay_cmd(extra: &[&str]) -> Command {
+    let mut args = vec![
+        "replay",
+        "--trace",
+        TRACE,
+        "--g1-blocks",
+        "1000",
+        "--g2-blocks",
+        "2000",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let mut c = cmd(&args);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// [`replay_cmd`] with a small G3 and G4 at `url`.
+fn replay_with_g4(url: &str, extra: &[&str]) -> Command {
+    replay_cmd(&[&["--g3-blocks", "4000", "--g4", url], extra].concat())
+}
+
 /// Wait for `child` at most `secs`, then parse its JSON report.
 fn finish(child: Child, secs: u64) -> Value {
     let t = Instant::now();
@@ -141,7 +138,7 @@ fn finish(child: Child, secs: u64) -> Value {
     serde_json::from_slice(&o.stdout).expect("one JSON object")
 }
 
-fn json_of(mut c: std::process::Command) -> Value {
+fn json_of(mut c: Command) -> Value {
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     finish(c.spawn().unwrap(), 50)
 }
@@ -156,6 +153,21 @@ fn assert_nothing_wrong(v: &Value) {
     assert_eq!(v["error"], Value::Null, "{v}");
 }
 
+/// Node A's replay then node B's (sharing one G4) lost nothing, together
+/// hit at least 99% of `reference`, and B hit in G4 what A stored there.
+fn assert_shared(a: &Value, b: &Value, reference: u64) {
+    assert_nothing_wrong(a);
+    assert_nothing_wrong(b);
+    let hits = u(&a["hits"]) + u(&b["hits"]);
+    assert!(
+        hits * 100 >= reference * 99,
+        "A {} + B {} = {hits} of {reference}",
+        a["hits"],
+        b["hits"]
+    );
+    assert!(u(&b["hits_by_tier"]["g4"]) > 0, "{}", b["hits_by_tier"]);
+}
+
 /// The full trace over a shared directory (`file://`, as on NFS): node A
 /// replays the first 2,000 requests, node B (empty G1-G3) the rest.
 #[test]
@@ -163,39 +175,14 @@ fn two_nodes_share_a_directory_over_the_whole_trace() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}/g4", dir.path().display());
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "replay",
-            "--trace",
-            TRACE,
-            "--g1-blocks",
-            "1000",
-            "--g2-blocks",
-            "2000",
-            "--g3-blocks",
-            "4000",
-            "--g4",
+        json_of(replay_with_g4(
             &url,
-            "--g4-backpressure",
-            "wait",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let mut c = cmd(&args);
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        finish(c.spawn().unwrap(), 50)
+            &[&["--g4-backpressure", "wait"], extra].concat(),
+        ))
     };
     let a = run(&["--limit", "2000"]);
     let b = run(&["--skip", "2000"]);
-    assert_nothing_wrong(&a);
-    assert_nothing_wrong(&b);
-    let hits = u(&a["hits"]) + u(&b["hits"]);
-    assert!(
-        hits * 100 >= UNBOUNDED_HITS * 99,
-        "A {} + B {} = {hits} of {UNBOUNDED_HITS}",
-        a["hits"],
-        b["hits"]
-    );
-    assert!(u(&b["hits_by_tier"]["g4"]) > 0, "{}", b["hits_by_tier"]);
+    assert_shared(&a, &b, UNBOUNDED_HITS);
     assert_eq!(b["g4"]["read_failures"], 0);
 }
 
@@ -206,47 +193,14 @@ fn two_nodes_share_a_directory_over_the_whole_trace() {
 #[test]
 fn two_nodes_share_a_bucket() {
     let h = Harness::new();
-    let one = json_of(cmd(&[
-        "replay",
-        "--trace",
-        TRACE,
-        "--g1-blocks",
-        "1000",
-        "--g2-blocks",
-        "2000",
-        "--g3-blocks",
-        "50000",
-        "--limit",
-        "500",
-        "--json",
-    ]));
+    let one = json_of(replay_cmd(&["--g3-blocks", "50000", "--limit", "500"]));
     let wait = ["--g4-backpressure", "wait"];
-    let a = finish(
-        h.replay("two", &[&wait[..], &["--limit", "250"]].concat())
-            .spawn()
-            .unwrap(),
-        50,
-    );
-    let b = finish(
-        h.replay(
-            "two",
-            &[&wait[..], &["--skip", "250", "--limit", "250"]].concat(),
-        )
-        .spawn()
-        .unwrap(),
-        50,
-    );
-    assert_nothing_wrong(&a);
-    assert_nothing_wrong(&b);
-    let hits = u(&a["hits"]) + u(&b["hits"]);
-    let reference = u(&one["hits"]);
-    assert!(
-        hits * 100 >= reference * 99,
-        "A {} + B {} = {hits} of {reference}",
-        a["hits"],
-        b["hits"]
-    );
-    assert!(u(&b["hits_by_tier"]["g4"]) > 0, "{}", b["hits_by_tier"]);
+    let a = json_of(h.replay("two", &[&wait[..], &["--limit", "250"]].concat()));
+    let b = json_of(h.replay(
+        "two",
+        &[&wait[..], &["--skip", "250", "--limit", "250"]].concat(),
+    ));
+    assert_shared(&a, &b, u(&one["hits"]));
     assert_eq!(b["g4"]["write_skipped"], 0);
     // One object per distinct block written by either node.
     let written = u(&a["g4"]["objects_written"]) + u(&b["g4"]["objects_written"]);
@@ -281,7 +235,7 @@ fn two_nodes_writing_the_same_blocks_leave_one_object_each() {
 fn objects_damaged_outside_kvtier_are_misses_never_wrong_bytes() {
     let h = Harness::new();
     let wait = ["--g4-backpressure", "wait", "--limit", "150"];
-    let a = finish(h.replay("dmg", &wait).spawn().unwrap(), 50);
+    let a = json_of(h.replay("dmg", &wait));
     assert_nothing_wrong(&a);
     let keys = h.keys("dmg");
     assert!(keys.len() > 100);
@@ -307,7 +261,7 @@ fn objects_damaged_outside_kvtier_are_misses_never_wrong_bytes() {
         }
     });
     // A fresh node (same requests): its index lists the damaged objects.
-    let b = finish(h.replay("dmg", &wait).spawn().unwrap(), 50);
+    let b = json_of(h.replay("dmg", &wait));
     assert_nothing_wrong(&b);
     let g = &b["g4"];
     assert!(u(&g["self_healed"]) > 0, "{g}");
@@ -318,12 +272,7 @@ fn objects_damaged_outside_kvtier_are_misses_never_wrong_bytes() {
 #[test]
 fn a_server_killed_mid_replay_degrades_to_recompute_and_recovers() {
     let mut h = Harness::new();
-    let a = finish(
-        h.replay("kill", &["--g4-backpressure", "wait", "--limit", "300"])
-            .spawn()
-            .unwrap(),
-        50,
-    );
+    let a = json_of(h.replay("kill", &["--g4-backpressure", "wait", "--limit", "300"]));
     assert_nothing_wrong(&a);
     let child = h
         .replay(

@@ -42,6 +42,9 @@ pub enum WireFormat {
 }
 
 impl WireFormat {
+    /// Every format.
+    pub const ALL: [WireFormat; 2] = [WireFormat::Map, WireFormat::Array];
+
     /// `map` or `array`.
     pub fn name(self) -> &'static str {
         match self {
@@ -54,13 +57,10 @@ impl WireFormat {
 impl std::str::FromStr for WireFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "map" => Ok(WireFormat::Map),
-            "array" => Ok(WireFormat::Array),
-            _ => Err(format!(
-                "unknown event format `{s}` (expected `map` or `array`)"
-            )),
-        }
+        WireFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown event format `{s}` (expected `map` or `array`)"))
     }
 }
 
@@ -449,6 +449,17 @@ impl<'de> Visitor<'de> for EventVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_parse_from_their_names() {
+        for f in WireFormat::ALL {
+            assert_eq!(f.name().parse::<WireFormat>(), Ok(f));
+        }
+        assert_eq!(
+            "Map".parse::<WireFormat>(),
+            Err("unknown event format `Map` (expected `map` or `array`)".to_string())
+        );
+    }
 
     fn sample() -> EventBatch {
         EventBatch {

@@ -501,6 +501,10 @@ mod tests {
         Config::parse("c.toml", text).unwrap_err().to_string()
     }
 
+    fn parse_ok(text: &str) -> Config {
+        Config::parse("c.toml", text).unwrap()
+    }
+
     #[test]
     fn builtin_and_shipped_configs_parse() {
         let b = Config::builtin();
@@ -527,7 +531,7 @@ mod tests {
         assert!(parse_size("99999999999TiB")
             .unwrap_err()
             .contains("overflows"));
-        let e = Config::parse("c.toml", "[g2]\nbytes = \"1KiB\"\n").unwrap();
+        let e = parse_ok("[g2]\nbytes = \"1KiB\"\n");
         let mut e2 = e.clone();
         assert!(e2
             .resolve_bytes("c.toml", 16384)
@@ -538,11 +542,11 @@ mod tests {
 
     #[test]
     fn parses_and_defaults() {
-        let c = Config::parse("c.toml", "[g1]\nblocks = 10\npolicy = \"lru\"\n").unwrap();
+        let c = parse_ok("[g1]\nblocks = 10\npolicy = \"lru\"\n");
         assert_eq!(c.g1.blocks, 10);
         assert_eq!(c.g1.policy, Some(PolicyKind::Lru));
         assert_eq!(c.g2.blocks, 0);
-        assert_eq!(Config::parse("c.toml", "").unwrap(), Config::default());
+        assert_eq!(parse_ok(""), Config::default());
     }
 
     #[test]
@@ -570,16 +574,14 @@ mod tests {
 
     #[test]
     fn events_table() {
-        let c = Config::parse(
-            "c.toml",
+        let c = parse_ok(
             "[events]\nendpoint = \"tcp://*:6000\"\nformat = \"array\"\n[events.medium]\ng3 = \"SSD\"\n",
-        )
-        .unwrap();
+        );
         let e = c.events.unwrap();
         assert_eq!(e.endpoint, "tcp://*:6000");
         assert_eq!(e.format, kvtier_events::WireFormat::Array);
         assert_eq!(e.medium.of(Tier::G3), "SSD");
-        assert!(Config::parse("c.toml", "").unwrap().events.is_none());
+        assert!(parse_ok("").events.is_none());
         let err = parse_err("[events]\nbuffer = 0\n");
         assert!(err.contains("events.buffer"), "{err}");
         let err = parse_err("[events]\nfromat = \"map\"\n");
@@ -605,29 +607,18 @@ mod tests {
 
     #[test]
     fn g4_section() {
-        let c = Config::parse(
-            "c.toml",
+        let c = parse_ok(
             "[g2]\nblocks = 10\n[g4]\nurl = \"s3://b/p\"\nbackpressure = \"wait\"\ncapacity = 1000\n[g4.s3]\nendpoint = \"http://127.0.0.1:9000\"\n",
-        )
-        .unwrap();
+        );
         let g = c.g4.unwrap();
         assert_eq!(g.backpressure, kvtier_remote::Backpressure::Wait);
         assert_eq!(g.capacity, 1000);
         assert_eq!(g.s3["endpoint"], "http://127.0.0.1:9000");
-        let e = Config::parse("c.toml", "[g4]\nurl = \"file:///x\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_err("[g4]\nurl = \"file:///x\"\n");
         assert!(e.contains("g4 needs a g2"), "{e}");
-        let e = Config::parse(
-            "c.toml",
-            "[g2]\nblocks = 10\n[g4]\nurl = \"file:///x\"\nin_flight = 0\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let e = parse_err("[g2]\nblocks = 10\n[g4]\nurl = \"file:///x\"\nin_flight = 0\n");
         assert!(e.contains("in_flight"), "{e}");
-        let e = Config::parse("c.toml", "[g4]\nurl = \"s3://b\"\nbackpresure = \"wait\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_err("[g4]\nurl = \"s3://b\"\nbackpresure = \"wait\"\n");
         assert!(e.contains("backpresure"), "{e}");
     }
 }

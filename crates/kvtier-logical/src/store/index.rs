@@ -88,6 +88,26 @@ impl Bucket {
             m & LANES
         }
     }
+
+    /// The slot of this bucket whose entry carries `tag` and whose full hash
+    /// (`hash_of`) is `hash`.
+    #[inline(always)]
+    fn find(
+        &self,
+        tag: u32,
+        hash: SequenceHash,
+        hash_of: &impl Fn(SlotId) -> SequenceHash,
+    ) -> Option<SlotId> {
+        let mut m = self.mask(tag);
+        while m != 0 {
+            let s = self.slots[m.trailing_zeros() as usize];
+            if hash_of(s) == hash {
+                return Some(s);
+            }
+            m &= m - 1;
+        }
+        None
+    }
 }
 
 pub(super) struct Index {
@@ -150,13 +170,8 @@ impl Index {
         let mut b = p.home;
         loop {
             let bucket = &self.buckets[b];
-            let mut m = bucket.mask(p.tag);
-            while m != 0 {
-                let s = bucket.slots[m.trailing_zeros() as usize];
-                if hash_of(s) == hash {
-                    return Some(s);
-                }
-                m &= m - 1;
+            if let Some(s) = bucket.find(p.tag, hash, &hash_of) {
+                return Some(s);
             }
             if bucket.overflow == 0 {
                 return None;
@@ -181,13 +196,8 @@ impl Index {
         let free = home.mask(EMPTY);
         if home.overflow == 0 && free != 0 {
             // Common case: everything for this hash is in the home bucket.
-            let mut m = home.mask(p.tag);
-            while m != 0 {
-                let s = home.slots[m.trailing_zeros() as usize];
-                if hash_of(s) == hash {
-                    return Err(s);
-                }
-                m &= m - 1;
+            if let Some(s) = home.find(p.tag, hash, &hash_of) {
+                return Err(s);
             }
             let k = free.trailing_zeros() as usize;
             let home = &mut self.buckets[p.home];
