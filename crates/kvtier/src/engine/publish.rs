@@ -9,12 +9,15 @@
 //! order.
 //!
 //! Media: the engine store is a storage tier, not the engine's GPU memory,
-//! so kvtier's G1 (a staging tier here) is announced as `CPU` unless the
-//! config names it; G2 is `CPU` and G3 `STORAGE` by default.
+//! so kvtier's G1 (a staging tier here) is announced as G2's medium unless
+//! the config names it ([`MediumNames::g1_staged`]); G2 is `CPU` and G3
+//! `STORAGE` by default.
+//!
+//! [`MediumNames::g1_staged`]: kvtier_events::MediumNames::g1_staged
 //!
 //! [`KeyHasher`]: crate::engine::keys::KeyHasher
 
-use kvtier_events::{EventsConfig, EventsError, MediumNames, Publisher, StartOptions};
+use kvtier_events::{EventsConfig, EventsError, Publisher, StartOptions};
 use kvtier_logical::{SequenceHash, Tier};
 use kvtier_offload::TieredCache;
 use std::time::Duration;
@@ -31,9 +34,7 @@ pub(crate) fn start(
     block_size: u32,
 ) -> Result<Publisher, EventsError> {
     let mut config = config.clone();
-    if config.medium.g1 == MediumNames::default().g1 {
-        config.medium.g1 = config.medium.g2.clone();
-    }
+    config.medium = config.medium.g1_staged();
     let stores: Vec<_> = Tier::ALL
         .iter()
         .filter_map(|&t| cache.store(t).map(|s| s.event_source()))
