@@ -130,7 +130,7 @@ class KvtierTier(SecondaryTierManager):
         out = []
         for job, ok, ok_keys, nbytes, seconds in self._store.poll_finished():
             kind, keys = self._jobs.pop(job, ("?", None))
-            good = sum(ok_keys)
+            good = len(ok_keys) if ok else sum(ok_keys)
             self.stats["stored_keys" if kind == "store" else "loaded_keys"] += good
             self.stats["failed_keys"] += len(ok_keys) - good
             successful = None

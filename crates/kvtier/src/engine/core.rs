@@ -39,7 +39,7 @@ struct Shared {
     keys: Mutex<HashMap<SequenceHash, Vec<u8>>>,
     /// Store batches take turns here to check for room and allocate (see
     /// the transfer module).
-    store_gate: tokio::sync::Mutex<()>,
+    store_gate: transfer::StoreGate,
 }
 
 /// Which way a job moves blocks.
@@ -101,7 +101,7 @@ impl EngineCore {
             batch: (g1 / 4).clamp(1, 1024),
             sink: RwLock::new(None),
             keys: Mutex::new(HashMap::new()),
-            store_gate: tokio::sync::Mutex::new(()),
+            store_gate: transfer::StoreGate::new(cfg.offload.clean_ahead),
         });
         Ok(EngineCore {
             shared,

@@ -77,7 +77,7 @@ pub(crate) fn holds(cache: &TieredCache, hash: SequenceHash) -> bool {
 /// anew.
 pub(crate) async fn store(
     cache: &TieredCache,
-    gate: &tokio::sync::Mutex<()>,
+    gate: &StoreGate,
     input: JobInput,
 ) -> (JobResult, Vec<usize>) {
     let n = input.hashes.len();
@@ -113,6 +113,25 @@ pub(crate) async fn store(
     (finish(&input, ok, bytes), fresh)
 }
 
+/// Where store batches take turns to check for room and allocate.
+pub(crate) struct StoreGate {
+    turn: tokio::sync::Mutex<()>,
+    /// Room in G2 kept for the staging tier's proactive cleaner, which
+    /// copies up to about this many blocks down at any time, outside the
+    /// gate.
+    margin: usize,
+}
+
+impl StoreGate {
+    /// A gate keeping `margin` G2 slots for the cleaner (its `clean_ahead`).
+    pub(crate) fn new(margin: usize) -> StoreGate {
+        StoreGate {
+            turn: tokio::sync::Mutex::new(()),
+            margin,
+        }
+    }
+}
+
 /// How long a store batch waits for room below the staging tier before it
 /// is refused.
 const STORE_WAIT: Duration = Duration::from_secs(2);
@@ -139,8 +158,13 @@ fn room(cache: &TieredCache, tier: Tier) -> Option<usize> {
 /// Wait (bounded) until allocating `n` staging blocks can move every block
 /// it evicts down into G2: allocation evicts up to `n - free` staging
 /// blocks, and each must find a slot in G2 that is free or holds a block
-/// nobody uses (not one still queued for the disk), or it would be dropped.
-async fn wait_for_room(cache: &TieredCache, n: usize) -> Result<(), StoreRefused> {
+/// nobody uses (not one still queued for the disk), or it would be dropped;
+/// `margin` more slots are left for the cleaner copying meanwhile.
+async fn wait_for_room(cache: &TieredCache, n: usize, margin: usize) -> Result<(), StoreRefused> {
+    // Never more than half of G2, so a store can always go ahead once the
+    // disk catches up.
+    let cap = cache.store(Tier::G2).map_or(0, |s| s.capacity());
+    let margin = margin.min(cap / 2);
     let deadline = Instant::now() + STORE_WAIT;
     let mut pause = Duration::from_micros(100);
     loop {
@@ -149,7 +173,7 @@ async fn wait_for_room(cache: &TieredCache, n: usize) -> Result<(), StoreRefused
             .map_or(0, |s| s.metrics().free as usize);
         let need = n.saturating_sub(g1_free);
         match room(cache, Tier::G2) {
-            Some(r) if r < need => {}
+            Some(r) if need > 0 && r < need + margin => {}
             // Enough room (or no G2: nothing to drop into).
             _ => return Ok(()),
         }
@@ -163,7 +187,7 @@ async fn wait_for_room(cache: &TieredCache, n: usize) -> Result<(), StoreRefused
 
 async fn store_part(
     cache: &TieredCache,
-    gate: &tokio::sync::Mutex<()>,
+    gate: &StoreGate,
     input: &JobInput,
     part: &[usize],
 ) -> Result<(), StoreRefused> {
@@ -172,8 +196,8 @@ async fn store_part(
     // One batch at a time checks for room and allocates (evicting into the
     // room it saw); the copies in and the registration run in parallel.
     let blocks = {
-        let _turn = gate.lock().await;
-        wait_for_room(cache, part.len()).await?;
+        let _turn = gate.turn.lock().await;
+        wait_for_room(cache, part.len(), gate.margin).await?;
         req.allocate_rest().await?
     };
     let written = req
