@@ -4,6 +4,7 @@ use crate::convert::{self, Region};
 use crate::errors::{to_py, BadBufferError, BadInputError, ChunkRangeError};
 use kvtier::engine::{
     Chunks, EngineCore, EngineError, EngineEvent, EngineEventSink, EngineOptions, HostBuffer,
+    JobKind,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -41,19 +42,12 @@ pub struct Store {
     events: Mutex<Option<Arc<Collector>>>,
 }
 
-/// Which way a job moves blocks.
-#[derive(Clone, Copy)]
-enum Direction {
-    Store,
-    Load,
-}
-
 impl Store {
     /// Start a job over `chunks` (checked against the attached buffers).
     fn submit(
         &self,
         py: Python<'_>,
-        dir: Direction,
+        dir: JobKind,
         job: u64,
         keys: &[Vec<u8>],
         chunks: Chunks,
@@ -61,20 +55,15 @@ impl Store {
         // SAFETY: every chunk lies inside an attached buffer, held (and its
         // memory pinned) until `detach` or `close`, which wait for every job
         // first.
-        py.detach(|| unsafe {
-            match dir {
-                Direction::Store => self.core.submit_store_chunks(job, keys, chunks),
-                Direction::Load => self.core.submit_load_chunks(job, keys, chunks),
-            }
-        })
-        .map_err(to_py)
+        py.detach(|| unsafe { self.core.submit_chunks(dir, job, keys, chunks) })
+            .map_err(to_py)
     }
 
     /// A job over chunk ids of the first attached buffer.
     fn submit_buffer(
         &self,
         py: Python<'_>,
-        dir: Direction,
+        dir: JobKind,
         job: u64,
         keys: &Bound<'_, PyAny>,
         chunk_ids: &Bound<'_, PyAny>,
@@ -92,7 +81,7 @@ impl Store {
     fn submit_pages(
         &self,
         py: Python<'_>,
-        dir: Direction,
+        dir: JobKind,
         job: u64,
         keys: &Bound<'_, PyAny>,
         (ptrs, sizes): (&Bound<'_, PyAny>, &Bound<'_, PyAny>),
@@ -245,7 +234,7 @@ impl Store {
         keys: &Bound<'_, PyAny>,
         chunk_ids: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        self.submit_buffer(py, Direction::Store, job, keys, chunk_ids)
+        self.submit_buffer(py, JobKind::Store, job, keys, chunk_ids)
     }
 
     /// Start job `job`: load the blocks of `keys` into chunks `chunk_ids`
@@ -258,7 +247,7 @@ impl Store {
         keys: &Bound<'_, PyAny>,
         chunk_ids: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        self.submit_buffer(py, Direction::Load, job, keys, chunk_ids)
+        self.submit_buffer(py, JobKind::Load, job, keys, chunk_ids)
     }
 
     /// Start job `job`: store pages given by address (`ptrs`, `sizes`: one
@@ -272,7 +261,7 @@ impl Store {
         ptrs: &Bound<'_, PyAny>,
         sizes: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        self.submit_pages(py, Direction::Store, job, keys, (ptrs, sizes))
+        self.submit_pages(py, JobKind::Store, job, keys, (ptrs, sizes))
     }
 
     /// Start job `job`: load the blocks of `keys` into pages given by
@@ -285,7 +274,7 @@ impl Store {
         ptrs: &Bound<'_, PyAny>,
         sizes: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        self.submit_pages(py, Direction::Load, job, keys, (ptrs, sizes))
+        self.submit_pages(py, JobKind::Load, job, keys, (ptrs, sizes))
     }
 
     /// Jobs finished since the last call: a list of `(job, ok, ok_keys,

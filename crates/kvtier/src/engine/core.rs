@@ -43,9 +43,11 @@ struct Shared {
 }
 
 /// Which way a job moves blocks.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// From the engine's chunks into kvtier.
     Store,
+    /// From kvtier into the engine's chunks.
     Load,
 }
 
@@ -216,21 +218,7 @@ impl EngineCore {
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
         let chunks = self.buffer_chunks(buffer, chunks)?;
-        self.submit(Kind::Store, job, keys, chunks)
-    }
-
-    /// Store chunk `i` of `chunks` under `keys[i]`, like
-    /// [`EngineCore::submit_store`] with chunks given as raw segments.
-    ///
-    /// # Safety
-    /// See [`Chunks::from_segments`].
-    pub unsafe fn submit_store_chunks<K: AsRef<[u8]>>(
-        &self,
-        job: u64,
-        keys: &[K],
-        chunks: Chunks,
-    ) -> Result<(), EngineError> {
-        self.submit(Kind::Store, job, keys, chunks)
+        self.submit(JobKind::Store, job, keys, chunks)
     }
 
     /// Load the blocks of `keys` into chunks `chunks` of `buffer`, on a
@@ -248,28 +236,30 @@ impl EngineCore {
         buffer: HostBuffer,
     ) -> Result<(), EngineError> {
         let chunks = self.buffer_chunks(buffer, chunks)?;
-        self.submit(Kind::Load, job, keys, chunks)
+        self.submit(JobKind::Load, job, keys, chunks)
     }
 
-    /// Load the blocks of `keys` into chunk `i` of `chunks`, like
+    /// Store chunk `i` of `chunks` under `keys[i]`, or load the block of
+    /// `keys[i]` into it, like [`EngineCore::submit_store`] and
     /// [`EngineCore::submit_load`] with chunks given as raw segments.
     ///
     /// # Safety
     /// See [`Chunks::from_segments`].
-    pub unsafe fn submit_load_chunks<K: AsRef<[u8]>>(
+    pub unsafe fn submit_chunks<K: AsRef<[u8]>>(
         &self,
+        kind: JobKind,
         job: u64,
         keys: &[K],
         chunks: Chunks,
     ) -> Result<(), EngineError> {
-        self.submit(Kind::Load, job, keys, chunks)
+        self.submit(kind, job, keys, chunks)
     }
 
     /// Start a store or load job over `chunks` (whose validity until the job
     /// is reported the public callers' contracts guarantee).
     fn submit<K: AsRef<[u8]>>(
         &self,
-        kind: Kind,
+        kind: JobKind,
         job: u64,
         keys: &[K],
         chunks: Chunks,
@@ -277,7 +267,7 @@ impl EngineCore {
         let input = self.job_input(job, keys, chunks)?;
         let cache = self.cache()?;
         let shared = self.shared.clone();
-        if kind == Kind::Load {
+        if kind == JobKind::Load {
             return self.spawn(job, async move {
                 let result = transfer::load(&cache, input).await;
                 shared.jobs.finish(result);

@@ -39,7 +39,7 @@ mod tests;
 
 pub use self::buffer::{Chunks, HostBuffer};
 pub use self::config::{EngineOptions, BUILTIN_ENGINE_CONFIG};
-pub use self::core::EngineCore;
+pub use self::core::{EngineCore, JobKind};
 pub use self::error::EngineError;
 pub use self::events::{EngineEvent, EngineEventSink};
 pub use self::jobs::JobResult;

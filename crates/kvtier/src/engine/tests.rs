@@ -313,7 +313,7 @@ fn chunks_split_in_segments_round_trip() {
     // SAFETY: the vectors outlive the drained job.
     let chunks = unsafe { Chunks::from_segments(segs(&mut first, &mut rest), n, BB) }.unwrap();
     // SAFETY: as above.
-    unsafe { core.submit_store_chunks(1, &k, chunks).unwrap() };
+    unsafe { core.submit_chunks(JobKind::Store, 1, &k, chunks).unwrap() };
     core.drain();
     assert!(core.poll_finished()[0].ok);
     let (want_a, want_b) = (first.clone(), rest.clone());
@@ -322,7 +322,7 @@ fn chunks_split_in_segments_round_trip() {
     // SAFETY: as above.
     let chunks = unsafe { Chunks::from_segments(segs(&mut first, &mut rest), n, BB) }.unwrap();
     // SAFETY: as above.
-    unsafe { core.submit_load_chunks(2, &k, chunks).unwrap() };
+    unsafe { core.submit_chunks(JobKind::Load, 2, &k, chunks).unwrap() };
     core.drain();
     assert!(core.poll_finished()[0].ok);
     assert_eq!((first, rest), (want_a, want_b));
