@@ -501,6 +501,14 @@ mod tests {
         Config::parse("c.toml", text).unwrap_err().to_string()
     }
 
+    /// Parsing `text` fails with a message containing every one of `needles`.
+    fn refused(text: &str, needles: &[&str]) {
+        let e = parse_err(text);
+        for n in needles {
+            assert!(e.contains(n), "{e:?} lacks {n:?}");
+        }
+    }
+
     fn parse_ok(text: &str) -> Config {
         Config::parse("c.toml", text).unwrap()
     }
@@ -551,25 +559,20 @@ mod tests {
 
     #[test]
     fn per_tier_policy_params() {
-        let c = Config::parse(
-            "c.toml",
+        let c = parse_ok(
             "[g1]\nblocks = 10\npolicy = \"gated-lru\"\n[g1.policy_params.gated-lru]\nprotected_share_64ths = 48\n",
-        )
-        .unwrap();
+        );
         assert_eq!(c.g1.policy_params.gated_lru.protected_share_64ths, 48);
         assert_eq!(c.g2.policy_params, PolicyParams::default());
-        let e = parse_err("[g2.policy_params.gated-lru]\nprotected_share_64ths = 65\n");
-        assert!(
-            e.contains("g2.policy_params.gated-lru.protected_share_64ths"),
-            "{e}"
+        refused(
+            "[g2.policy_params.gated-lru]\nprotected_share_64ths = 65\n",
+            &["g2.policy_params.gated-lru.protected_share_64ths"],
         );
-        let e = parse_err("[g1.policy_params.gated-lru]\nprotected_shaer_64ths = 4\n");
-        assert!(
-            e.contains("line 2") && e.contains("protected_shaer_64ths"),
-            "{e}"
+        refused(
+            "[g1.policy_params.gated-lru]\nprotected_shaer_64ths = 4\n",
+            &["line 2", "protected_shaer_64ths"],
         );
-        let e = parse_err("[g1.policy_params.nope]\nx = 1\n");
-        assert!(e.contains("nope"), "{e}");
+        refused("[g1.policy_params.nope]\nx = 1\n", &["nope"]);
     }
 
     #[test]
@@ -582,27 +585,18 @@ mod tests {
         assert_eq!(e.format, kvtier_events::WireFormat::Array);
         assert_eq!(e.medium.of(Tier::G3), "SSD");
         assert!(parse_ok("").events.is_none());
-        let err = parse_err("[events]\nbuffer = 0\n");
-        assert!(err.contains("events.buffer"), "{err}");
-        let err = parse_err("[events]\nfromat = \"map\"\n");
-        assert!(err.contains("line 2") && err.contains("fromat"), "{err}");
+        refused("[events]\nbuffer = 0\n", &["events.buffer"]);
+        refused("[events]\nfromat = \"map\"\n", &["line 2", "fromat"]);
     }
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = parse_err("[g1]\nblocks = 10\nblokcs = 3\n");
-        assert!(e.starts_with("config c.toml: "), "{e}");
-        assert!(e.contains("line 3"), "{e}");
-        assert!(e.contains("blokcs"), "{e}");
-
-        let e = parse_err("[g1]\npolicy = \"nope\"\n");
-        assert!(e.contains("line 2") && e.contains("nope"), "{e}");
-
-        let e = parse_err("[g1]\nblocks = -1\n");
-        assert!(e.contains("line 2"), "{e}");
-
-        let e = parse_err("[g1]\nblocks = 0\n");
-        assert!(e.contains("g1.blocks"), "{e}");
+        let text = "[g1]\nblocks = 10\nblokcs = 3\n";
+        assert!(parse_err(text).starts_with("config c.toml: "));
+        refused(text, &["line 3", "blokcs"]);
+        refused("[g1]\npolicy = \"nope\"\n", &["line 2", "nope"]);
+        refused("[g1]\nblocks = -1\n", &["line 2"]);
+        refused("[g1]\nblocks = 0\n", &["g1.blocks"]);
     }
 
     #[test]
@@ -614,11 +608,14 @@ mod tests {
         assert_eq!(g.backpressure, kvtier_remote::Backpressure::Wait);
         assert_eq!(g.capacity, 1000);
         assert_eq!(g.s3["endpoint"], "http://127.0.0.1:9000");
-        let e = parse_err("[g4]\nurl = \"file:///x\"\n");
-        assert!(e.contains("g4 needs a g2"), "{e}");
-        let e = parse_err("[g2]\nblocks = 10\n[g4]\nurl = \"file:///x\"\nin_flight = 0\n");
-        assert!(e.contains("in_flight"), "{e}");
-        let e = parse_err("[g4]\nurl = \"s3://b\"\nbackpresure = \"wait\"\n");
-        assert!(e.contains("backpresure"), "{e}");
+        refused("[g4]\nurl = \"file:///x\"\n", &["g4 needs a g2"]);
+        refused(
+            "[g2]\nblocks = 10\n[g4]\nurl = \"file:///x\"\nin_flight = 0\n",
+            &["in_flight"],
+        );
+        refused(
+            "[g4]\nurl = \"s3://b\"\nbackpresure = \"wait\"\n",
+            &["backpresure"],
+        );
     }
 }
