@@ -49,19 +49,20 @@ pub fn key_hash(item: &Bound<'_, PyAny>, i: usize, hasher: &KeyHasher) -> PyResu
 /// The hashes of engine keys (as [`keys`] takes them), one pass, no
 /// per-key copy; lists and tuples are walked without the iterator protocol.
 pub fn key_hashes(obj: &Bound<'_, PyAny>, hasher: &KeyHasher) -> PyResult<Vec<SequenceHash>> {
-    if let Ok(l) = obj.cast::<PyList>() {
-        return l
-            .iter()
+    fn all<'py>(
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+        hasher: &KeyHasher,
+    ) -> PyResult<Vec<SequenceHash>> {
+        items
             .enumerate()
             .map(|(i, k)| key_hash(&k, i, hasher))
-            .collect();
+            .collect()
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return all(l.iter(), hasher);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return t
-            .iter()
-            .enumerate()
-            .map(|(i, k)| key_hash(&k, i, hasher))
-            .collect();
+        return all(t.iter(), hasher);
     }
     let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
     for (i, item) in obj.try_iter()?.enumerate() {
