@@ -2,7 +2,7 @@
 //! disk must not fail because the host tiers are full of blocks still being
 //! written through, and no acknowledged block may go missing.
 
-use super::test_util::{buf, keys, pattern_of};
+use super::test_util::{blocks_of, buf, fresh_with};
 use super::*;
 use std::path::Path;
 
@@ -22,8 +22,12 @@ fn open(dir: &Path) -> EngineCore {
         .unwrap()
 }
 
-fn fill(n: usize, tag: u8) -> Vec<u64> {
-    pattern_of(n, tag, BB)
+fn blocks(n: usize, tag: u8) -> (Vec<Vec<u8>>, Vec<u64>) {
+    blocks_of(n, tag, BB)
+}
+
+fn fresh() -> (tempfile::TempDir, EngineCore) {
+    fresh_with(open)
 }
 
 /// Submit one job per `per` keys of `k` (chunk `i` of `data` for key `i`).
@@ -56,18 +60,15 @@ fn submit_jobs(
 /// byte-exact, while a burst of new stores fills the host tiers.
 #[test]
 fn loads_of_disk_blocks_succeed_during_a_store_burst() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
+    let (_dir, core) = fresh();
     // 200 blocks, far more than G1 + G2: most of them end up on disk only.
-    let old = keys(200, 1);
-    let mut old_data = fill(200, 1);
+    let (old, mut old_data) = blocks(200, 1);
     let next = submit_jobs(&core, 1, &old, &mut old_data, 16, false);
     core.drain();
     assert!(core.poll_finished().iter().all(|r| r.ok));
     // A burst of 600 new blocks (10x the host tiers), and loads of the old
     // ones submitted in the middle of it.
-    let new = keys(600, 2);
-    let mut new_data = fill(600, 2);
+    let (new, mut new_data) = blocks(600, 2);
     let mut out = vec![0u64; old_data.len()];
     let next = submit_jobs(&core, next, &new, &mut new_data, 16, false);
     let loads_from = next;
@@ -90,10 +91,8 @@ fn loads_of_disk_blocks_succeed_during_a_store_burst() {
 /// however fast stores outrun the disk, and nothing is dropped.
 #[test]
 fn acknowledged_blocks_stay_findable_under_a_store_burst() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
-    let k = keys(900, 3);
-    let mut data = fill(900, 3);
+    let (_dir, core) = fresh();
+    let (k, mut data) = blocks(900, 3);
     submit_jobs(&core, 1, &k, &mut data, 30, false);
     core.drain();
     let done = core.poll_finished();

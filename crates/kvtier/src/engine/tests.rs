@@ -1,7 +1,7 @@
 //! Engine-core tests: round trips, corruption, drain, reopen, the lock,
 //! events, bad input.
 
-use super::test_util::{buf, keys, pattern_of};
+use super::test_util::{blocks_of, buf, fresh_with, keys, pattern_of};
 use super::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +32,14 @@ fn pattern(n: usize, tag: u8) -> Vec<u64> {
     pattern_of(n, tag, BB)
 }
 
+fn blocks(n: usize, tag: u8) -> (Vec<Vec<u8>>, Vec<u64>) {
+    blocks_of(n, tag, BB)
+}
+
+fn fresh() -> (tempfile::TempDir, EngineCore) {
+    fresh_with(open)
+}
+
 fn store_all(core: &EngineCore, job: u64, keys: &[Vec<u8>], data: &mut [u64]) -> JobResult {
     let chunks: Vec<i64> = (0..keys.len() as i64).collect();
     // SAFETY: drained before `data` goes.
@@ -52,11 +60,9 @@ fn load_all(core: &EngineCore, job: u64, keys: &[Vec<u8>], out: &mut [u64]) -> J
 
 #[test]
 fn round_trips_are_byte_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
+    let (_dir, core) = fresh();
     for (tag, n) in [(1u8, 1usize), (2, 7), (3, 64), (4, 300)] {
-        let k = keys(n, tag);
-        let mut data = pattern(n, tag);
+        let (k, mut data) = blocks(n, tag);
         assert_eq!(core.lookup(&k).unwrap(), 0);
         let r = store_all(&core, tag as u64, &k, &mut data);
         assert!(r.ok, "{r:?}");
@@ -71,10 +77,8 @@ fn round_trips_are_byte_exact() {
 
 #[test]
 fn lookup_counts_the_leading_run_and_missing_loads_leave_the_buffer() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
-    let k = keys(4, 9);
-    let mut data = pattern(4, 9);
+    let (_dir, core) = fresh();
+    let (k, mut data) = blocks(4, 9);
     store_all(&core, 1, &k[..2], &mut data);
     assert_eq!(core.lookup(&k).unwrap(), 2);
     let mut out = vec![7u64; data.len()];
@@ -88,8 +92,7 @@ fn lookup_counts_the_leading_run_and_missing_loads_leave_the_buffer() {
 #[test]
 fn reopen_finds_every_acknowledged_block_and_a_second_open_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let k = keys(200, 5);
-    let mut data = pattern(200, 5);
+    let (k, mut data) = blocks(200, 5);
     {
         let core = open(dir.path());
         let cfg = small_config(dir.path());
@@ -120,8 +123,7 @@ fn reopen_finds_every_acknowledged_block_and_a_second_open_is_refused() {
 #[test]
 fn a_block_corrupted_on_disk_fails_and_the_buffer_is_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let k = keys(8, 6);
-    let mut data = pattern(8, 6);
+    let (k, mut data) = blocks(8, 6);
     {
         let core = open(dir.path());
         assert!(store_all(&core, 1, &k, &mut data).ok);
@@ -146,8 +148,7 @@ fn a_block_corrupted_on_disk_fails_and_the_buffer_is_untouched() {
 
 #[test]
 fn drain_waits_for_jobs_in_flight() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
+    let (_dir, core) = fresh();
     let mut bufs: Vec<Vec<u64>> = (0..8).map(|j| pattern(32, j as u8)).collect();
     let all: Vec<Vec<Vec<u8>>> = (0..8).map(|j| keys(32, 50 + j as u8)).collect();
     let chunks: Vec<i64> = (0..32).collect();
@@ -171,10 +172,8 @@ fn drain_waits_for_jobs_in_flight() {
 
 #[test]
 fn bad_input_is_refused_with_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
-    let k = keys(2, 1);
-    let mut data = pattern(2, 1);
+    let (_dir, core) = fresh();
+    let (k, mut data) = blocks(2, 1);
     let data_ptr: *mut u8 = data.as_mut_ptr().cast();
     let b = buf(&mut data);
     let submit = |job: u64, keys: &[Vec<u8>], chunks: &[i64], b: HostBuffer| {
@@ -257,12 +256,10 @@ impl EngineEventSink for Collect {
 
 #[test]
 fn events_carry_the_engine_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
+    let (_dir, core) = fresh();
     let sink = Arc::new(Collect::default());
     core.enable_events(Some(sink.clone()));
-    let k = keys(3, 8);
-    let mut data = pattern(3, 8);
+    let (k, mut data) = blocks(3, 8);
     store_all(&core, 1, &k, &mut data);
     // Storing again announces nothing new.
     store_all(&core, 2, &k, &mut data);
@@ -271,8 +268,7 @@ fn events_carry_the_engine_keys() {
     assert_eq!(EngineEvent::low64(&[1, 2]), 0x0102);
     assert_eq!(EngineEvent::low64(&[9, 0, 0, 0, 0, 0, 0, 0, 0xab]), 0xab);
     // Fill G3 (16 MiB = 4096 blocks) past capacity: early keys are removed.
-    let big = keys(4500, 10);
-    let mut bd = pattern(4500, 10);
+    let (big, mut bd) = blocks(4500, 10);
     let chunks: Vec<i64> = (0..4500).collect();
     // SAFETY: drained before `bd` goes.
     unsafe { core.submit_store(3, &big, &chunks, buf(&mut bd)).unwrap() };
@@ -296,8 +292,7 @@ fn events_carry_the_engine_keys() {
 
 #[test]
 fn chunks_split_in_segments_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = open(dir.path());
+    let (_dir, core) = fresh();
     let n = 5;
     let k = keys(n, 11);
     // Two "layers": the first 1 KiB of each block in one buffer, the rest in
@@ -365,8 +360,7 @@ fn events_are_published_under_the_engine_hash() {
     let core = EngineCore::open(&opts).unwrap();
     let (ep, replay) = core.events_endpoints().expect("publishing");
     let mut sub = Subscriber::connect(SubscriberConfig::new(ep, replay)).unwrap();
-    let k = keys(40, 7);
-    let mut data = pattern(40, 7);
+    let (k, mut data) = blocks(40, 7);
     assert!(store_all(&core, 1, &k, &mut data).ok);
     let want: HashSet<u64> = k.iter().map(|k| engine_key_low64(k)).collect();
     let mut mirror = Mirror::new();
@@ -402,8 +396,7 @@ fn a_second_node_loads_through_the_shared_tier() {
         let opts = EngineOptions::new(BB, Some(&dir.path().join(g3)), "m").with_config(Some(&cfg));
         EngineCore::open(&opts).unwrap()
     };
-    let k = keys(30, 9);
-    let mut data = pattern(30, 9);
+    let (k, mut data) = blocks(30, 9);
     let a = node("g3-a");
     assert!(store_all(&a, 1, &k, &mut data).ok);
     a.close().unwrap(); // waits for the shared tier's writes
