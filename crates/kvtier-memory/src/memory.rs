@@ -291,6 +291,17 @@ impl<const EXCLUSIVE: bool> BlockAccess<'_, EXCLUSIVE> {
     pub fn regions(&self) -> impl Iterator<Item = &[u8]> + '_ {
         (0..self.ranges.len()).map(move |i| self.region(i))
     }
+    /// The block's canonical bytes (layers in order): its one region as it
+    /// is, or every region gathered into `scratch` (cleared first; reused
+    /// across blocks, it stops allocating after the first).
+    pub fn canonical<'s>(&'s self, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+        if self.num_regions() == 1 {
+            return self.region(0);
+        }
+        scratch.clear();
+        self.regions().for_each(|r| scratch.extend_from_slice(r));
+        scratch
+    }
 }
 
 impl BlockViewMut<'_> {
@@ -443,6 +454,14 @@ mod tests {
         assert_eq!(m.read_block(2).unwrap(), data);
         let v = m.block(2).unwrap();
         assert_eq!(v.num_regions(), 2);
+        let mut scratch = vec![9u8; 3];
+        assert_eq!(v.canonical(&mut scratch), &data[..]);
+        let c = Layout::contiguous(BlockShape::tiny(), 4).unwrap();
+        let one = HostMemory::new(c).unwrap();
+        one.write_block(1, &data).unwrap();
+        let mut untouched = Vec::new();
+        assert_eq!(one.block(1).unwrap().canonical(&mut untouched), &data[..]);
+        assert!(untouched.is_empty(), "one region is not copied");
         assert!(matches!(m.block_mut(2), Err(MemoryError::Busy(2))));
         let v2 = m.block(2).unwrap();
         drop(v);

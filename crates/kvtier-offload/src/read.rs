@@ -63,16 +63,7 @@ impl Inner {
                     verify_failures: 1,
                 });
             }
-            let view = host.block(slot)?;
-            if view.num_regions() == 1 {
-                copy(i, view.region(0));
-            } else {
-                scratch.clear();
-                for r in view.regions() {
-                    scratch.extend_from_slice(r);
-                }
-                copy(i, &scratch);
-            }
+            copy(i, host.block(slot)?.canonical(&mut scratch));
         }
         Ok(ReadOut {
             read: plan.entries.len(),

@@ -94,14 +94,9 @@ impl Inner {
         };
         match &bytes.g1 {
             G1Bytes::Host { host, .. } => {
+                let mut scratch = Vec::new();
                 for (i, &slot) in slots.iter().enumerate() {
-                    let view = host.block(slot)?;
-                    if view.num_regions() == 1 {
-                        check(i, view.region(0));
-                    } else {
-                        drop(view);
-                        check(i, &host.read_block(slot)?);
-                    }
+                    check(i, host.block(slot)?.canonical(&mut scratch));
                 }
                 Ok(())
             }

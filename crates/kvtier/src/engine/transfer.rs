@@ -81,11 +81,10 @@ pub(crate) async fn store(
     input: JobInput,
 ) -> (JobResult, Vec<usize>) {
     let n = input.hashes.len();
-    let held = present(cache, &input.hashes);
-    let mut ok = held.clone();
+    let mut ok = present(cache, &input.hashes);
     let mut seen = std::collections::HashSet::new();
     let todo: Vec<usize> = (0..n)
-        .filter(|&i| !held[i] && seen.insert(input.hashes[i]))
+        .filter(|&i| !ok[i] && seen.insert(input.hashes[i]))
         .collect();
     let mut fresh = Vec::with_capacity(todo.len());
     let mut bytes = 0u64;
@@ -278,13 +277,7 @@ async fn read_part(
     end: usize,
 ) -> Result<usize, OffloadError> {
     let mut req = request(cache, input, start, end);
-    let (read, _failed) = req
-        .read_matched(|pos, src| {
-            // SAFETY: chunks checked at submission; the caller keeps them
-            // valid and leaves them alone until this job is reported.
-            unsafe { input.chunks.write(start + pos, src) };
-        })
-        .await?;
+    let (read, _failed) = req.read_matched(into_chunks(input, start)).await?;
     Ok(read)
 }
 
@@ -300,12 +293,18 @@ async fn onboard_part(
     req.onboard().await?;
     let got = req.held();
     let positions: Vec<usize> = (0..got).collect();
-    req.read_back(&positions, |pos, src| {
-        // SAFETY: as in `read_part`.
-        unsafe { input.chunks.write(start + pos, src) };
-    })
-    .await?;
+    req.read_back(&positions, into_chunks(input, start)).await?;
     Ok(got)
+}
+
+/// The copy of a part's block `pos` (the job's position `start + pos`)
+/// out to its chunk.
+fn into_chunks(input: &JobInput, start: usize) -> impl FnMut(usize, &[u8]) + Send + '_ {
+    move |pos, src| {
+        // SAFETY: chunks checked at submission; the caller keeps them valid
+        // and leaves them alone until this job is reported.
+        unsafe { input.chunks.write(start + pos, src) };
+    }
 }
 
 fn finish(input: &JobInput, ok: Vec<bool>, bytes: u64) -> JobResult {
