@@ -20,8 +20,8 @@ use std::sync::Arc;
 pub(crate) struct Cleaner {
     /// Watermark: blocks to keep copied ahead of eviction.
     ahead: usize,
-    /// G1 hashes in release order (oldest first): LRU's next victims, and a
-    /// close approximation for the other policies.
+    /// G1 hashes in release order (oldest first): LRU's next victims, the
+    /// candidates when the policy cannot name its own.
     released: Mutex<VecDeque<SequenceHash>>,
     /// G1 slots whose bytes the cleaner is copying: an eviction of such a
     /// slot waits for the copy before the slot's new owner may write it.
@@ -30,6 +30,9 @@ pub(crate) struct Cleaner {
     clean: AtomicU64,
     wake: tokio::sync::Notify,
     stop: AtomicBool,
+    /// G1's policy names its next victims: the release-order queue is not
+    /// kept (set by the task the first time the policy answers).
+    policy_order: AtomicBool,
 }
 
 impl Cleaner {
@@ -42,12 +45,16 @@ impl Cleaner {
             clean: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
             stop: AtomicBool::new(false),
+            policy_order: AtomicBool::new(false),
         }
     }
 
     /// Note blocks G1 is about to release (in release order); the queue
     /// keeps at most `cap` (G1's capacity) of the newest.
     pub(crate) fn note_released(&self, blocks: &[ImmutableBlock], cap: usize) {
+        if self.policy_order.load(Relaxed) {
+            return;
+        }
         let mut q = self.released.lock();
         q.extend(blocks.iter().map(|b| b.hash()));
         while q.len() > cap {
@@ -112,6 +119,9 @@ pub(crate) async fn cleaner_task(inner: Arc<Inner>, c: Arc<Cleaner>) {
             // not yet in G2, earliest first. Self-correcting (what is clean
             // is read from G2, not counted), so no watermark is kept.
             Some(next) => {
+                if !c.policy_order.swap(true, Relaxed) {
+                    c.released.lock().clear();
+                }
                 let hashes: Vec<SequenceHash> = next.iter().map(|(_, s)| s.hash).collect();
                 let below = g2.contains_all(&hashes);
                 let dirty: Vec<(SlotId, BlockSpec)> = {
