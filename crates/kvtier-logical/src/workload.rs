@@ -9,6 +9,9 @@
 //! - [`scan_mix`]: a Zipf-popular hot set interrupted by long one-off
 //!   requests (batch jobs, huge uploads) that a good policy must not let
 //!   flush the cache.
+//! - [`agentic`]: coding-agent sessions whose contexts grow step by step
+//!   (tool output, file reads), fork short-lived sub-agents and are
+//!   compacted when they grow too long.
 //!
 //! A tiny splitmix64 generator keeps the module free of runtime dependencies.
 
@@ -272,6 +275,152 @@ pub fn scan_mix(seed: u64, cfg: &ScanMix) -> Vec<Vec<SequenceHash>> {
     finish(reqs)
 }
 
+/// Config of [`agentic`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agentic {
+    /// Requests (agent steps) generated.
+    pub requests: usize,
+    /// Sessions open at a time.
+    pub open: usize,
+    /// Share of steps, in percent, taken by one of the few most recently
+    /// active sessions (the rest go to any open session).
+    pub recency_percent: u32,
+    /// Distinct system prompts (tool definitions), Zipf(1) popular.
+    pub system_prompts: usize,
+    /// Length of a system prompt in blocks.
+    pub system_blocks: (u32, u32),
+    /// Steps per session.
+    pub steps: (u32, u32),
+    /// New blocks per step (the answer and the tool's output).
+    pub step_blocks: (u32, u32),
+    /// One step in this many also reads a file of `file_blocks`.
+    pub file_every: u32,
+    /// Length of a file read in blocks.
+    pub file_blocks: (u32, u32),
+    /// One step in this many forks a sub-agent (system prompt + a sub-task)
+    /// that runs `sub_steps` steps and ends.
+    pub sub_every: u32,
+    /// Steps of a sub-agent.
+    pub sub_steps: (u32, u32),
+    /// A context longer than this many blocks is compacted: replaced by its
+    /// system prompt and a fresh summary of `summary_blocks`.
+    pub compact_at: usize,
+    /// Length of a summary in blocks.
+    pub summary_blocks: (u32, u32),
+}
+
+impl Default for Agentic {
+    fn default() -> Self {
+        Agentic {
+            requests: 4000,
+            open: 96,
+            recency_percent: 50,
+            system_prompts: 3,
+            system_blocks: (30, 60),
+            steps: (5, 120),
+            step_blocks: (1, 8),
+            file_every: 10,
+            file_blocks: (20, 120),
+            sub_every: 20,
+            sub_steps: (2, 15),
+            compact_at: 200,
+            summary_blocks: (4, 16),
+        }
+    }
+}
+
+/// One open agent session of [`agentic`].
+struct AgentSession {
+    system: Vec<u64>,
+    context: Vec<u64>,
+    steps_left: u32,
+    /// A running sub-agent: its context and steps left.
+    sub: Option<(Vec<u64>, u32)>,
+}
+
+/// Coding-agent sessions: each step re-sends the session's whole context,
+/// then the context grows by the step's answer and tool output (now and
+/// then a file read). A step may fork a sub-agent whose own steps start
+/// from the system prompt and which is never resumed once done; a context
+/// past `compact_at` blocks is replaced by system prompt + summary, so its
+/// old prefix is never used again. Sessions are picked with a recency bias
+/// (the agent loop of a session runs again as soon as its tool returns).
+pub fn agentic(seed: u64, cfg: &Agentic) -> Vec<Vec<SequenceHash>> {
+    let mut rng = SplitMix64::new(seed);
+    let mut ids = Ids(1);
+    let prompts = documents(
+        &mut rng,
+        &mut ids,
+        cfg.system_prompts.max(1),
+        cfg.system_blocks,
+    );
+    let pz = Zipf::new(prompts.len(), 1.0);
+    let mut new_session = |rng: &mut SplitMix64, ids: &mut Ids| {
+        let system = prompts[pz.sample(rng)].clone();
+        let mut context = system.clone();
+        ids.take(rng.range(2, 20), &mut context);
+        AgentSession {
+            system,
+            context,
+            steps_left: rng.range(cfg.steps.0, cfg.steps.1).max(1),
+            sub: None,
+        }
+    };
+    let open = cfg.open.max(1);
+    // Most recently active first.
+    let mut sessions: Vec<AgentSession> =
+        (0..open).map(|_| new_session(&mut rng, &mut ids)).collect();
+    let mut reqs = Vec::with_capacity(cfg.requests);
+    for _ in 0..cfg.requests {
+        let i = if rng.range(0, 99) < cfg.recency_percent {
+            // Geometric over the most recent few (mean about 4).
+            let mut k = 0;
+            while k + 1 < open && rng.range(0, 4) != 0 {
+                k += 1;
+            }
+            k
+        } else {
+            (rng.next_u64() % open as u64) as usize
+        };
+        let s = sessions.remove(i);
+        sessions.insert(0, s);
+        let s = &mut sessions[0];
+        if let Some((ctx, left)) = &mut s.sub {
+            reqs.push(ctx.clone());
+            ids.take(rng.range(1, 6), ctx);
+            *left -= 1;
+            if *left == 0 {
+                s.sub = None;
+                ids.take(rng.range(1, 3), &mut s.context);
+            }
+            continue;
+        }
+        reqs.push(s.context.clone());
+        let mut grow = rng.range(cfg.step_blocks.0, cfg.step_blocks.1);
+        if cfg.file_every > 0 && rng.range(1, cfg.file_every) == 1 {
+            grow += rng.range(cfg.file_blocks.0, cfg.file_blocks.1);
+        }
+        ids.take(grow, &mut s.context);
+        if cfg.sub_every > 0 && rng.range(1, cfg.sub_every) == 1 {
+            let mut ctx = s.system.clone();
+            ids.take(rng.range(2, 10), &mut ctx);
+            s.sub = Some((ctx, rng.range(cfg.sub_steps.0, cfg.sub_steps.1).max(1)));
+        }
+        if s.context.len() > cfg.compact_at {
+            s.context = s.system.clone();
+            ids.take(
+                rng.range(cfg.summary_blocks.0, cfg.summary_blocks.1),
+                &mut s.context,
+            );
+        }
+        s.steps_left -= 1;
+        if s.steps_left == 0 {
+            sessions[0] = new_session(&mut rng, &mut ids);
+        }
+    }
+    finish(reqs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +443,39 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(scan_mix(4, &s), scan_mix(4, &s));
+        let a = Agentic {
+            requests: 50,
+            ..Default::default()
+        };
+        assert_eq!(agentic(5, &a), agentic(5, &a));
+        assert_ne!(agentic(5, &a), agentic(6, &a));
+    }
+
+    #[test]
+    fn agentic_contexts_grow_fork_and_compact() {
+        let cfg = Agentic {
+            requests: 3000,
+            open: 4,
+            ..Default::default()
+        };
+        let reqs = agentic(9, &cfg);
+        assert_eq!(reqs.len(), 3000);
+        // A step usually re-sends the previous step of its session: many
+        // requests extend an earlier request by a few blocks.
+        let extends = reqs
+            .windows(2)
+            .filter(|w| w[1].len() > w[0].len() && w[1][..w[0].len()] == w[0][..])
+            .count();
+        assert!(extends > 300, "{extends} extensions");
+        // Compaction keeps every context within the bound (plus the 1-3
+        // blocks of a sub-agent's result, added after the check).
+        let longest = reqs.iter().map(|r| r.len()).max().unwrap();
+        assert!(longest <= cfg.compact_at + 3, "longest context {longest}");
+        assert!(longest > cfg.compact_at / 2, "contexts do grow: {longest}");
+        // Sub-agents and compacted contexts restart from a system prompt:
+        // short requests appear throughout.
+        let short = reqs.iter().filter(|r| r.len() < 80).count();
+        assert!(short > 100, "{short} short requests");
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod common;
 use common::trace;
 use kvtier_logical::replay;
 use kvtier_logical::workload::{
-    multi_turn, scan_mix, zipf_prefixes, MultiTurn, ScanMix, ZipfPrefixes,
+    agentic, multi_turn, scan_mix, zipf_prefixes, Agentic, MultiTurn, ScanMix, ZipfPrefixes,
 };
 use kvtier_logical::{BlockStore, PolicyKind, SequenceHash, StoreConfig, Tier};
 
@@ -26,6 +26,7 @@ fn workloads() -> Vec<(&'static str, Vec<Vec<SequenceHash>>)> {
         ("zipf-prefixes", zipf_prefixes(42, &ZipfPrefixes::default())),
         ("multi-turn", multi_turn(42, &MultiTurn::default())),
         ("scan-mix", scan_mix(42, &ScanMix::default())),
+        ("agentic", agentic(42, &Agentic::default())),
     ]
 }
 
