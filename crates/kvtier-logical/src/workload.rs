@@ -355,7 +355,7 @@ pub fn agentic(seed: u64, cfg: &Agentic) -> Vec<Vec<SequenceHash>> {
         cfg.system_blocks,
     );
     let pz = Zipf::new(prompts.len(), 1.0);
-    let mut new_session = |rng: &mut SplitMix64, ids: &mut Ids| {
+    let new_session = |rng: &mut SplitMix64, ids: &mut Ids| {
         let system = prompts[pz.sample(rng)].clone();
         let mut context = system.clone();
         ids.take(rng.range(2, 20), &mut context);
