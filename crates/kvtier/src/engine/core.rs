@@ -144,7 +144,7 @@ impl EngineCore {
         self.hasher
     }
 
-    fn cache(&self) -> Result<TieredCache, EngineError> {
+    pub(super) fn cache(&self) -> Result<TieredCache, EngineError> {
         self.shared.cache.read().clone().ok_or(EngineError::Closed)
     }
 
