@@ -191,9 +191,8 @@ impl Inner {
             if reason.background() && !self.closed.load(Acquire) {
                 // The cleaner's batch goes on at once when an eviction
                 // waits for it.
-                let urged = || {
-                    reason == Reason::Clean && self.cleaner.as_ref().is_some_and(|c| c.urged())
-                };
+                let urged =
+                    || reason == Reason::Clean && self.cleaner.as_ref().is_some_and(|c| c.urged());
                 self.priority
                     .yield_to_foreground(&mut budget, m, urged)
                     .await;

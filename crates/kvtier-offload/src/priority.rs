@@ -190,7 +190,10 @@ mod tests {
     async fn no_foreground_no_wait() {
         let (p, m) = prio();
         let mut budget = MAX_YIELD;
-        assert_eq!(p.yield_to_foreground(&mut budget, &m, || false).await, Duration::ZERO);
+        assert_eq!(
+            p.yield_to_foreground(&mut budget, &m, || false).await,
+            Duration::ZERO
+        );
         assert_eq!(budget, MAX_YIELD);
         assert_eq!(m.snapshot().background_yields, 0);
     }
@@ -217,7 +220,10 @@ mod tests {
         assert_eq!((snap.background_yields, snap.background_yield_cut), (1, 0));
         // Nothing in flight any more: no wait.
         let mut budget = MAX_YIELD;
-        assert_eq!(p.yield_to_foreground(&mut budget, &m, || false).await, Duration::ZERO);
+        assert_eq!(
+            p.yield_to_foreground(&mut budget, &m, || false).await,
+            Duration::ZERO
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -230,7 +236,10 @@ mod tests {
         assert!(waited < Duration::from_secs(5), "waited {waited:?}");
         assert_eq!(budget, Duration::ZERO);
         // The batch's budget is spent: later pieces go on at once.
-        assert_eq!(p.yield_to_foreground(&mut budget, &m, || false).await, Duration::ZERO);
+        assert_eq!(
+            p.yield_to_foreground(&mut budget, &m, || false).await,
+            Duration::ZERO
+        );
         let s = m.snapshot();
         assert_eq!((s.background_yields, s.background_yield_cut), (1, 1));
         assert!(s.background_yield_us >= 50_000);
@@ -243,7 +252,10 @@ mod tests {
         let waited_for = std::sync::atomic::AtomicBool::new(true);
         let mut budget = MAX_YIELD;
         let go_on = || waited_for.load(Ordering::Relaxed);
-        assert_eq!(p.yield_to_foreground(&mut budget, &m, go_on).await, Duration::ZERO);
+        assert_eq!(
+            p.yield_to_foreground(&mut budget, &m, go_on).await,
+            Duration::ZERO
+        );
         assert_eq!(m.snapshot().background_yields, 0);
     }
 
@@ -267,7 +279,10 @@ mod tests {
         assert!(waited < Duration::from_secs(5));
         // While it is held, nothing yields even with foreground in flight.
         let mut budget = MAX_YIELD;
-        assert_eq!(p.yield_to_foreground(&mut budget, &m, || false).await, Duration::ZERO);
+        assert_eq!(
+            p.yield_to_foreground(&mut budget, &m, || false).await,
+            Duration::ZERO
+        );
         drop(urgent);
         assert!(p.should_yield());
     }

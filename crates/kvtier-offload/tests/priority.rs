@@ -128,7 +128,11 @@ async fn write_through_yields_while_a_guard_is_held_then_goes_on_after_the_bound
     assert_eq!(in_g2(&cache, &h), 0, "copied while a load was in flight");
     // The guard is still held: the batch goes on once its bound is spent.
     until_in_g2(&cache, &h).await;
-    assert!(queued.elapsed() >= bound, "went on after {:?}", queued.elapsed());
+    assert!(
+        queued.elapsed() >= bound,
+        "went on after {:?}",
+        queued.elapsed()
+    );
     let m = cache.metrics();
     assert_eq!((m.background_yields, m.background_yield_cut), (1, 1));
     assert!(m.background_yield_us >= bound.as_micros() as u64 * 9 / 10);
@@ -137,12 +141,18 @@ async fn write_through_yields_while_a_guard_is_held_then_goes_on_after_the_bound
     assert_eq!(g1_to_g2_transfers(&cache), 12_u64.div_ceil(per as u64));
     let text = cache.to_prometheus();
     assert!(text.contains("kvtier_background_yields_total 1"), "{text}");
-    assert!(text.contains("kvtier_background_yield_cut_total 1"), "{text}");
+    assert!(
+        text.contains("kvtier_background_yield_cut_total 1"),
+        "{text}"
+    );
     assert!(text.contains("kvtier_background_yield_seconds_total "));
     drop(fg);
     // Evict them from G1, then read them from G2, verified.
     store(&cache, &hashes(50, 16), 8).await;
-    assert_eq!(cache.store(Tier::G1).unwrap().contains_all(&h), vec![false; 12]);
+    assert_eq!(
+        cache.store(Tier::G1).unwrap().contains_all(&h),
+        vec![false; 12]
+    );
     check_bytes(&cache, &h, 7).await;
     cache.close().await.unwrap();
 }

@@ -229,7 +229,11 @@ fn interleaved_stores_and_loads_under_a_full_g2_finish() {
         .count();
     assert_eq!(failed, 0, "{failed} of {rounds} load jobs failed");
     for ((_, o), out) in loads.iter().zip(&outs) {
-        assert_eq!(out[..], old_data[o * BB / 8..(o + 8) * BB / 8], "load of {o}..");
+        assert_eq!(
+            out[..],
+            old_data[o * BB / 8..(o + 8) * BB / 8],
+            "load of {o}.."
+        );
     }
     let m = core.cache_metrics().unwrap();
     assert_eq!((m.dropped_blocks, m.verify_failures), (0, 0));
