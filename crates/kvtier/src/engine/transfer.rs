@@ -9,6 +9,12 @@
 //! block is never dropped for want of room; a batch that waits too long is
 //! refused (its keys fail: a failed store costs the engine nothing, it keeps
 //! its own copy).
+//!
+//! Loads come first: while a load reads, it holds a foreground guard
+//! ([`TieredCache::foreground`]), and the background copies (the staging
+//! tier's cleaner, the write-through to disk) wait, bounded. A store waiting
+//! for room holds an urgent guard ([`TieredCache::urgent`]) instead, so the
+//! copies that make its room never wait behind loads.
 
 use crate::engine::buffer::Chunks;
 use crate::engine::jobs::JobResult;
