@@ -144,9 +144,9 @@ impl Inner {
         if let Some(c) = cleaner {
             // A victim the cleaner is copying: wait for that copy (its slot
             // must not be rewritten under it), then it is clean. That batch
-            // stops yielding meanwhile (only that one: a global urgent
-            // guard, still held when the cleaner starts its next batch,
-            // would let that one copy into G2 unasked too).
+            // stops yielding meanwhile; only that one (a global urgent guard,
+            // still held for a moment after the copy landed, could let the
+            // cleaner's next batch go on too).
             c.wait_for_copies(&blocks, &self.priority).await;
         }
         let hashes: Vec<SequenceHash> = blocks.iter().map(|e| e.hash).collect();
