@@ -5,6 +5,7 @@ use crate::durable::RestoreStats;
 use crate::error::{OffloadError, SetupError};
 use crate::metrics::MetricsSnapshot;
 use crate::offload::Reason;
+use crate::priority::{Foreground, Urgent};
 use crate::request::RequestSequence;
 use crate::shared::{SharedStats, SharedTier};
 use crate::state::{Data, Inner};
@@ -15,6 +16,7 @@ use kvtier_memory::HostVisible;
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// G1..G3 block stores and memories plus the engine moving blocks between
@@ -145,6 +147,29 @@ impl TieredCache {
         self.inner.shared.get().map(|s| s.stats())
     }
 
+    /// Mark foreground work (an engine's load) in flight until the guard
+    /// drops: background copies (cleaning, write-through) wait meanwhile,
+    /// each batch at most [`TieredCache::set_max_yield`] in all, in pieces
+    /// of at most [`crate::priority::PIECE_BYTES`] (see [`crate::priority`]).
+    /// The cache's runtime must have time enabled.
+    pub fn foreground(&self) -> Foreground {
+        self.inner.priority.foreground()
+    }
+
+    /// Mark a wait for background work (room the write-through frees, a
+    /// copy to land) until the guard drops: meanwhile background copies do
+    /// not yield to foreground work, so the wait is not made longer by it.
+    pub fn urgent(&self) -> Urgent {
+        self.inner.priority.urgent()
+    }
+
+    /// Set how long one batch of background copies may yield to foreground
+    /// work in all (default [`crate::priority::MAX_YIELD`]; zero: never
+    /// yield).
+    pub fn set_max_yield(&self, bound: Duration) {
+        self.inner.priority.set_max_yield(bound);
+    }
+
     /// Movement counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics.snapshot()
@@ -249,6 +274,9 @@ impl TieredCache {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(Closed::default());
         }
+        // The stop waits for the background copies: none of them yields to
+        // foreground work still in flight.
+        let _urgent = self.urgent();
         // A shared tier is offered every block: flush G1 into G2 too.
         let flushed_blocks = match (&self.inner.journal, self.inner.shared.get()) {
             (None, None) => 0,

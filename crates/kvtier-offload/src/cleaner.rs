@@ -8,6 +8,7 @@
 //! that slot waits for the gate before its new owner may write the slot.
 
 use crate::offload::Reason;
+use crate::priority::Priority;
 use crate::state::Inner;
 use crate::transit::{Gate, GateWait};
 use kvtier_logical::{BlockSpec, Evicted, ImmutableBlock, SequenceHash, SlotId, Tier};
@@ -33,6 +34,11 @@ pub(crate) struct Cleaner {
     /// G1's policy names its next victims: the release-order queue is not
     /// kept (set by the task the first time the policy answers).
     policy_order: AtomicBool,
+    /// An eviction waits for the current batch's copies: the batch does
+    /// not yield to foreground work. Set with the `busy` lock held when the
+    /// eviction looks the batch's slots up, cleared (with it held) when the
+    /// batch ends, so a later batch never inherits it.
+    urged: AtomicBool,
 }
 
 impl Cleaner {
@@ -46,6 +52,7 @@ impl Cleaner {
             wake: tokio::sync::Notify::new(),
             stop: AtomicBool::new(false),
             policy_order: AtomicBool::new(false),
+            urged: AtomicBool::new(false),
         }
     }
 
@@ -68,18 +75,32 @@ impl Cleaner {
     }
 
     /// Before an eviction of G1 `victims` rewrites their slots: wait for the
-    /// cleaner's copies still reading any of them.
-    pub(crate) async fn wait_for_copies(&self, victims: &[Evicted]) {
+    /// cleaner's copies still reading any of them. That batch stops yielding
+    /// to foreground work (`priority` is told, so it looks again at once).
+    pub(crate) async fn wait_for_copies(&self, victims: &[Evicted], priority: &Priority) {
         let waits: Vec<GateWait> = {
             let busy = self.busy.lock();
-            victims
+            let waits: Vec<GateWait> = victims
                 .iter()
                 .filter_map(|e| busy.get(&e.slot).cloned())
-                .collect()
+                .collect();
+            if !waits.is_empty() {
+                self.urged.store(true, Relaxed);
+            }
+            waits
         };
+        if waits.is_empty() {
+            return;
+        }
+        priority.changed();
         for w in waits {
             w.wait().await;
         }
+    }
+
+    /// Whether an eviction waits for the current batch (it must not yield).
+    pub(crate) fn urged(&self) -> bool {
+        self.urged.load(Relaxed)
     }
 
     /// An eviction found `already_below` of its victims already in G2: they
@@ -214,6 +235,7 @@ pub(crate) async fn cleaner_task(inner: Arc<Inner>, c: Arc<Cleaner>) {
             for (slot, _) in &locked {
                 busy.remove(slot);
             }
+            c.urged.store(false, Relaxed);
         }
         drop(gates);
     }

@@ -28,6 +28,7 @@
 //! | `read` | reading a matched prefix where it lies, verified, without moving it |
 //! | `offload` | allocation with write-back and the one copy-down path (eviction, write-through, cleaning, flush) |
 //! | `copy` | one pinned copy between adjacent tiers, with path metrics |
+//! | [`priority`] | foreground first: background copies yield (bounded) to [`Foreground`] work |
 //! | `write_through` | write-through queues and their workers |
 //! | `cleaner` | proactive cleaning ahead of G1 evictions |
 //! | `staging` | writing and reading G1 bytes from the host (in place or via staging) |
@@ -52,6 +53,7 @@ pub mod metrics;
 mod offload;
 mod onboard;
 pub mod pinned;
+pub mod priority;
 mod read;
 pub mod request;
 pub mod setup;
@@ -68,6 +70,7 @@ pub use cache::{Closed, TieredCache};
 pub use durable::{restore_store, DurableEntry, G3Journal, JournalError, RestoreStats};
 pub use error::{OffloadError, SetupError};
 pub use metrics::{CacheMetrics, MetricsSnapshot, Path};
+pub use priority::{Foreground, Urgent};
 pub use request::{Matched, OnboardReport, RequestSequence, Unwritten, Written};
 pub use setup::{CacheSetup, TierMemory, TierSetup, WritePolicy};
 pub use shared::{SharedBlock, SharedFuture, SharedStats, SharedTier};

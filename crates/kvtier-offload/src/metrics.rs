@@ -111,9 +111,28 @@ pub struct CacheMetrics {
     pub eviction_copies: AtomicU64,
     /// Blocks copied down ahead of eviction by the proactive cleaner.
     pub cleaned_blocks: AtomicU64,
+    /// Times a piece of background copying (cleaning, write-through) waited
+    /// for foreground work in flight ([`crate::priority`]).
+    pub background_yields: AtomicU64,
+    /// Microseconds background copies spent waiting for foreground work.
+    pub background_yield_us: AtomicU64,
+    /// Waits for foreground work that the bound ended (the batch then
+    /// copied the rest without waiting).
+    pub background_yield_cut: AtomicU64,
 }
 
 impl CacheMetrics {
+    /// Record one wait of background copying for foreground work: how long,
+    /// and whether the bound ended it.
+    pub fn background_yielded(&self, waited: Duration, cut: bool) {
+        self.background_yields.fetch_add(1, Relaxed);
+        self.background_yield_us
+            .fetch_add(waited.as_micros() as u64, Relaxed);
+        if cut {
+            self.background_yield_cut.fetch_add(1, Relaxed);
+        }
+    }
+
     /// The counters of one path.
     pub fn path(&self, p: Path) -> &PathMetrics {
         &self.paths[p as usize]
@@ -141,6 +160,9 @@ impl CacheMetrics {
             write_through_skipped: self.write_through_skipped.load(Relaxed),
             eviction_copies: self.eviction_copies.load(Relaxed),
             cleaned_blocks: self.cleaned_blocks.load(Relaxed),
+            background_yields: self.background_yields.load(Relaxed),
+            background_yield_us: self.background_yield_us.load(Relaxed),
+            background_yield_cut: self.background_yield_cut.load(Relaxed),
         }
     }
 
@@ -225,6 +247,21 @@ impl CacheMetrics {
         ] {
             e.counter(name, help).sample(&[], v);
         }
+        e.counter(
+            "kvtier_background_yields_total",
+            "Pieces of background copying (cleaning, write-through) that waited for foreground work.",
+        )
+        .sample(&[], snap.background_yields);
+        e.counter(
+            "kvtier_background_yield_seconds_total",
+            "Time background copies waited for foreground work.",
+        )
+        .sample_f64(&[], snap.background_yield_us as f64 / 1e6);
+        e.counter(
+            "kvtier_background_yield_cut_total",
+            "Waits for foreground work ended by the bound.",
+        )
+        .sample(&[], snap.background_yield_cut);
     }
 }
 
@@ -253,6 +290,12 @@ pub struct MetricsSnapshot {
     pub eviction_copies: u64,
     /// Blocks copied down ahead of eviction by the proactive cleaner.
     pub cleaned_blocks: u64,
+    /// Pieces of background copying that waited for foreground work.
+    pub background_yields: u64,
+    /// Microseconds background copies waited for foreground work.
+    pub background_yield_us: u64,
+    /// Waits for foreground work that the bound ended.
+    pub background_yield_cut: u64,
 }
 
 #[cfg(test)]

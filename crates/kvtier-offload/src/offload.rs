@@ -12,12 +12,13 @@
 
 use crate::durable::DurableEntry;
 use crate::error::OffloadError;
+use crate::priority::PIECE_BYTES;
 use crate::setup::WritePolicy;
 use crate::state::{Data, Inner};
 use kvtier_logical::{BlockSpec, Evicted, MutableBlock, SequenceHash, Tier};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -41,6 +42,13 @@ impl Reason {
     /// Whether the blocks leave their tier (so a block not copied is lost).
     fn leaves(self) -> bool {
         self == Reason::Eviction
+    }
+
+    /// Whether nobody waits for the copy: it yields to foreground work
+    /// ([`crate::priority`]). Evictions (an allocation waits) and the
+    /// flush at a clean stop do not.
+    fn background(self) -> bool {
+        matches!(self, Reason::Clean | Reason::WriteThrough)
     }
 }
 
@@ -107,6 +115,11 @@ impl Inner {
     /// rewritten) down one tier, unless it already holds them or (for an
     /// eviction) the boundary's policy drops them. Returns `holders` once
     /// their bytes are no longer needed.
+    ///
+    /// Background copies (cleaning, write-through) go in pieces of at most
+    /// [`PIECE_BYTES`], each after yielding to foreground work in flight
+    /// (the batch at most [`crate::priority::MAX_YIELD`] in all; see
+    /// [`crate::priority`]).
     pub(crate) async fn copy_down<H: Send + Unpin + 'static>(
         self: Arc<Self>,
         tier: Tier,
@@ -130,8 +143,11 @@ impl Inner {
         };
         if let Some(c) = cleaner {
             // A victim the cleaner is copying: wait for that copy (its slot
-            // must not be rewritten under it), then it is clean.
-            c.wait_for_copies(&blocks).await;
+            // must not be rewritten under it), then it is clean. That batch
+            // stops yielding meanwhile; only that one (a global urgent guard,
+            // still held for a moment after the copy landed, could let the
+            // cleaner's next batch go on too).
+            c.wait_for_copies(&blocks, &self.priority).await;
         }
         let hashes: Vec<SequenceHash> = blocks.iter().map(|e| e.hash).collect();
         let present = lower.store.contains_all(&hashes);
@@ -153,7 +169,6 @@ impl Inner {
             m.dropped_blocks.fetch_add(todo.len() as u64, Relaxed);
             return holders;
         }
-        let lower_tier = lower.tier;
         // More victims than the tier below holds: keep the newest that fit.
         let mut todo = todo;
         let fit = lower.store.capacity();
@@ -162,23 +177,72 @@ impl Inner {
             m.dropped_blocks.fetch_add(extra as u64, Relaxed);
             todo.drain(..extra);
         }
-        let dst = match self.clone().allocate_in(lower_tier, todo.len()).await {
+        let per_piece = if reason.background() {
+            (PIECE_BYTES / self.block_bytes().max(1)).max(1) as usize
+        } else {
+            todo.len()
+        };
+        let mut budget = self.priority.max_yield();
+        let mut holders = holders;
+        let mut rest: &[Evicted] = &todo;
+        while !rest.is_empty() {
+            let (piece, more) = rest.split_at(per_piece.min(rest.len()));
+            rest = more;
+            if reason.background() && !self.closed.load(Acquire) {
+                // The cleaner's batch goes on at once when an eviction
+                // waits for it.
+                let urged =
+                    || reason == Reason::Clean && self.cleaner.as_ref().is_some_and(|c| c.urged());
+                self.priority
+                    .yield_to_foreground(&mut budget, m, urged)
+                    .await;
+            }
+            holders = match self.copy_piece(tier, piece, holders, reason).await {
+                Ok(h) => h,
+                Err(h) => {
+                    // Not copied (full below, a failed copy, a refusing
+                    // journal): neither is the rest of the batch.
+                    self.not_copied(reason, rest.len());
+                    return h;
+                }
+            };
+        }
+        holders
+    }
+
+    /// Copy `piece` (blocks of `tier` not in the tier below, which exists)
+    /// down one tier: allocate below, copy with `holders` and the new blocks
+    /// pinned, checksum, journal, register. `Err` (the blocks counted as not
+    /// copied) if it could not; `holders` come back either way.
+    async fn copy_piece<H: Send + Unpin + 'static>(
+        self: &Arc<Self>,
+        tier: Tier,
+        piece: &[Evicted],
+        holders: H,
+        reason: Reason,
+    ) -> Result<H, H> {
+        let m = &self.metrics;
+        let Some(lower) = self.tiers.below(tier) else {
+            return Err(holders);
+        };
+        let lower_tier = lower.tier;
+        let dst = match self.clone().allocate_in(lower_tier, piece.len()).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(
                     "{lower_tier} full, not copying {} blocks down: {e}",
-                    todo.len()
+                    piece.len()
                 );
-                self.not_copied(reason, todo.len());
-                return holders;
+                self.not_copied(reason, piece.len());
+                return Err(holders);
             }
         };
         let up = self.tiers.get(tier);
-        let src_sums: Vec<u64> = todo
+        let src_sums: Vec<u64> = piece
             .iter()
             .map(|e| up.map_or(0, |t| t.sum(e.slot)))
             .collect();
-        let pairs: Vec<(usize, usize)> = todo
+        let pairs: Vec<(usize, usize)> = piece
             .iter()
             .zip(&dst)
             .map(|(e, d)| (e.slot as usize, d.slot() as usize))
@@ -193,7 +257,7 @@ impl Inner {
             );
             m.offload_errors.fetch_add(1, Relaxed);
             self.not_copied(reason, pairs.len());
-            return holders;
+            return Err(holders);
         }
         let host = match &self.data {
             Data::On(b) => {
@@ -231,7 +295,7 @@ impl Inner {
         for (d, s) in dst.iter().zip(&sums) {
             lower.set_sum(d.slot(), *s);
         }
-        let specs: Vec<BlockSpec> = todo
+        let specs: Vec<BlockSpec> = piece
             .iter()
             .map(|e| BlockSpec {
                 hash: e.hash,
@@ -241,7 +305,7 @@ impl Inner {
             .collect();
         if !self.journal_stored(lower_tier, &dst, &specs, &sums) {
             self.not_copied(reason, dst.len());
-            return holders;
+            return Err(holders);
         }
         let registered = lower
             .store
@@ -250,7 +314,7 @@ impl Inner {
             .await;
         self.share(lower_tier, &registered).await;
         lower.store.release(registered.into_iter().rev());
-        holders
+        Ok(holders)
     }
 
     /// Tell a persistent tier's journal about blocks just written to it

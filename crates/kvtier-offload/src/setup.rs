@@ -317,6 +317,7 @@ impl TieredCache {
             transit: Transits::default(),
             closed: AtomicBool::new(false),
             shared: std::sync::OnceLock::new(),
+            priority: Arc::default(),
         });
         let mut tasks = Tasks::new(boundaries);
         for (b, policy) in inner.write.iter().enumerate() {

@@ -10,6 +10,7 @@
 use crate::cleaner::Cleaner;
 use crate::durable::{G3Journal, RestoreStats};
 use crate::metrics::{CacheMetrics, Path};
+use crate::priority::Priority;
 use crate::setup::WritePolicy;
 
 use crate::transit::Transits;
@@ -226,6 +227,9 @@ pub(crate) struct Inner {
     /// The tier shared with other nodes below the local ones, once attached
     /// ([`crate::TieredCache::attach_shared`]).
     pub(crate) shared: std::sync::OnceLock<Arc<dyn crate::shared::SharedTier>>,
+    /// Foreground work and urgent waits in flight: what background copies
+    /// yield to.
+    pub(crate) priority: Arc<Priority>,
 }
 
 impl Inner {

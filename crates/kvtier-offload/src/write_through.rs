@@ -48,7 +48,17 @@ impl Inner {
                 block: b.clone(),
                 spec: *s,
             };
-            if tx.send(item).await.is_err() {
+            let sent = match tx.try_send(item) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    // A full queue: wait for the worker, which must not
+                    // yield to foreground work meanwhile.
+                    let _urgent = self.priority.urgent();
+                    tx.send(item).await.map_err(drop)
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            };
+            if sent.is_err() {
                 self.metrics.write_through_skipped.fetch_add(1, Relaxed);
             }
         }

@@ -75,7 +75,7 @@ pub fn to_py(e: EngineError) -> PyErr {
         | EngineError::BufferAlignment { .. }
         | EngineError::SegmentSize { .. } => BadBufferError::new_err(msg),
         EngineError::ChunkOutOfRange { .. } => ChunkRangeError::new_err(msg),
-        EngineError::LengthMismatch { .. } => BadInputError::new_err(msg),
+        EngineError::LengthMismatch { .. } | EngineError::KeysNeeded => BadInputError::new_err(msg),
         EngineError::DuplicateJob(_) => DuplicateJobError::new_err(msg),
         EngineError::Closed => ClosedError::new_err(msg),
         EngineError::Setup(_) | EngineError::Worker(_) => KvtierError::new_err(msg),

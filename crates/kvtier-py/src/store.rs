@@ -4,7 +4,7 @@ use crate::convert::{self, Region};
 use crate::errors::{to_py, BadBufferError, BadInputError, ChunkRangeError};
 use kvtier::engine::{
     Chunks, EngineCore, EngineError, EngineEvent, EngineEventSink, EngineOptions, HostBuffer,
-    JobKind,
+    JobKind, SequenceHash,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -42,20 +42,60 @@ pub struct Store {
     events: Mutex<Option<Arc<Collector>>>,
 }
 
+/// A job's keys as the core takes them: hashed in place from the Python
+/// objects (no copy of any key) unless events are collected, whose
+/// `stored` lists name the keys themselves.
+enum JobKeys {
+    Hashed(Vec<SequenceHash>),
+    Copied(Vec<Vec<u8>>),
+}
+
 impl Store {
-    /// Start a job over `chunks` (checked against the attached buffers).
+    /// Read a job's keys (see [`JobKeys`]).
+    fn job_keys(&self, keys: &Bound<'_, PyAny>) -> PyResult<JobKeys> {
+        if lock(&self.events).is_some() {
+            return Ok(JobKeys::Copied(convert::keys(keys)?));
+        }
+        Ok(JobKeys::Hashed(convert::key_hashes(
+            keys,
+            &self.core.hasher(),
+        )?))
+    }
+
+    /// Start a job over `chunks` (checked against the attached buffers);
+    /// `obj` is the Python object `keys` were read from.
     fn submit(
         &self,
         py: Python<'_>,
-        dir: JobKind,
-        job: u64,
-        keys: &[Vec<u8>],
+        (dir, job): (JobKind, u64),
+        (obj, keys): (&Bound<'_, PyAny>, JobKeys),
         chunks: Chunks,
     ) -> PyResult<()> {
-        // SAFETY: every chunk lies inside an attached buffer, held (and its
-        // memory pinned) until `detach` or `close`, which wait for every job
-        // first.
-        py.detach(|| unsafe { self.core.submit_chunks(dir, job, keys, chunks) })
+        let keys = match keys {
+            JobKeys::Copied(k) => k,
+            JobKeys::Hashed(h) => {
+                let retry = chunks.clone();
+                // SAFETY: every chunk lies inside an attached buffer, held
+                // (and its memory pinned) until `detach` or `close`, which
+                // wait for every job first.
+                let res = py.detach(|| unsafe { self.core.submit_hashed(dir, job, h, chunks) });
+                match res {
+                    // Events were enabled meanwhile (another thread): they
+                    // need the keys themselves.
+                    Err(EngineError::KeysNeeded) => {
+                        let k = convert::keys(obj)?;
+                        // SAFETY: as above.
+                        let res =
+                            py.detach(|| unsafe { self.core.submit_chunks(dir, job, &k, retry) });
+                        return res.map_err(to_py);
+                    }
+                    res => return res.map_err(to_py),
+                }
+            }
+        };
+        // SAFETY: every chunk lies inside an attached buffer, held until
+        // `detach` or `close`, which wait for every job first.
+        py.detach(|| unsafe { self.core.submit_chunks(dir, job, &keys, chunks) })
             .map_err(to_py)
     }
 
@@ -68,13 +108,13 @@ impl Store {
         keys: &Bound<'_, PyAny>,
         chunk_ids: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let keys = convert::keys(keys)?;
+        let read = self.job_keys(keys)?;
         let ids = convert::chunk_ids(chunk_ids)?;
         let chunks = self
             .first_region()?
             .check_chunks(self.core.block_bytes(), &ids)
             .map_err(to_py)?;
-        self.submit(py, dir, job, &keys, chunks)
+        self.submit(py, (dir, job), (keys, read), chunks)
     }
 
     /// A job over pages given by address.
@@ -86,9 +126,13 @@ impl Store {
         keys: &Bound<'_, PyAny>,
         (ptrs, sizes): (&Bound<'_, PyAny>, &Bound<'_, PyAny>),
     ) -> PyResult<()> {
-        let keys = convert::keys(keys)?;
-        let chunks = self.page_chunks(keys.len(), ptrs, sizes)?;
-        self.submit(py, dir, job, &keys, chunks)
+        let read = self.job_keys(keys)?;
+        let n = match &read {
+            JobKeys::Hashed(h) => h.len(),
+            JobKeys::Copied(k) => k.len(),
+        };
+        let chunks = self.page_chunks(n, ptrs, sizes)?;
+        self.submit(py, (dir, job), (keys, read), chunks)
     }
 
     fn first_region(&self) -> PyResult<HostBuffer> {

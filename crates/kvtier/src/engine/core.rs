@@ -144,7 +144,7 @@ impl EngineCore {
         self.hasher
     }
 
-    fn cache(&self) -> Result<TieredCache, EngineError> {
+    pub(super) fn cache(&self) -> Result<TieredCache, EngineError> {
         self.shared.cache.read().clone().ok_or(EngineError::Closed)
     }
 
@@ -255,6 +255,28 @@ impl EngineCore {
         self.submit(kind, job, keys, chunks)
     }
 
+    /// [`EngineCore::submit_chunks`] of keys already hashed with
+    /// [`EngineCore::hasher`] (no copy of the keys is kept). Refused with
+    /// [`EngineError::KeysNeeded`] while an event sink is set: its events
+    /// name engine keys.
+    ///
+    /// # Safety
+    /// See [`Chunks::from_segments`].
+    pub unsafe fn submit_hashed(
+        &self,
+        kind: JobKind,
+        job: u64,
+        hashes: Vec<SequenceHash>,
+        chunks: Chunks,
+    ) -> Result<(), EngineError> {
+        self.check_open()?;
+        if self.shared.sink.read().is_some() {
+            return Err(EngineError::KeysNeeded);
+        }
+        let input = self.hashed_input(job, hashes, chunks)?;
+        self.spawn_job(kind, input, None)
+    }
+
     /// Start a store or load job over `chunks` (whose validity until the job
     /// is reported the public callers' contracts guarantee).
     fn submit<K: AsRef<[u8]>>(
@@ -265,6 +287,21 @@ impl EngineCore {
         chunks: Chunks,
     ) -> Result<(), EngineError> {
         let input = self.job_input(job, keys, chunks)?;
+        let event_keys: Option<Vec<Vec<u8>>> = (kind == JobKind::Store
+            && self.shared.sink.read().is_some())
+        .then(|| keys.iter().map(|k| k.as_ref().to_vec()).collect());
+        self.spawn_job(kind, input, event_keys)
+    }
+
+    /// Spawn the job: a load, or a store whose newly stored keys go to the
+    /// event sink (`event_keys`: the job's keys, while a sink is set).
+    fn spawn_job(
+        &self,
+        kind: JobKind,
+        input: JobInput,
+        event_keys: Option<Vec<Vec<u8>>>,
+    ) -> Result<(), EngineError> {
+        let job = input.job;
         let cache = self.cache()?;
         let shared = self.shared.clone();
         if kind == JobKind::Load {
@@ -273,11 +310,6 @@ impl EngineCore {
                 shared.jobs.finish(result);
             });
         }
-        let event_keys: Option<Vec<Vec<u8>>> = shared
-            .sink
-            .read()
-            .is_some()
-            .then(|| keys.iter().map(|k| k.as_ref().to_vec()).collect());
         self.spawn(job, async move {
             let (result, fresh) = transfer::store(&cache, &shared.store_gate, input).await;
             let sink = shared.sink.read().clone();
@@ -315,6 +347,22 @@ impl EngineCore {
             for (h, k) in hashes.iter().zip(keys) {
                 map.entry(*h).or_insert_with(|| k.as_ref().to_vec());
             }
+        }
+        self.hashed_input(job, hashes, chunks)
+    }
+
+    /// A job's input from its hashes (checked against the chunks).
+    fn hashed_input(
+        &self,
+        job: u64,
+        hashes: Vec<SequenceHash>,
+        chunks: Chunks,
+    ) -> Result<JobInput, EngineError> {
+        if hashes.len() != chunks.len() {
+            return Err(EngineError::LengthMismatch {
+                keys: hashes.len(),
+                chunks: chunks.len(),
+            });
         }
         Ok(JobInput {
             job,

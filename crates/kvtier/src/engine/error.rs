@@ -73,6 +73,10 @@ pub enum EngineError {
     /// The store was closed.
     #[error("the kvtier store is closed")]
     Closed,
+    /// Keys given as hashes while an event sink is set: stored events name
+    /// engine keys, so the job needs the keys themselves.
+    #[error("an event sink is set: submit the keys, not their hashes")]
+    KeysNeeded,
     /// An internal worker failed (the job is reported failed).
     #[error("kvtier worker: {0}")]
     Worker(String),

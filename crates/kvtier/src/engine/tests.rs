@@ -412,3 +412,49 @@ fn a_second_node_loads_through_the_shared_tier() {
     assert_eq!(out, data);
     b.close().unwrap();
 }
+
+/// Jobs over keys hashed by the caller round-trip like jobs over keys, and
+/// are refused while an event sink is set (its events name keys).
+#[test]
+fn hashed_jobs_round_trip_and_need_keys_with_events_on() {
+    let (_dir, core) = fresh();
+    let (k, mut data) = blocks(6, 12);
+    let hashes = core.hasher().hash_all(&k);
+    let whole = |v: &mut [u64]| {
+        let b = buf(v);
+        b.check_chunks(BB, &(0..6).collect::<Vec<i64>>()).unwrap()
+    };
+    // SAFETY: drained before `data` goes.
+    unsafe {
+        core.submit_hashed(JobKind::Store, 1, hashes.clone(), whole(&mut data))
+            .unwrap()
+    };
+    core.drain();
+    assert!(core.poll_finished()[0].ok);
+    // Stored under the same hashes as keys: a load by key finds them.
+    let mut out = vec![0u64; data.len()];
+    assert!(load_all(&core, 2, &k, &mut out).ok);
+    assert_eq!(out, data);
+    out.fill(0);
+    // SAFETY: drained before `out` goes.
+    unsafe {
+        core.submit_hashed(JobKind::Load, 3, hashes.clone(), whole(&mut out))
+            .unwrap()
+    };
+    core.drain();
+    assert!(core.poll_finished()[0].ok);
+    assert_eq!(out, data);
+    // One hash short of the chunks.
+    // SAFETY: refused before use.
+    let e = unsafe { core.submit_hashed(JobKind::Load, 4, hashes[..5].to_vec(), whole(&mut out)) }
+        .unwrap_err();
+    assert!(
+        matches!(e, EngineError::LengthMismatch { keys: 5, chunks: 6 }),
+        "{e}"
+    );
+    core.enable_events(Some(Arc::new(Collect::default())));
+    // SAFETY: refused before use.
+    let e = unsafe { core.submit_hashed(JobKind::Store, 5, hashes, whole(&mut data)) }.unwrap_err();
+    assert!(matches!(e, EngineError::KeysNeeded), "{e}");
+    core.enable_events(None);
+}

@@ -9,11 +9,17 @@
 //! block is never dropped for want of room; a batch that waits too long is
 //! refused (its keys fail: a failed store costs the engine nothing, it keeps
 //! its own copy).
+//!
+//! Loads come first: while a load reads, it holds a foreground guard
+//! ([`TieredCache::foreground`]), and the background copies (the staging
+//! tier's cleaner, the write-through to disk) wait, bounded. A store waiting
+//! for room holds an urgent guard ([`TieredCache::urgent`]) instead, so the
+//! copies that make its room never wait behind loads.
 
 use crate::engine::buffer::Chunks;
 use crate::engine::jobs::JobResult;
 use kvtier_logical::{BlockSpec, SequenceHash, Tier};
-use kvtier_offload::{OffloadError, RequestSequence, TieredCache};
+use kvtier_offload::{OffloadError, RequestSequence, TieredCache, Urgent};
 use std::time::{Duration, Instant};
 
 /// One job's inputs: hashes and chunk indices (checked), the buffer.
@@ -159,13 +165,25 @@ fn room(cache: &TieredCache, tier: Tier) -> Option<usize> {
 /// blocks, and each must find a slot in G2 that is free or holds a block
 /// nobody uses (not one still queued for the disk), or it would be dropped;
 /// `margin` more slots are left for the cleaner copying meanwhile.
-async fn wait_for_room(cache: &TieredCache, n: usize, margin: usize) -> Result<(), StoreRefused> {
+///
+/// Once it had to wait, returns an [`Urgent`] guard: the caller holds it
+/// until its allocation has moved its victims down, so the background
+/// copies freeing room keep going (not yielding to loads) through that
+/// window too, as they did while it waited.
+async fn wait_for_room(
+    cache: &TieredCache,
+    n: usize,
+    margin: usize,
+) -> Result<Option<Urgent>, StoreRefused> {
     // Never more than half of G2, so a store can always go ahead once the
     // disk catches up.
     let cap = cache.store(Tier::G2).map_or(0, |s| s.capacity());
     let margin = margin.min(cap / 2);
     let deadline = Instant::now() + STORE_WAIT;
     let mut pause = Duration::from_micros(100);
+    // Taken once this waits: the copies that make room stop yielding to
+    // loads in flight.
+    let mut urgent: Option<Urgent> = None;
     loop {
         let g1_free = cache
             .store(Tier::G1)
@@ -174,11 +192,12 @@ async fn wait_for_room(cache: &TieredCache, n: usize, margin: usize) -> Result<(
         match room(cache, Tier::G2) {
             Some(r) if need > 0 && r < need + margin => {}
             // Enough room (or no G2: nothing to drop into).
-            _ => return Ok(()),
+            _ => return Ok(urgent),
         }
         if Instant::now() >= deadline {
             return Err(StoreRefused::NoRoom { need });
         }
+        urgent.get_or_insert_with(|| cache.urgent());
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(5));
     }
@@ -196,7 +215,7 @@ async fn store_part(
     // room it saw); the copies in and the registration run in parallel.
     let blocks = {
         let _turn = gate.turn.lock().await;
-        wait_for_room(cache, part.len(), gate.margin).await?;
+        let _urgent = wait_for_room(cache, part.len(), gate.margin).await?;
         req.allocate_rest().await?
     };
     let written = req
@@ -231,19 +250,24 @@ pub(crate) async fn load(cache: &TieredCache, input: JobInput) -> JobResult {
     let mut retries = 0;
     while done < n {
         let end = (done + input.batch.max(1)).min(n);
-        match read_part(cache, &input, done, end).await {
-            Ok(got) => done += got,
-            Err(e) => tracing::debug!("kvtier engine: load job {}: {e}", input.job),
-        }
-        if done == end {
-            continue;
-        }
-        match onboard_part(cache, &input, done, end).await {
-            Ok(got) => done += got,
-            Err(e) => tracing::debug!("kvtier engine: load job {}: {e}", input.job),
-        }
-        if done == end {
-            continue;
+        {
+            // Background copies wait (bounded) while this reads; not
+            // during the back-off below, which may wait for them.
+            let _first = cache.foreground();
+            match read_part(cache, &input, done, end).await {
+                Ok(got) => done += got,
+                Err(e) => tracing::debug!("kvtier engine: load job {}: {e}", input.job),
+            }
+            if done == end {
+                continue;
+            }
+            match onboard_part(cache, &input, done, end).await {
+                Ok(got) => done += got,
+                Err(e) => tracing::debug!("kvtier engine: load job {}: {e}", input.job),
+            }
+            if done == end {
+                continue;
+            }
         }
         // Still held somewhere: ask again after a pause, bounded.
         let next = [input.hashes[done]];
