@@ -31,12 +31,21 @@ UV=("$VENV/bin/uv" pip install --python "$PY")
 # SGLang pinned without its dependency tree (which would replace vLLM's torch);
 # these are what `sglang.srt.mem_cache` needs to import on a CPU machine.
 "${UV[@]}" --no-deps sglang==0.5.23 >&2
-"${UV[@]}" ipython orjson pybase64 >&2
+"${UV[@]}" ipython orjson pybase64 gguf >&2
+# vLLM's tree also brings the monolithic cuda-python 12.x, whose files overwrite
+# those of the cuda-bindings version torch resolved (13.x); flashinfer's
+# nvidia_cutlass_dsl then fails to import (no `cuda.bindings.runtime.cudaLibrary_t`),
+# and with it SGLang's host memory pools. Reinstall the resolved cuda-bindings
+# over it, at the version the metadata records.
+CUDA_BINDINGS=$("$PY" -c 'import importlib.metadata as m; print(m.version("cuda-bindings"))')
+"${UV[@]}" --reinstall --no-deps "cuda-bindings==$CUDA_BINDINGS" >&2
 
 "$PY" - <<'PY' >&2
 import vllm, sglang  # noqa: F401
 from vllm.v1.kv_offload.tiering.base import SecondaryTierManager  # noqa: F401
 from sglang.srt.mem_cache.storage.backend_factory import StorageBackendFactory  # noqa: F401
+import sglang.srt.mem_cache.memory_pool_host  # noqa: F401
+from sglang.srt.mem_cache.pool_host.mha import MHATokenToKVPoolHost  # noqa: F401
 print("engines-venv: vllm", vllm.__version__, "sglang", sglang.__version__)
 PY
 

@@ -5,14 +5,18 @@ Load it with the ``dynamic`` backend, no SGLang patch::
     --enable-hierarchical-cache --hicache-storage-backend dynamic
     --hicache-storage-backend-extra-config '{"backend_name": "kvtier",
         "module_path": "kvtier.sglang", "class_name": "KvtierStore",
-        "path": "/var/cache/kvtier", "config": "/etc/kvtier/engine.toml"}'
+        "path": "/var/cache/kvtier", "config": "/etc/kvtier/engine.toml",
+        "interface_v1": 1}'
 
 ``path`` is the directory of kvtier's durable disk tier, ``config``
 (optional) a kvtier TOML config. One kvtier block is one page of the
-registered host KV pool; pages move between kvtier and the pool's memory by
-address (``get_page_buffer_meta``), without a copy through Python. Keys are
-SGLang's page hashes, namespaced by model, tensor-parallel rank and page
-layout.
+registered host KV pool. With ``interface_v1`` SGLang's cache controller
+moves pages by address (``batch_get_v1``/``batch_set_v1`` and the pool's
+``get_page_buffer_meta``), without a copy through Python; without it, it
+passes flat page tensors (``batch_get``/``batch_set``). A block holds the
+page's bytes in address-segment order either way, so a page stored through
+one interface loads through the other. Keys are SGLang's page hashes,
+namespaced by model, tensor-parallel rank and page layout.
 """
 
 from __future__ import annotations
@@ -80,19 +84,29 @@ class KvtierStore(HiCacheStorage):
         page_bytes = int(sum(sizes))
         ns = f"{self._namespace_base}/layout={pool.layout}/page={page}/bytes={page_bytes}"
         self._store = Store(page_bytes, path=self.path, config=self.config, namespace=ns)
-        attached = 0
+        # MHATokenToKVPoolHost's k_buffer and v_buffer are views of kv_buffer:
+        # each distinct storage is attached once.
+        attached = set()
         for name in ("kv_buffer", "k_buffer", "v_buffer"):
             for t in _tensors(getattr(pool, name, None)):
-                nbytes = t.untyped_storage().nbytes()
-                region = (ctypes.c_ubyte * nbytes).from_address(t.untyped_storage().data_ptr())
+                storage = t.untyped_storage()
+                span = (storage.data_ptr(), storage.nbytes())
+                if span in attached:
+                    continue
+                region = (ctypes.c_ubyte * span[1]).from_address(span[0])
                 self._store.attach(memoryview(region).cast("B"))
-                attached += 1
-        if attached == 0:
+                attached.add(span)
+        if not attached:
             raise KvtierError(f"{type(pool).__name__}: no host KV buffer found to attach")
         # One page of scratch for the tensor-valued (legacy) get/set.
         self._scratch = torch.zeros(page_bytes, dtype=torch.uint8)
         self._store.attach(self._scratch.numpy())
         self._page_bytes = page_bytes
+        # SGLang's flat data page (`get_data_page`) of a layer-first K/V pool is
+        # every layer's K, then every layer's V; its address segments alternate
+        # K and V per layer. The tensor-valued API converts between the two.
+        layers = int(getattr(pool, "layer_num", 0))
+        self._kv_layers = layers if pool.layout == "layer_first" and len(sizes) == 2 * layers else 0
 
     @property
     def store(self) -> Store:
@@ -149,13 +163,18 @@ class KvtierStore(HiCacheStorage):
     def set(self, key, value=None, target_location=None, target_sizes=None) -> bool:
         if value is None:
             raise KvtierError("KvtierStore.set: a value tensor is required")
+        store = self.store  # raises until a host pool is registered
         flat = value.contiguous().view(torch.uint8).reshape(-1)
         if flat.numel() != self._page_bytes:
             raise KvtierError(f"KvtierStore.set: {flat.numel()} bytes, a page is {self._page_bytes}")
         with self._scratch_lock:
-            self._scratch.copy_(flat)
+            if self._kv_layers:
+                n = self._kv_layers
+                self._scratch.view(n, 2, -1).copy_(flat.view(2, n, -1).transpose(0, 1))
+            else:
+                self._scratch.copy_(flat)
             job = next(self._ids)
-            self.store.submit_store_pages(job, [key], [self._scratch.data_ptr()], [self._page_bytes])
+            store.submit_store_pages(job, [key], [self._scratch.data_ptr()], [self._page_bytes])
             return bool(self._wait(job)[1])
 
     def batch_set(self, keys, values=None, target_locations=None, target_sizes=None) -> bool:
@@ -164,12 +183,22 @@ class KvtierStore(HiCacheStorage):
     def get(self, key, target_location=None, target_sizes=None):
         if target_location is None:
             raise KvtierError("KvtierStore.get: a target tensor is required")
+        store = self.store  # raises until a host pool is registered
+        if not target_location.is_contiguous():
+            raise KvtierError("KvtierStore.get: the target tensor must be contiguous")
+        out = target_location.view(torch.uint8).view(-1)
+        if out.numel() != self._page_bytes:
+            raise KvtierError(f"KvtierStore.get: {out.numel()} bytes, a page is {self._page_bytes}")
         with self._scratch_lock:
             job = next(self._ids)
-            self.store.submit_load_pages(job, [key], [self._scratch.data_ptr()], [self._page_bytes])
+            store.submit_load_pages(job, [key], [self._scratch.data_ptr()], [self._page_bytes])
             if not self._wait(job)[1]:
                 return None  # a miss: SGLang's contract for get()
-            target_location.view(torch.uint8).reshape(-1).copy_(self._scratch)
+            if self._kv_layers:
+                n = self._kv_layers
+                out.view(2, n, -1).copy_(self._scratch.view(n, 2, -1).transpose(0, 1))
+            else:
+                out.copy_(self._scratch)
         return target_location
 
     def batch_get(self, keys, target_locations=None, target_sizes=None):
