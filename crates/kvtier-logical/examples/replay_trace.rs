@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Arguments: policy name (default `lru`), capacity in blocks (6000),
-//! repeats (1). Prints the hits and the best and median replay times (the
+//! repeats (1), tuning as a `PolicyParams` JSON object (`{}`, e.g.
+//! `'{"gated-duel":{"duel_sample_rate":0}}'`). Prints the hits and the best and median replay times (the
 //! times are for comparing builds run alternately on one machine; the
 //! criterion bench `replay/trace` is the reference figure).
 
@@ -20,7 +21,7 @@
 mod common;
 
 use kvtier_logical::replay;
-use kvtier_logical::{BlockStore, PolicyKind, StoreConfig, Tier};
+use kvtier_logical::{BlockStore, PolicyKind, PolicyParams, StoreConfig, Tier};
 use std::time::Instant;
 
 fn main() {
@@ -32,12 +33,19 @@ fn main() {
         .expect("policy name");
     let capacity: usize = args.next().map_or(6000, |a| a.parse().expect("capacity"));
     let repeats: usize = args.next().map_or(1, |a| a.parse().expect("repeats"));
+    let params: PolicyParams = args.next().map_or_else(PolicyParams::default, |a| {
+        serde_json::from_str(&a).expect("tuning JSON")
+    });
     let requests = common::trace();
     let mut times = Vec::with_capacity(repeats);
     let mut stats = None;
     for _ in 0..repeats {
-        let store =
-            BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(policy)).unwrap();
+        let store = BlockStore::new(
+            StoreConfig::new(Tier::G1, capacity)
+                .with_policy(policy)
+                .with_policy_params(params.clone()),
+        )
+        .unwrap();
         let t = Instant::now();
         stats = Some(replay(&store, requests).unwrap());
         times.push(t.elapsed().as_secs_f64() * 1e3);

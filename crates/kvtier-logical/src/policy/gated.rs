@@ -133,6 +133,17 @@ const PROVEN: u8 = 1;
 /// `Node::list` of a slot in no segment.
 const NONE: u8 = u8::MAX;
 
+// The two segments are one circular list through the sentinel, *new* then
+// *proven*, each from its eviction end to its most recent end:
+//
+//     sentinel -> new (oldest .. newest) -> proven (oldest .. newest) -> sentinel
+//
+// `boundary` is the oldest proven node (the sentinel when *proven* is
+// empty). The most recent end of *new* is next to the eviction end of
+// *proven*, so demoting the oldest proven block to the most recent end of
+// *new* (SLRU's demotion) only moves the boundary past it: no link is
+// rewritten and no other node is touched.
+
 /// `Node::flags`: a continuation block not yet reused.
 const CONT: u8 = 1;
 /// `Node::flags`: a request's tail block not yet reused.
@@ -208,9 +219,13 @@ fn stamp_gap(earlier: u32, later: u32) -> i32 {
 /// sized at construction.
 #[derive(Debug)]
 pub struct Gated<const ADAPT: bool, const DUEL: bool = false> {
-    /// `capacity` slot nodes, then the two segments' sentinels.
+    /// `capacity` slot nodes, then the sentinel of the segments' list.
     nodes: Vec<Node>,
+    /// The sentinel's index (`capacity`).
     base: u32,
+    /// The oldest proven node, or the sentinel when *proven* is empty (see
+    /// the layout above).
+    boundary: u32,
     /// Listed slots per segment (indexed by `list & 1`: no bounds check).
     lens: [u32; 2],
     seen: SeenFilter,
@@ -291,7 +306,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         // lists), so every `prev` / `next` ever stored is an index into
         // `nodes`: even a logic error (unlinking a slot twice) cannot make
         // `node` read out of bounds.
-        let nodes = (0..capacity as u32 + 2)
+        let nodes = (0..capacity as u32 + 1)
             .map(|i| Node {
                 prev: i,
                 next: i,
@@ -310,6 +325,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         Gated {
             nodes,
             base,
+            boundary: base,
             lens: [0; 2],
             seen: SeenFilter::with_params(capacity, &params.seen),
             protected_cap: max_protected_cap,
@@ -341,7 +357,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
 
     /// Node `i`, without a bounds check. Every index used is a slot id
     /// checked against the capacity at the entry points ([`Self::check`]), a
-    /// sentinel (`base` or `base + 1`), or a link read from a node: links
+    /// the sentinel (`base`), or a link read from a node: links
     /// start as the node's own index and `link` only ever sets them to one
     /// of those.
     #[inline(always)]
@@ -365,18 +381,38 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         assert!(slot < self.base, "slot {slot} out of range");
     }
 
+    /// List `slot` at the most recent end of segment `list`.
     #[inline(always)]
     fn link_back(&mut self, list: u8, slot: SlotId) {
-        let s = self.base + list as u32;
-        let tail = self.node(s).prev;
-        self.link(list, slot, tail, s);
+        if list == PROVEN {
+            let s = self.base;
+            let tail = self.node(s).prev;
+            self.link(list, slot, tail, s);
+            if self.boundary == s {
+                self.boundary = slot;
+            }
+        } else {
+            let b = self.boundary;
+            let tail = self.node(b).prev;
+            self.link(list, slot, tail, b);
+        }
     }
 
+    /// List `slot` at the eviction end of *new* (before every listed node).
     #[inline(always)]
-    fn link_front(&mut self, list: u8, slot: SlotId) {
-        let s = self.base + list as u32;
+    fn link_front_new(&mut self, slot: SlotId) {
+        let s = self.base;
         let head = self.node(s).next;
-        self.link(list, slot, s, head);
+        self.link(NEW, slot, s, head);
+    }
+
+    /// The eviction ends of *new* and *proven*, each `None` when the segment
+    /// is empty.
+    #[inline(always)]
+    fn heads(&self) -> (Option<u32>, Option<u32>) {
+        let (s, b) = (self.base, self.boundary);
+        let n = self.node(s).next;
+        ((n != b).then_some(n), (b != s).then_some(b))
     }
 
     #[inline(always)]
@@ -398,6 +434,9 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         let (prev, next, list) = (n.prev, n.next, n.list);
         debug_assert!(list != NONE);
         n.list = NONE;
+        if slot == self.boundary {
+            self.boundary = next;
+        }
         self.node_mut(prev).next = next;
         self.node_mut(next).prev = prev;
         self.lens[(list & 1) as usize] -= 1;
@@ -407,10 +446,9 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
     /// passes left are re-queued (one pass used) instead.
     #[inline(always)]
     fn pop_proven(&mut self) -> SlotId {
-        let s = self.base + PROVEN as u32;
         loop {
-            let f = self.node(s).next;
-            debug_assert!(f != s, "the proven segment is not empty");
+            let f = self.boundary;
+            debug_assert!(f != self.base, "the proven segment is not empty");
             if self.node(f).passes == 0 {
                 self.unlink(f);
                 return f;
@@ -526,18 +564,23 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             // In LRU order (`gated-duel`), nothing is demoted: the order
             // ignores the segments, and the overflow is demoted once the
             // gated order is back.
+            // Demotion to the most recent end of *new*: the boundary moves
+            // past the oldest proven node (see the layout above).
             while !(DUEL && self.lru_order)
                 && self.lens[PROVEN as usize] as usize > self.protected_cap
             {
-                let f = self.node(self.base + PROVEN as u32).next;
-                self.unlink(f);
+                let f = self.boundary;
+                let n = self.node_mut(f);
+                n.list = NEW;
                 if ADAPT {
-                    self.node_mut(f).flags |= DEMOTED;
+                    n.flags |= DEMOTED;
                 }
-                self.link_back(NEW, f);
+                self.boundary = n.next;
+                self.lens[PROVEN as usize] -= 1;
+                self.lens[NEW as usize] += 1;
             }
         } else if is_tail && tails_wasted(&self.classes) {
-            self.link_front(NEW, slot);
+            self.link_front_new(slot);
         } else {
             self.link_back(NEW, slot);
         }
@@ -549,18 +592,19 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
     /// *new* first; no re-queue passes), or `None` if none is listed.
     #[inline(always)]
     fn evict_in_release_order(&mut self) -> Option<SlotId> {
-        let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
-        let (n, p) = (self.node(sn).next, self.node(sp).next);
-        let take_new = n != sn
-            && (p == sp
-                || self.node(n).flags & TAIL != 0
-                || stamp_gap(self.node(n).stamp, self.node(p).stamp) >= 0);
-        let v = if take_new {
-            n
-        } else if p != sp {
-            p
-        } else {
-            return None;
+        let v = match self.heads() {
+            (Some(n), Some(p)) => {
+                if self.node(n).flags & TAIL != 0
+                    || stamp_gap(self.node(n).stamp, self.node(p).stamp) >= 0
+                {
+                    n
+                } else {
+                    p
+                }
+            }
+            (Some(n), None) => n,
+            (None, Some(p)) => p,
+            (None, None) => return None,
         };
         self.unlink(v);
         Some(v)
@@ -642,16 +686,16 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
         if DUEL && self.lru_order {
             return self.evict_in_release_order();
         }
-        let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
-        let (n, p) = (self.node(sn).next, self.node(sp).next);
+        let (s, p) = (self.base, self.boundary);
+        let n = self.node(s).next;
         // The proven head goes first once it has sat unused for longer than
         // its credit beyond the new head (or when no block is new).
-        let proven_first = p != sp
-            && (n == sn || stamp_gap(self.node(p).stamp, self.node(n).stamp) > self.credit as i32);
+        let proven_first = p != s
+            && (n == p || stamp_gap(self.node(p).stamp, self.node(n).stamp) > self.credit as i32);
         if proven_first {
             return Some(self.pop_proven());
         }
-        if n == sn {
+        if n == p {
             return None;
         }
         self.unlink(n);
@@ -747,8 +791,10 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
     /// would be re-queued, not evicted: they are skipped (approximate, as
     /// the trait allows). O(n).
     fn next_victims(&self, n: usize, out: &mut Vec<SlotId>) -> bool {
-        let (sn, sp) = (self.base + NEW as u32, self.base + PROVEN as u32);
-        let (mut a, mut b) = (self.node(sn).next, self.node(sp).next);
+        // *new* runs from the sentinel's next node up to the boundary,
+        // *proven* from the boundary up to the sentinel.
+        let (sn, sp) = (self.boundary, self.base);
+        let (mut a, mut b) = (self.node(self.base).next, self.boundary);
         // `gated-duel` in LRU's order: `evict_in_release_order`'s choice.
         let release_order = DUEL && self.lru_order;
         // Bounded work: at most 4n nodes visited (skipped ones included).

@@ -7,14 +7,15 @@
 //! it was evicted is then recognised and admitted as proven, which is
 //! TinyLFU's admission idea reduced to the one bit the policy reads.
 //!
-//! Layout: one `u64` word per bucket holds two generations side by side (the
-//! low and high 32 bits). A key sets [`BITS`] bits in one 32-bit half chosen
-//! by its hash: a blocked Bloom filter, so an insert or a lookup is one load
-//! and one store in one cache line, with no loop over probes. Inserts go to
-//! the current half; a lookup checks both. After a generation's worth of
-//! inserts the older half is cleared and becomes the current one (one pass
-//! over the table, amortised O(1): the table has fewer words than a
-//! generation has inserts).
+//! Layout: one `u64` word per bucket holds two generations side by side:
+//! the current one in the low 32 bits, the previous one in the high 32. A
+//! key sets [`BITS`] bits in a 32-bit half chosen by its hash: a blocked
+//! Bloom filter, so an insert or a lookup is one load and one store in one
+//! cache line, with no loop over probes. Inserts go to the low half; a
+//! lookup checks both. After a generation's worth of inserts every word is
+//! shifted up by 32 bits, so the current generation becomes the previous
+//! one and the oldest is forgotten (one pass over the table, amortised
+//! O(1): the table has fewer words than a generation has inserts).
 //!
 //! Compared with the count-min sketch of `sketch.rs` (256 four-bit counters,
 //! 128 bytes per slot, touched at every hit and registration), this is 32
@@ -61,9 +62,9 @@ policy_params! {
 pub struct SeenFilter {
     words: Vec<u64>,
     mask: u64,
-    /// 0 or 32: which half of every word the current generation fills.
-    current: u32,
-    inserted: u64,
+    /// Inserts left before the next generation starts (at least 1).
+    left: u64,
+    /// Inserts per generation.
     generation: u64,
 }
 
@@ -81,8 +82,7 @@ impl SeenFilter {
         SeenFilter {
             words: vec![0; words],
             mask: (words - 1) as u64,
-            current: 0,
-            inserted: 0,
+            left: capacity.max(1) as u64 * params.generation_per_slot as u64,
             generation: capacity.max(1) as u64 * params.generation_per_slot as u64,
         }
     }
@@ -94,8 +94,10 @@ impl SeenFilter {
     fn key(&self, hash: SequenceHash) -> (usize, u64) {
         let lo = hash.0 as u64;
         let hi = (hash.0 >> 64) as u64;
-        let m = (1u64 << (hi & 31)) | (1u64 << ((hi >> 5) & 31)) | (1u64 << ((hi >> 10) & 31));
-        ((lo & self.mask) as usize, m)
+        // 32-bit shifts take their count modulo 32: no masking needed.
+        let h = hi as u32;
+        let m = 1u32.wrapping_shl(h) | 1u32.wrapping_shl(h >> 5) | 1u32.wrapping_shl(h >> 10);
+        ((lo & self.mask) as usize, m as u64)
     }
 
     /// Whether `hash` was inserted in this or the previous generation
@@ -115,23 +117,26 @@ impl SeenFilter {
         debug_assert!(i < self.words.len());
         // SAFETY: `i <= mask == words.len() - 1`.
         let w = unsafe { self.words.get_unchecked_mut(i) };
-        let seen = (*w & m) == m || ((*w >> 32) & m) == m;
-        *w |= m << self.current;
-        self.inserted += 1;
-        if self.inserted >= self.generation {
+        // Both halves tested without a branch: a key is held in a half
+        // when none of its bits is clear there.
+        let clear = !*w;
+        let seen = ((clear & m) == 0) | (((clear >> 32) & m) == 0);
+        *w |= m;
+        self.left -= 1;
+        if self.left == 0 {
             self.rotate();
         }
         seen
     }
 
-    /// Start a new generation: forget the older one and fill its half.
+    /// Start a new generation: the current one becomes the previous one,
+    /// the previous one is forgotten.
+    #[cold]
     fn rotate(&mut self) {
-        self.current ^= 32;
-        let keep = !(0xffff_ffffu64 << self.current);
         for w in &mut self.words {
-            *w &= keep;
+            *w <<= 32;
         }
-        self.inserted = 0;
+        self.left = self.generation;
     }
 
     /// Hint the CPU to load `hash`'s bucket (the caller will insert it soon).

@@ -6,67 +6,52 @@
 //! at the full capacity. `gated-arc` compares it with its own hits on the
 //! same sample and leans towards LRU's order when LRU would have done better.
 //!
-//! Only sampled accesses touch it (one in `rate`): an open-addressing table
-//! of keys (linear probing, backward-shift deletion, no tombstones) and an
-//! intrusive LRU list, all sized at construction: no allocation per call.
+//! Only sampled accesses touch it (one in `rate`): a table of keys (the
+//! store's bucketed hash index) and an intrusive LRU list, all sized at
+//! construction: no allocation per call.
 
 use crate::hash::SequenceHash;
+use crate::store::index::Index;
 
-/// No entry / no link.
-const NIL: u32 = u32::MAX;
-
-/// An open-addressing index from nonzero `u64` keys to entry indexes
-/// `0..entries` (linear probing, backward-shift deletion, no tombstones),
-/// sized at construction. The sampled miniatures' map from a hash to its
-/// slot.
+/// An index from nonzero `u64` keys to entry indexes `0..entries`, sized
+/// at construction: the sampled miniatures' map from a hash to its slot.
+/// It is the store's own hash index (`store/index.rs`: cache-line buckets
+/// compared with vector masks, no tombstones, no shifting on removal), so a
+/// lookup or an update has no data-dependent branch beyond hit or miss.
+/// (A linear-probing table with backward-shift deletion mispredicted its
+/// probe loops often enough to cost more than the rest of the duel.)
 #[derive(Clone, Debug)]
 pub(crate) struct KeyIndex {
     /// Key of each entry (0: none).
     keys: Vec<u64>,
-    /// Entry index or `NIL`, by table position.
-    table: Vec<u32>,
-    tmask: usize,
+    /// Index position of each held entry (`Index::get_or_insert`).
+    pos: Vec<u32>,
+    index: Index,
 }
 
 impl KeyIndex {
-    /// An index of up to `entries` keys (a table at most half full).
+    /// An index of up to `entries` keys.
     pub(crate) fn new(entries: usize) -> Self {
-        let tlen = (2 * entries.max(1)).next_power_of_two();
         KeyIndex {
             keys: vec![0; entries.max(1)],
-            table: vec![NIL; tlen],
-            tmask: tlen - 1,
+            pos: vec![0; entries.max(1)],
+            index: Index::with_capacity(entries.max(1)),
         }
     }
 
-    #[inline]
-    fn home(&self, key: u64) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.tmask
-    }
-
-    /// Table position of `key`, or the empty position where it would go.
-    #[inline]
-    fn find(&self, key: u64) -> (usize, bool) {
-        let mut i = self.home(key);
-        loop {
-            let e = self.table[i];
-            if e == NIL {
-                return (i, false);
-            }
-            if self.keys[e as usize] == key {
-                return (i, true);
-            }
-            i = (i + 1) & self.tmask;
-        }
+    /// The key as the index's hash type.
+    #[inline(always)]
+    fn hash(key: u64) -> SequenceHash {
+        SequenceHash(key as u128)
     }
 
     /// The entry holding `key`.
     #[inline]
     pub(crate) fn get(&self, key: u64) -> Option<u32> {
-        match self.find(key) {
-            (i, true) => Some(self.table[i]),
-            _ => None,
-        }
+        let h = Self::hash(key);
+        let keys = &self.keys;
+        self.index
+            .get(self.index.probe(h), h, |e| Self::hash(keys[e as usize]))
     }
 
     /// The key entry `e` holds (0: none).
@@ -76,43 +61,30 @@ impl KeyIndex {
     }
 
     /// Map `key` (not held) to the free entry `e`.
+    #[inline]
     pub(crate) fn insert(&mut self, key: u64, e: u32) {
-        let (pos, found) = self.find(key);
-        debug_assert!(!found && self.keys[e as usize] == 0);
-        self.keys[e as usize] = key;
-        self.table[pos] = e;
+        debug_assert!(key != 0 && self.keys[e as usize] == 0);
+        let h = Self::hash(key);
+        let keys = &self.keys;
+        let r = self
+            .index
+            .get_or_insert(self.index.probe(h), h, e, |x| Self::hash(keys[x as usize]));
+        debug_assert!(r.is_ok(), "key already held");
+        if let Ok(p) = r {
+            self.keys[e as usize] = key;
+            self.pos[e as usize] = p;
+        }
     }
 
     /// Forget the key of entry `e` (which holds one).
+    #[inline]
     pub(crate) fn remove(&mut self, e: u32) {
-        let (mut i, found) = self.find(self.keys[e as usize]);
-        debug_assert!(found);
+        let key = self.keys[e as usize];
+        debug_assert!(key != 0);
+        let h = Self::hash(key);
+        self.index
+            .remove_at(self.index.probe(h), self.pos[e as usize]);
         self.keys[e as usize] = 0;
-        // Backward-shift deletion.
-        loop {
-            self.table[i] = NIL;
-            let mut j = i;
-            loop {
-                j = (j + 1) & self.tmask;
-                let f = self.table[j];
-                if f == NIL {
-                    return;
-                }
-                let h = self.home(self.keys[f as usize]);
-                // Move `f` back to `i` unless its home lies cyclically in
-                // (i, j].
-                let stays = if i <= j {
-                    i < h && h <= j
-                } else {
-                    i < h || h <= j
-                };
-                if !stays {
-                    self.table[i] = f;
-                    i = j;
-                    break;
-                }
-            }
-        }
     }
 }
 

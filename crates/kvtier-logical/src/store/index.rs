@@ -110,7 +110,8 @@ impl Bucket {
     }
 }
 
-pub(super) struct Index {
+#[derive(Clone)]
+pub(crate) struct Index {
     buckets: Box<[Bucket]>,
     mask: usize,
     /// `64 - bits`; `bits = log2(buckets.len())`, `0 <= bits <= 32`.
@@ -118,16 +119,25 @@ pub(super) struct Index {
     len: usize,
 }
 
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("buckets", &self.buckets.len())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 /// Where a probe for one hash starts, and the tag it looks for.
 #[derive(Clone, Copy)]
-pub(super) struct Probe {
+pub(crate) struct Probe {
     home: usize,
     tag: u32,
 }
 
 impl Index {
     /// An empty index for up to `capacity` entries (`capacity < u32::MAX`).
-    pub(super) fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         let n = (capacity.max(1) * 2).div_ceil(WAYS).next_power_of_two();
         let bits = n.trailing_zeros();
         debug_assert!(n * WAYS > capacity && bits <= 32);
@@ -140,7 +150,7 @@ impl Index {
     }
 
     #[inline]
-    pub(super) fn probe(&self, hash: SequenceHash) -> Probe {
+    pub(crate) fn probe(&self, hash: SequenceHash) -> Probe {
         let m = hash.low64().wrapping_mul(MIX);
         Probe {
             // `checked_shr`: a one-bucket table has `shift == 64`.
@@ -161,7 +171,7 @@ impl Index {
     /// The slot indexed under `hash`: an entry in the probe sequence whose
     /// tag matches and whose slot's full hash (`hash_of`) is `hash`.
     #[inline]
-    pub(super) fn get(
+    pub(crate) fn get(
         &self,
         p: Probe,
         hash: SequenceHash,
@@ -184,7 +194,7 @@ impl Index {
     /// until it is removed: entries never move), unless `hash` is already
     /// indexed: then returns `Err(existing slot)` and changes nothing.
     #[inline]
-    pub(super) fn get_or_insert(
+    pub(crate) fn get_or_insert(
         &mut self,
         p: Probe,
         hash: SequenceHash,
@@ -260,7 +270,7 @@ impl Index {
     /// [`get_or_insert`](Self::get_or_insert)), indexed under a hash with
     /// probe `p`. No search: the common case is one store.
     #[inline]
-    pub(super) fn remove_at(&mut self, p: Probe, pos: u32) {
+    pub(crate) fn remove_at(&mut self, p: Probe, pos: u32) {
         let (b, k) = ((pos / 8) as usize, (pos % 8) as usize);
         let bucket = &mut self.buckets[b];
         debug_assert!(k < WAYS && bucket.tags[k] == p.tag, "index: stale position");

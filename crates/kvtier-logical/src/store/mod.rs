@@ -49,7 +49,7 @@ mod check;
 mod counted;
 mod emit;
 mod guards;
-mod index;
+pub(crate) mod index;
 mod invalidate;
 mod lookup;
 mod register;
