@@ -44,11 +44,9 @@ impl Tally {
     /// One outcome; both counts are halved when they reach `window`.
     #[inline]
     pub(crate) fn record(&mut self, reused: bool, window: u32) {
-        if reused {
-            self.reused += 1;
-        } else {
-            self.wasted += 1;
-        }
+        // Branch-free: outcomes are close to random.
+        self.reused += reused as u32;
+        self.wasted += !reused as u32;
         if self.reused + self.wasted >= window {
             self.reused /= 2;
             self.wasted /= 2;
@@ -132,7 +130,8 @@ impl Classes {
     /// continuation.
     #[inline]
     pub(crate) fn register(&mut self, position: u32) -> bool {
-        let c = position > 0 && self.prev_chain && self.prev_pos.wrapping_add(1) == position;
+        // `&`, not `&&`: three flags, no branch to mispredict.
+        let c = (position > 0) & self.prev_chain & (self.prev_pos.wrapping_add(1) == position);
         self.after_register = true;
         self.prev_pos = position;
         self.prev_chain = c;

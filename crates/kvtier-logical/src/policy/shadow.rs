@@ -22,19 +22,26 @@ use crate::store::index::Index;
 /// probe loops often enough to cost more than the rest of the duel.)
 #[derive(Clone, Debug)]
 pub(crate) struct KeyIndex {
-    /// Key of each entry (0: none).
-    keys: Vec<u64>,
-    /// Index position of each held entry (`Index::get_or_insert`).
-    pos: Vec<u32>,
+    /// Key (0: none) and index position of each entry, side by side so an
+    /// update touches one line.
+    entries: Vec<KeyEntry>,
     index: Index,
+}
+
+/// One entry of a [`KeyIndex`].
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyEntry {
+    /// The key held (0: none).
+    key: u64,
+    /// Its position in the index (`Index::get_or_insert`), while held.
+    pos: u32,
 }
 
 impl KeyIndex {
     /// An index of up to `entries` keys.
     pub(crate) fn new(entries: usize) -> Self {
         KeyIndex {
-            keys: vec![0; entries.max(1)],
-            pos: vec![0; entries.max(1)],
+            entries: vec![KeyEntry::default(); entries.max(1)],
             index: Index::with_capacity(entries.max(1)),
         }
     }
@@ -49,42 +56,40 @@ impl KeyIndex {
     #[inline]
     pub(crate) fn get(&self, key: u64) -> Option<u32> {
         let h = Self::hash(key);
-        let keys = &self.keys;
-        self.index
-            .get(self.index.probe(h), h, |e| Self::hash(keys[e as usize]))
+        let entries = &self.entries;
+        self.index.get(self.index.probe(h), h, |e| {
+            Self::hash(entries[e as usize].key)
+        })
     }
 
     /// The key entry `e` holds (0: none).
     #[inline]
     pub(crate) fn key(&self, e: u32) -> u64 {
-        self.keys[e as usize]
+        self.entries[e as usize].key
     }
 
     /// Map `key` (not held) to the free entry `e`.
     #[inline]
     pub(crate) fn insert(&mut self, key: u64, e: u32) {
-        debug_assert!(key != 0 && self.keys[e as usize] == 0);
+        debug_assert!(key != 0 && self.entries[e as usize].key == 0);
         let h = Self::hash(key);
-        let keys = &self.keys;
-        let r = self
-            .index
-            .get_or_insert(self.index.probe(h), h, e, |x| Self::hash(keys[x as usize]));
+        let entries = &self.entries;
+        let r = self.index.get_or_insert(self.index.probe(h), h, e, |x| {
+            Self::hash(entries[x as usize].key)
+        });
         debug_assert!(r.is_ok(), "key already held");
-        if let Ok(p) = r {
-            self.keys[e as usize] = key;
-            self.pos[e as usize] = p;
+        if let Ok(pos) = r {
+            self.entries[e as usize] = KeyEntry { key, pos };
         }
     }
 
     /// Forget the key of entry `e` (which holds one).
     #[inline]
     pub(crate) fn remove(&mut self, e: u32) {
-        let key = self.keys[e as usize];
+        let KeyEntry { key, pos } = self.entries[e as usize];
         debug_assert!(key != 0);
-        let h = Self::hash(key);
-        self.index
-            .remove_at(self.index.probe(h), self.pos[e as usize]);
-        self.keys[e as usize] = 0;
+        self.index.remove_at(self.index.probe(Self::hash(key)), pos);
+        self.entries[e as usize].key = 0;
     }
 }
 
@@ -105,9 +110,9 @@ pub struct ShadowLru {
     /// `rate - 1`: a hash is sampled when `sample_bits & mask == 0`.
     mask: u32,
     index: KeyIndex,
-    /// LRU links by entry index; index `cap` is the sentinel.
-    prev: Vec<u32>,
-    next: Vec<u32>,
+    /// LRU links (previous, next) by entry index; index `cap` is the
+    /// sentinel.
+    links: Vec<[u32; 2]>,
     /// Entries in use.
     len: u32,
     cap: u32,
@@ -120,15 +125,12 @@ impl ShadowLru {
     pub fn new(capacity: usize, rate: u32, min_entries: usize) -> Self {
         let rate = sample_rate(capacity, rate, min_entries);
         let cap = (capacity / rate as usize).max(1);
-        let mut prev = vec![0; cap + 1];
-        let mut next = vec![0; cap + 1];
-        prev[cap] = cap as u32;
-        next[cap] = cap as u32;
+        let mut links = vec![[0; 2]; cap + 1];
+        links[cap] = [cap as u32; 2];
         ShadowLru {
             mask: rate - 1,
             index: KeyIndex::new(cap),
-            prev,
-            next,
+            links,
             len: 0,
             cap: cap as u32,
         }
@@ -165,9 +167,9 @@ impl ShadowLru {
     }
 
     fn unlink(&mut self, e: u32) {
-        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
-        self.next[p as usize] = n;
-        self.prev[n as usize] = p;
+        let [p, n] = self.links[e as usize];
+        self.links[p as usize][1] = n;
+        self.links[n as usize][0] = p;
     }
 
     /// Forget `key` if it is held (a miniature of a lower tier handing a
@@ -180,21 +182,20 @@ impl ShadowLru {
         self.index.remove(e);
         self.unlink(e);
         let s = self.cap;
-        self.link(e, s, self.next[s as usize]);
+        self.link(e, s, self.links[s as usize][1]);
         true
     }
 
     /// Link entry `e` between `prev` and `next`.
     fn link(&mut self, e: u32, prev: u32, next: u32) {
-        self.prev[e as usize] = prev;
-        self.next[e as usize] = next;
-        self.next[prev as usize] = e;
-        self.prev[next as usize] = e;
+        self.links[e as usize] = [prev, next];
+        self.links[prev as usize][1] = e;
+        self.links[next as usize][0] = e;
     }
 
     fn push_back(&mut self, e: u32) {
         let s = self.cap;
-        self.link(e, self.prev[s as usize], s);
+        self.link(e, self.links[s as usize][0], s);
     }
 
     /// An access to the sampled `key`: whether LRU would have hit it. The
@@ -210,7 +211,7 @@ impl ShadowLru {
             self.len += 1;
             self.len - 1
         } else {
-            let victim = self.next[self.cap as usize];
+            let victim = self.links[self.cap as usize][1];
             self.unlink(victim);
             if self.index.key(victim) != 0 {
                 self.index.remove(victim);
