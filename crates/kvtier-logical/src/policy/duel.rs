@@ -16,6 +16,14 @@
 //! the first net gain of the gated miniature; it goes back only once that
 //! miniature is `duel_hysteresis` differing samples behind. Only sampled
 //! accesses touch the miniatures: two small tables per `rate` accesses.
+//!
+//! Once LRU's order has won by a wide margin (the counter at half its
+//! floor, [`Order::LruSettled`]), the tier also stops keeping what only
+//! the gated order reads (its seen filter, the proven segment): a large
+//! tier of chat traffic then costs about what LRU costs. The margin back
+//! (a quarter of the floor) comes well before the order changes (the
+//! counter back at 0), so the seen filter has refilled for a part of its
+//! memory when the gated order returns.
 
 use super::classes::Classes;
 use super::gated::{GatedLru, GatedParams, Verdicts};
@@ -121,6 +129,18 @@ impl MiniGated {
     }
 }
 
+/// The order a `gated-duel` tier evicts in, as its duel last chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Order {
+    /// `gated-lru`'s order.
+    Gated,
+    /// LRU's order (release order, tails first); the gated bookkeeping is
+    /// kept up so the gated order can take over at once.
+    Lru,
+    /// LRU's order, far ahead: the gated bookkeeping is paused.
+    LruSettled,
+}
+
 /// The duel of `gated-duel`: the two miniatures and the counter.
 #[derive(Debug)]
 pub(super) struct Duel {
@@ -137,6 +157,23 @@ pub(super) struct Duel {
     /// The order the tier follows: LRU's (`true`, the start) or
     /// `gated-lru`'s.
     lru_order: bool,
+    /// The tier's order as last reported ([`Order`]).
+    order: Order,
+}
+
+/// Counter at or below which LRU's order counts as settled
+/// ([`Order::LruSettled`]): twice the hysteresis below 0 (at least 1).
+fn settle_at(hysteresis: i32) -> i32 {
+    -(4 * hysteresis).max(1)
+}
+
+/// Counter above which a settled LRU order is unsettled again (the gated
+/// bookkeeping resumes): the hysteresis below 0, so the seen filter is
+/// written again for at least `hysteresis` differing samples before the
+/// gated order can return. Between the two thresholds the state holds, so
+/// the pause does not flap.
+fn unsettle_above(hysteresis: i32) -> i32 {
+    -2 * hysteresis
 }
 
 impl Duel {
@@ -162,6 +199,7 @@ impl Duel {
             max: params.duel_counter_max as i32,
             hysteresis: params.duel_hysteresis as i32,
             lru_order: true,
+            order: Order::Lru,
         }
     }
 
@@ -173,7 +211,7 @@ impl Duel {
 
     /// The tier released a block of `hash` (placed with `after_register`,
     /// `cont` and `verdicts`): if it is sampled, both miniatures see the
-    /// access. Returns the new order (`true`: LRU's) when it changes.
+    /// access. Returns the new order when it changes.
     #[inline(always)]
     pub(super) fn access(
         &mut self,
@@ -181,7 +219,7 @@ impl Duel {
         after_register: bool,
         cont: bool,
         classes: &Classes,
-    ) -> Option<bool> {
+    ) -> Option<Order> {
         let key = self.lru.sampled(hash)?;
         let verdicts = Verdicts {
             tails_wasted: classes.tails_wasted(),
@@ -197,7 +235,7 @@ impl Duel {
         after_register: bool,
         cont: bool,
         verdicts: Verdicts,
-    ) -> Option<bool> {
+    ) -> Option<Order> {
         let lru_hit = self.lru.access(key);
         // A block the tiers below hold moves up: a hit of the whole.
         let below_hit = self.below.as_mut().is_some_and(|b| b.take(key));
@@ -217,9 +255,19 @@ impl Duel {
         } else {
             self.counter <= -self.hysteresis
         };
-        if lru != self.lru_order {
-            self.lru_order = lru;
-            return Some(lru);
+        self.lru_order = lru;
+        let order = if !lru {
+            Order::Gated
+        } else if self.counter <= settle_at(self.hysteresis)
+            || (self.order == Order::LruSettled && self.counter <= unsettle_above(self.hysteresis))
+        {
+            Order::LruSettled
+        } else {
+            Order::Lru
+        };
+        if order != self.order {
+            self.order = order;
+            return Some(order);
         }
         None
     }

@@ -3,7 +3,7 @@
 //! (`gated-arc`).
 
 use super::classes::{ClassParams, Classes};
-use super::duel::Duel;
+use super::duel::{Duel, Order};
 use super::ghost::RecentGhost;
 use super::lru::NIL;
 use super::seen::{SeenFilter, SeenParams};
@@ -249,6 +249,12 @@ pub struct Gated<const ADAPT: bool, const DUEL: bool = false> {
     duel: Option<Box<Duel>>,
     /// `gated-duel`: evict in release order (the duel chose LRU's order).
     lru_order: bool,
+    /// `gated-duel`: LRU's order is settled ([`Order::LruSettled`]): the
+    /// seen filter is neither read nor written and every block is placed in
+    /// *new*, so the tier costs about what LRU costs. Blocks then register
+    /// as seen once; the filter's older contents stay and fade with its
+    /// generations once it is written again.
+    paused: bool,
     /// `gated-duel`: the duel's sampling mask (`ShadowLru::sampled`), all
     /// ones without a duel.
     duel_mask: u32,
@@ -346,6 +352,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             duel_mask,
             // `gated-duel` starts in LRU's order (`duel.rs`).
             lru_order: DUEL && params.duel_sample_rate > 0,
+            paused: false,
             duel_miss: params.duel_miss_weight as i32,
             duel_hit: params.duel_hit_weight as i32,
             step: (capacity / params.adapt_step_div as usize).max(1),
@@ -672,10 +679,11 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
         // without touching the duel's state.
         if DUEL && ((info.hash.0 >> 64) as u32) & self.duel_mask == 0 {
             if let Some(d) = &mut self.duel {
-                if let Some(lru) =
+                if let Some(order) =
                     d.access(info.hash, after_register, flags & CONT != 0, &self.classes)
                 {
-                    self.lru_order = lru;
+                    self.lru_order = order != Order::Gated;
+                    self.paused = order == Order::LruSettled;
                 }
             }
         }
@@ -715,7 +723,9 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
 
     #[inline(always)]
     fn prefetch(&self, hash: SequenceHash) {
-        self.seen.prefetch(hash);
+        if !(DUEL && self.paused) {
+            self.seen.prefetch(hash);
+        }
         if ADAPT {
             self.recent.prefetch(hash);
         }
@@ -743,7 +753,7 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
     #[inline(always)]
     fn on_evicted(&mut self, slot: SlotId, info: &BlockInfo) {
         self.check(slot);
-        if self.outcome(slot, false) & HIT != 0 {
+        if self.outcome(slot, false) & HIT != 0 && !(DUEL && self.paused) {
             // Its last access was a hit, after its registration was recorded:
             // remember it from now on.
             self.seen.check_and_insert(info.hash);
@@ -756,7 +766,7 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
         self.check(slot);
         let hash = info.hash;
-        let seen = self.seen.check_and_insert(hash);
+        let seen = !(DUEL && self.paused) && self.seen.check_and_insert(hash);
         if ADAPT {
             self.duel(hash, false);
             let window = 2 * (self.capacity - self.protected_cap) as u32;
