@@ -577,9 +577,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             // gated order is back.
             // Demotion to the most recent end of *new*: the boundary moves
             // past the oldest proven node (see the layout above).
-            while !(DUEL && self.lru_order)
-                && self.proven_len() > self.protected_cap
-            {
+            while !(DUEL && self.lru_order) && self.proven_len() > self.protected_cap {
                 let f = self.boundary;
                 let n = self.node_mut(f);
                 n.list = NEW;

@@ -11,7 +11,7 @@
 //! construction: no allocation per call.
 
 use crate::hash::SequenceHash;
-use crate::store::index::Index;
+use crate::store::index::{Index, Probe};
 
 /// An index from nonzero `u64` keys to entry indexes `0..entries`, sized
 /// at construction: the sampled miniatures' map from a hash to its slot.
@@ -33,8 +33,18 @@ pub(crate) struct KeyIndex {
 struct KeyEntry {
     /// The key held (0: none).
     key: u64,
-    /// Its position in the index (`Index::get_or_insert`), while held.
+    /// Its position in the index, while held.
     pos: u32,
+    /// The home bucket of its probe (so removing it hashes nothing).
+    home: u32,
+}
+
+/// A key [`KeyIndex::get`] did not find, with the probe that missed it
+/// (for [`KeyIndex::insert`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Miss {
+    key: u64,
+    probe: Probe,
 }
 
 impl KeyIndex {
@@ -52,14 +62,15 @@ impl KeyIndex {
         SequenceHash(key as u128)
     }
 
-    /// The entry holding `key`.
+    /// The entry holding `key`, or the miss to insert it with.
     #[inline]
-    pub(crate) fn get(&self, key: u64) -> Option<u32> {
+    pub(crate) fn get(&self, key: u64) -> Result<u32, Miss> {
         let h = Self::hash(key);
+        let probe = self.index.probe(h);
         let entries = &self.entries;
-        self.index.get(self.index.probe(h), h, |e| {
-            Self::hash(entries[e as usize].key)
-        })
+        self.index
+            .get(probe, h, |e| Self::hash(entries[e as usize].key))
+            .ok_or(Miss { key, probe })
     }
 
     /// The key entry `e` holds (0: none).
@@ -68,27 +79,25 @@ impl KeyIndex {
         self.entries[e as usize].key
     }
 
-    /// Map `key` (not held) to the free entry `e`.
+    /// Map the missed key to the free entry `e` (no other entry took that
+    /// key since the miss).
     #[inline]
-    pub(crate) fn insert(&mut self, key: u64, e: u32) {
-        debug_assert!(key != 0 && self.entries[e as usize].key == 0);
-        let h = Self::hash(key);
-        let entries = &self.entries;
-        let r = self.index.get_or_insert(self.index.probe(h), h, e, |x| {
-            Self::hash(entries[x as usize].key)
-        });
-        debug_assert!(r.is_ok(), "key already held");
-        if let Ok(pos) = r {
-            self.entries[e as usize] = KeyEntry { key, pos };
-        }
+    pub(crate) fn insert(&mut self, miss: Miss, e: u32) {
+        debug_assert!(miss.key != 0 && self.entries[e as usize].key == 0);
+        let pos = self.index.insert_absent(miss.probe, e);
+        self.entries[e as usize] = KeyEntry {
+            key: miss.key,
+            pos,
+            home: miss.probe.home() as u32,
+        };
     }
 
     /// Forget the key of entry `e` (which holds one).
     #[inline]
     pub(crate) fn remove(&mut self, e: u32) {
-        let KeyEntry { key, pos } = self.entries[e as usize];
+        let KeyEntry { key, pos, home } = self.entries[e as usize];
         debug_assert!(key != 0);
-        self.index.remove_at(self.index.probe(Self::hash(key)), pos);
+        self.index.remove_from(home as usize, pos);
         self.entries[e as usize].key = 0;
     }
 }
@@ -176,7 +185,7 @@ impl ShadowLru {
     /// block back up): whether it was. Its entry becomes the next to be
     /// reused.
     pub fn take(&mut self, key: u64) -> bool {
-        let Some(e) = self.index.get(key) else {
+        let Ok(e) = self.index.get(key) else {
             return false;
         };
         self.index.remove(e);
@@ -202,11 +211,14 @@ impl ShadowLru {
     /// key becomes the most recent; a miss inserts it, evicting the least
     /// recent key when the shadow is full.
     pub fn access(&mut self, key: u64) -> bool {
-        if let Some(e) = self.index.get(key) {
-            self.unlink(e);
-            self.push_back(e);
-            return true;
-        }
+        let miss = match self.index.get(key) {
+            Ok(e) => {
+                self.unlink(e);
+                self.push_back(e);
+                return true;
+            }
+            Err(miss) => miss,
+        };
         let e = if self.len < self.cap {
             self.len += 1;
             self.len - 1
@@ -218,7 +230,7 @@ impl ShadowLru {
             }
             victim
         };
-        self.index.insert(key, e);
+        self.index.insert(miss, e);
         self.push_back(e);
         false
     }

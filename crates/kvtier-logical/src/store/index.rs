@@ -135,6 +135,14 @@ pub(crate) struct Probe {
     tag: u32,
 }
 
+impl Probe {
+    /// The bucket the probe starts at (for [`Index::remove_from`]).
+    #[inline]
+    pub(crate) fn home(self) -> usize {
+        self.home
+    }
+}
+
 impl Index {
     /// An empty index for up to `capacity` entries (`capacity < u32::MAX`).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
@@ -266,18 +274,52 @@ impl Index {
         }
     }
 
+    /// Index `slot` under a hash with probe `p` that is known not to be
+    /// indexed (the caller just missed it with [`get`](Self::get)), and
+    /// return the entry's position: [`get_or_insert`](Self::get_or_insert)
+    /// without its search for an existing entry.
+    #[inline]
+    pub(crate) fn insert_absent(&mut self, p: Probe, slot: SlotId) -> u32 {
+        debug_assert!(slot != u32::MAX);
+        let mut b = p.home;
+        loop {
+            let bucket = &mut self.buckets[b];
+            let free = bucket.mask(EMPTY);
+            if free != 0 {
+                let k = free.trailing_zeros() as usize;
+                bucket.tags[k] = p.tag;
+                bucket.slots[k] = slot;
+                self.len += 1;
+                return pos(b, k);
+            }
+            bucket.overflow += 1;
+            b = (b + 1) & self.mask;
+        }
+    }
+
     /// Remove the entry at `pos` (as returned by
     /// [`get_or_insert`](Self::get_or_insert)), indexed under a hash with
     /// probe `p`. No search: the common case is one store.
     #[inline]
     pub(crate) fn remove_at(&mut self, p: Probe, pos: u32) {
+        debug_assert!(
+            self.buckets[(pos / 8) as usize].tags[(pos % 8) as usize] == p.tag,
+            "index: stale position"
+        );
+        self.remove_from(p.home, pos);
+    }
+
+    /// [`remove_at`](Self::remove_at) given only the probe's home bucket
+    /// ([`Probe::home`]).
+    #[inline]
+    pub(crate) fn remove_from(&mut self, home: usize, pos: u32) {
         let (b, k) = ((pos / 8) as usize, (pos % 8) as usize);
         let bucket = &mut self.buckets[b];
-        debug_assert!(k < WAYS && bucket.tags[k] == p.tag, "index: stale position");
+        debug_assert!(k < WAYS && bucket.tags[k] != EMPTY, "index: stale position");
         bucket.tags[k] = EMPTY;
         self.len -= 1;
         // Undo the overflow counts the insertion added on its way.
-        let mut c = p.home;
+        let mut c = home;
         while c != b {
             self.buckets[c].overflow -= 1;
             c = (c + 1) & self.mask;
