@@ -54,6 +54,10 @@ impl Tally {
     }
 }
 
+/// [`Classes::expect`] when no chain continues (no block position reaches
+/// it).
+const NO_CHAIN: u32 = u32::MAX;
+
 /// The class tallies and the request-order state that classifies blocks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Classes {
@@ -62,10 +66,10 @@ pub(crate) struct Classes {
     /// Whether the previous call was a registration (the next insert is then
     /// the request's last block: releases go tail first).
     after_register: bool,
-    /// Position of the previous hit or registration.
-    prev_pos: u32,
-    /// Whether the previous hit or registration was a hit or a continuation.
-    prev_chain: bool,
+    /// The position that continues the chain: one past the previous hit
+    /// or continuation, [`NO_CHAIN`] after a registration that was not a
+    /// continuation.
+    expect: u32,
     /// [`ClassParams::window`].
     window: u32,
     /// [`ClassParams::tail_waste_ratio`].
@@ -85,8 +89,7 @@ impl Classes {
             cont: Tally::default(),
             tail: Tally::default(),
             after_register: false,
-            prev_pos: u32::MAX,
-            prev_chain: false,
+            expect: NO_CHAIN,
             window: params.window,
             tail_waste_ratio: params.tail_waste_ratio,
         }
@@ -122,19 +125,21 @@ impl Classes {
     #[inline]
     pub(crate) fn hit(&mut self, position: u32) {
         self.after_register = false;
-        self.prev_pos = position;
-        self.prev_chain = true;
+        self.expect = position.wrapping_add(1);
     }
 
     /// A block was registered at `position`; returns whether it is a
     /// continuation.
     #[inline]
     pub(crate) fn register(&mut self, position: u32) -> bool {
-        // `&`, not `&&`: three flags, no branch to mispredict.
-        let c = (position > 0) & self.prev_chain & (self.prev_pos.wrapping_add(1) == position);
+        // Position 0 starts a request: never a continuation.
+        let c = (position == self.expect) & (position != 0);
         self.after_register = true;
-        self.prev_pos = position;
-        self.prev_chain = c;
+        self.expect = if c {
+            position.wrapping_add(1)
+        } else {
+            NO_CHAIN
+        };
         c
     }
 

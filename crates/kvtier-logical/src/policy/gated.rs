@@ -338,7 +338,12 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             boundary: base,
             counts: 0,
             seen: SeenFilter::with_params(capacity, &params.seen),
-            protected_cap: max_protected_cap,
+            // `gated-duel` starts in LRU's order: no demotion.
+            protected_cap: if DUEL && params.duel_sample_rate > 0 {
+                usize::MAX
+            } else {
+                max_protected_cap
+            },
             clock: 0,
             credit: credit as u32,
             classes: Classes::new(&params.classes),
@@ -572,12 +577,12 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         };
         if seen_twice || (flags & CONT != 0 && continuations_pay(&self.classes)) {
             self.link_back(PROVEN, slot);
-            // In LRU order (`gated-duel`), nothing is demoted: the order
-            // ignores the segments, and the overflow is demoted once the
-            // gated order is back.
             // Demotion to the most recent end of *new*: the boundary moves
-            // past the oldest proven node (see the layout above).
-            while !(DUEL && self.lru_order) && self.proven_len() > self.protected_cap {
+            // past the oldest proven node (see the layout above). In LRU's
+            // order (`gated-duel`) the share is unbounded, so nothing is
+            // demoted: the order ignores the segments, and the overflow is
+            // demoted once the gated order is back.
+            while self.proven_len() > self.protected_cap {
                 let f = self.boundary;
                 let n = self.node_mut(f);
                 n.list = NEW;
@@ -682,6 +687,11 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
                 {
                     self.lru_order = order != Order::Gated;
                     self.paused = order == Order::LruSettled;
+                    self.protected_cap = if self.lru_order {
+                        usize::MAX
+                    } else {
+                        self.max_protected_cap
+                    };
                 }
             }
         }
@@ -721,9 +731,7 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
 
     #[inline(always)]
     fn prefetch(&self, hash: SequenceHash) {
-        if !(DUEL && self.paused) {
-            self.seen.prefetch(hash);
-        }
+        self.seen.prefetch(hash);
         if ADAPT {
             self.recent.prefetch(hash);
         }
@@ -751,7 +759,9 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
     #[inline(always)]
     fn on_evicted(&mut self, slot: SlotId, info: &BlockInfo) {
         self.check(slot);
-        if self.outcome(slot, false) & HIT != 0 && !(DUEL && self.paused) {
+        // (Also while paused: hit blocks are few, and a test here cost
+        // more than their writes.)
+        if self.outcome(slot, false) & HIT != 0 {
             // Its last access was a hit, after its registration was recorded:
             // remember it from now on.
             self.seen.check_and_insert(info.hash);
