@@ -55,7 +55,7 @@ impl Tally {
 }
 
 /// [`Classes::expect`] when no chain continues (no block position reaches
-/// it).
+/// it). `expect` is never 0.
 const NO_CHAIN: u32 = u32::MAX;
 
 /// The class tallies and the request-order state that classifies blocks.
@@ -125,18 +125,20 @@ impl Classes {
     #[inline]
     pub(crate) fn hit(&mut self, position: u32) {
         self.after_register = false;
-        self.expect = position.wrapping_add(1);
+        self.expect = position.saturating_add(1);
     }
 
     /// A block was registered at `position`; returns whether it is a
     /// continuation.
     #[inline]
     pub(crate) fn register(&mut self, position: u32) -> bool {
-        // Position 0 starts a request: never a continuation.
-        let c = (position == self.expect) & (position != 0);
+        // `expect` is never 0 (one past a position, saturating at
+        // `NO_CHAIN`): position 0, a request's first block, never
+        // continues a chain.
+        let c = position == self.expect;
         self.after_register = true;
         self.expect = if c {
-            position.wrapping_add(1)
+            position.saturating_add(1)
         } else {
             NO_CHAIN
         };
