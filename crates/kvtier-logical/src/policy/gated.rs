@@ -603,6 +603,26 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         flags
     }
 
+    /// `gated-duel`: a released block of a sampled hash (placed with
+    /// `after_register` and its flags before `place`) goes to the duel,
+    /// and the tier follows the order it reports. Out of line: one call
+    /// in `duel_sample_rate` inserts, and the release loop keeps its
+    /// registers.
+    #[cold]
+    #[inline(never)]
+    fn duel_access(&mut self, hash: SequenceHash, after_register: bool, flags: u8) {
+        let Some(d) = &mut self.duel else { return };
+        if let Some(order) = d.access(hash, after_register, flags & CONT != 0, &self.classes) {
+            self.lru_order = order != Order::Gated;
+            self.paused = order == Order::LruSettled;
+            self.protected_cap = if self.lru_order {
+                usize::MAX
+            } else {
+                self.max_protected_cap
+            };
+        }
+    }
+
     /// `gated-duel`: the next victim in release order across the two
     /// segments (the older of their heads; a request tail at the head of
     /// *new* first; no re-queue passes), or `None` if none is listed.
@@ -681,19 +701,7 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
         // Unsampled hashes (all but one in `duel_sample_rate`) stop here,
         // without touching the duel's state.
         if DUEL && ((info.hash.0 >> 64) as u32) & self.duel_mask == 0 {
-            if let Some(d) = &mut self.duel {
-                if let Some(order) =
-                    d.access(info.hash, after_register, flags & CONT != 0, &self.classes)
-                {
-                    self.lru_order = order != Order::Gated;
-                    self.paused = order == Order::LruSettled;
-                    self.protected_cap = if self.lru_order {
-                        usize::MAX
-                    } else {
-                        self.max_protected_cap
-                    };
-                }
-            }
+            self.duel_access(info.hash, after_register, flags);
         }
     }
 
