@@ -5,7 +5,7 @@
 use kvtier_logical::hash_trace_ids;
 use kvtier_logical::{
     BlockSpec, BlockStore, CacheSalt, Evicted, ImmutableBlock, MutableBlock, PolicyKind,
-    SequenceHash, StoreConfig, Tier, WeakBlock,
+    PolicyParams, SequenceHash, StoreConfig, Tier, WeakBlock,
 };
 use proptest::prelude::*;
 
@@ -276,7 +276,22 @@ fn replays_cleanly(
     capacity: usize,
     reqs: &[Vec<SequenceHash>],
 ) -> Result<(), TestCaseError> {
-    let store = BlockStore::new(StoreConfig::new(Tier::G1, capacity).with_policy(policy)).unwrap();
+    replays_cleanly_with(policy, PolicyParams::default(), capacity, reqs)
+}
+
+/// [`replays_cleanly`] with tuning.
+fn replays_cleanly_with(
+    policy: PolicyKind,
+    params: PolicyParams,
+    capacity: usize,
+    reqs: &[Vec<SequenceHash>],
+) -> Result<(), TestCaseError> {
+    let store = BlockStore::new(
+        StoreConfig::new(Tier::G1, capacity)
+            .with_policy(policy)
+            .with_policy_params(params),
+    )
+    .unwrap();
     kvtier_logical::replay(&store, reqs).unwrap();
     store.check_invariants().map_err(TestCaseError::fail)?;
     let m = store.metrics();
@@ -307,5 +322,18 @@ proptest! {
     #[test]
     fn gated_duel_keeps_invariants(capacity in 130usize..300, reqs in requests()) {
         replays_cleanly(PolicyKind::GatedDuel, capacity, &reqs)?;
+    }
+
+    /// `gated-duel` with a duel that samples every hash and changes state
+    /// at every differing sample (no hysteresis, a counter of 2): the
+    /// order flips and the seen filter pauses and resumes many times in
+    /// one replay.
+    #[test]
+    fn a_twitchy_duel_keeps_invariants(capacity in 8usize..300, reqs in requests()) {
+        let params: PolicyParams = serde_json::from_str(
+            r#"{"gated-duel": {"duel_sample_rate": 1, "duel_hysteresis": 0, "duel_counter_max": 2}}"#,
+        )
+        .unwrap();
+        replays_cleanly_with(PolicyKind::GatedDuel, params, capacity, &reqs)?;
     }
 }

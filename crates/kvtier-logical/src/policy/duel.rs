@@ -211,6 +211,12 @@ impl Duel {
 
     /// The sampling mask: a hash is sampled when the low 32 of its high 64
     /// bits, masked with it, are 0 (as [`ShadowLru::sampled`]).
+    /// The counter (tests).
+    #[cfg(test)]
+    pub(super) fn counter(&self) -> i32 {
+        self.counter
+    }
+
     pub(super) fn sample_mask(&self) -> u32 {
         self.lru.rate() - 1
     }
@@ -252,7 +258,13 @@ impl Duel {
         if lru_hit == gated_hit {
             return None;
         }
-        let d = if gated_hit { 1 } else { -1 };
+        self.follow(if gated_hit { 1 } else { -1 })
+    }
+
+    /// One sampled access that one miniature hit and the other missed
+    /// (`d`: +1 the gated one, -1 LRU's): the counter moves and the order
+    /// follows; the new order when it changes.
+    fn follow(&mut self, d: i32) -> Option<Order> {
         self.counter = (self.counter + d).clamp(-self.max, self.max);
         // LRU's order is left as soon as the gated miniature is ahead, and
         // taken back only `hysteresis` differing samples behind.
@@ -347,6 +359,32 @@ mod tests {
         let over = run_over(cap, 4 * cap as u64, keys());
         assert!(over.lru_order, "counter {}", over.counter);
         assert!(over.counter.abs() <= over.hysteresis, "{}", over.counter);
+    }
+
+    #[test]
+    fn a_settled_lru_order_pauses_until_well_before_the_gated_order_returns() {
+        // Recency traffic: LRU's miniature leads by far.
+        let mut d = run(1024, (400..20_000u128).flat_map(|t| [t, t - 400]));
+        assert_eq!(d.order, Order::LruSettled, "counter {}", d.counter);
+        // Walk the counter up by hand (default hysteresis 8): the pause
+        // holds down to -16, ends above it, and the gated order only
+        // returns at 0.
+        d.counter = -20;
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            if let Some(o) = d.follow(1) {
+                seen.push((d.counter, o));
+            }
+        }
+        assert_eq!(seen, [(-15, Order::Lru), (0, Order::Gated)]);
+        // Back down: LRU's order at -8 (the hysteresis), settled at -32.
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            if let Some(o) = d.follow(-1) {
+                seen.push((d.counter, o));
+            }
+        }
+        assert_eq!(seen, [(-8, Order::Lru), (-32, Order::LruSettled)]);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Unit tests of `gated.rs`: `gated-arc`'s duel and the proven credit.
+//! Unit tests of `gated.rs`: `gated-arc`'s duel, the proven credit and
+//! `gated-duel`'s pause.
 
 use super::*;
 
@@ -13,7 +14,12 @@ fn info(h: u128) -> BlockInfo {
 /// Drive `p` with accesses to `keys` (cycled `rounds` times) the way a
 /// store would: a cached key is hit (removed while in use, re-inserted
 /// at release), a missing one is registered in a free or evicted slot.
-fn drive(p: &mut GatedArc, cap: usize, keys: &[u128], rounds: usize) -> u64 {
+fn drive<const A: bool, const D: bool>(
+    p: &mut Gated<A, D>,
+    cap: usize,
+    keys: &[u128],
+    rounds: usize,
+) -> u64 {
     let mut slot_of = std::collections::HashMap::new();
     let mut key_of = vec![None; cap];
     let mut free: Vec<SlotId> = (0..cap as SlotId).rev().collect();
@@ -102,4 +108,46 @@ fn idle_proven_blocks_lose_their_credit() {
         }
     }
     assert_eq!(p.evict(), Some(0), "the idle proven block goes first");
+}
+
+#[test]
+fn settled_in_lru_order_the_seen_filter_pauses() {
+    // Every key comes back once, about 1,500 accesses later: LRU's order
+    // wins by far and settles.
+    let cap = 4096;
+    let mut p = GatedDuel::new(cap);
+    let mut twice = Vec::new();
+    for t in 0..40_000u128 {
+        twice.push(t);
+        if t >= 1500 {
+            twice.push(t - 1500);
+        }
+    }
+    drive(&mut p, cap, &twice, 1);
+    assert!(p.in_release_order() && p.paused);
+    assert_eq!(p.protected_cap(), usize::MAX, "no demotion in LRU's order");
+    // A registration while paused leaves the filter as it was.
+    let fresh = info(9_000_000);
+    assert!(!p.seen.contains(fresh.hash));
+    let s = p.evict().unwrap();
+    p.on_register(s, &fresh);
+    assert!(!p.seen.contains(fresh.hash), "paused: not written");
+    p.insert(s, &fresh);
+    // The gated order's traffic (a hot set of 1,000 keys, each back after
+    // 4,000 one-off keys: beyond LRU's reach, within the protected
+    // segment's) brings the filter and the order back.
+    let mut stream = Vec::new();
+    for i in 0..60_000u128 {
+        stream.push(10_000_000 + i);
+        if i % 4 == 0 {
+            stream.push(20_000_000 + (i / 4) % 1000);
+        }
+    }
+    let mut q = GatedDuel::new(cap);
+    drive(&mut q, cap, &twice, 1);
+    assert!(q.paused);
+    drive(&mut q, cap, &stream, 1);
+    assert!(!q.paused && !q.in_release_order());
+    assert!(q.duel.as_ref().unwrap().counter() > 0);
+    assert_eq!(q.protected_cap(), q.max_protected_cap);
 }
