@@ -174,7 +174,7 @@ impl Drop for ImmutableBlock {
     fn drop(&mut self) {
         let mut g = self.store.inner.lock();
         let Inner { core, policy } = &mut *g;
-        with_policy!(policy, p => core.release_one(p, self.slot));
+        with_policy!(policy, p => core.release_one(p, self.slot, self.hash));
     }
 }
 

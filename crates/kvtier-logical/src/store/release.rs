@@ -39,10 +39,10 @@ impl Core {
                 drop(b);
                 continue;
             }
-            let s = b.slot;
+            let (s, hash) = (b.slot, b.hash);
             std::mem::forget(b);
             forgotten += 1;
-            self.release_one(p, s);
+            self.release_one(p, s, hash);
         }
         forgotten
     }

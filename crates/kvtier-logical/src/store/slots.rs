@@ -162,13 +162,28 @@ impl Core {
     /// Drop one reference to a registered slot: at zero it becomes inactive
     /// (listed by the policy) or, if no longer indexed, free.
     #[inline(always)]
-    pub(super) fn release_one<P: EvictionPolicy>(&mut self, p: &mut P, s: SlotId) {
+    pub(super) fn release_one<P: EvictionPolicy>(
+        &mut self,
+        p: &mut P,
+        s: SlotId,
+        hash: SequenceHash,
+    ) {
         let slot = &mut self.slots[s as usize];
         debug_assert!(slot.state == State::Registered && slot.refcount > 0);
+        debug_assert!(slot.hash == hash, "a guard names its slot's block");
         slot.refcount -= 1;
         if slot.refcount == 0 {
             if slot.indexed {
-                p.insert(s, &slot.info());
+                // The guard's copy of the hash, already in registers, not
+                // the slot's.
+                p.insert(
+                    s,
+                    &BlockInfo {
+                        hash,
+                        position: slot.position,
+                        is_leaf: slot.children == 0,
+                    },
+                );
             } else {
                 self.free_slot(s);
             }
