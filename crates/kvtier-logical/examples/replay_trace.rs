@@ -14,9 +14,10 @@
 //! Arguments: policy name (default `lru`), capacity in blocks (6000),
 //! repeats (1), tuning as a `PolicyParams` JSON object (`{}`, e.g.
 //! `'{"gated-duel":{"duel_sample_rate":0}}'`). The environment variable
-//! `KVTIER_TRACE` names another Mooncake-format trace to replay instead. Prints the hits and the best and median replay times (the
-//! times are for comparing builds run alternately on one machine; the
-//! criterion bench `replay/trace` is the reference figure).
+//! `KVTIER_TRACE` names another Mooncake-format trace to replay instead.
+//! Prints the hits and the best and median replay times (the times are for
+//! comparing builds run alternately on one machine; the criterion bench
+//! `replay/trace` is the reference figure).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -40,7 +41,7 @@ fn main() {
     let own;
     let requests = match std::env::var_os("KVTIER_TRACE") {
         Some(path) => {
-            own = read_trace(std::path::Path::new(&path));
+            own = common::read_trace(std::path::Path::new(&path));
             &own[..]
         }
         None => common::trace(),
@@ -69,22 +70,4 @@ fn main() {
             times[times.len() / 2]
         );
     }
-}
-
-/// The requests of a Mooncake-format JSONL trace, hashed with salt 0.
-fn read_trace(path: &std::path::Path) -> Vec<Vec<kvtier_logical::SequenceHash>> {
-    let text = std::fs::read_to_string(path).expect("readable trace");
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("trace line is JSON");
-            let ids: Vec<u64> = v["hash_ids"]
-                .as_array()
-                .expect("hash_ids array")
-                .iter()
-                .map(|x| x.as_u64().expect("id"))
-                .collect();
-            kvtier_logical::hash_trace_ids(kvtier_logical::CacheSalt(0), &ids)
-        })
-        .collect()
 }

@@ -17,13 +17,13 @@
 //! miniature is `duel_hysteresis` differing samples behind. Only sampled
 //! accesses touch the miniatures: two small tables per `rate` accesses.
 //!
-//! Once LRU's order has won by a wide margin (the counter at half its
-//! floor, [`Order::LruSettled`]), the tier also stops keeping what only
-//! the gated order reads (its seen filter, the proven segment): a large
-//! tier of chat traffic then costs about what LRU costs. The margin back
-//! (a quarter of the floor) comes well before the order changes (the
-//! counter back at 0), so the seen filter has refilled for a part of its
-//! memory when the gated order returns.
+//! Once LRU's order has won by a wide margin (four times the hysteresis
+//! below 0, [`Order::LruSettled`]), the tier also stops keeping its seen
+//! filter, which only the gated order reads: most of a large tier of chat
+//! traffic's replay runs that way. The margin back (twice the hysteresis)
+//! comes well before the order changes (the counter back at 0), so the
+//! seen filter has been written again for a while when the gated order
+//! returns.
 
 use super::classes::Classes;
 use super::gated::{GatedLru, GatedParams, Verdicts};
@@ -157,10 +157,7 @@ pub(super) struct Duel {
     counter: i32,
     max: i32,
     hysteresis: i32,
-    /// The order the tier follows: LRU's (`true`, the start) or
-    /// `gated-lru`'s.
-    lru_order: bool,
-    /// The tier's order as last reported ([`Order`]).
+    /// The order the tier follows (LRU's at the start), as last reported.
     order: Order,
 }
 
@@ -204,19 +201,18 @@ impl Duel {
             counter: 0,
             max: params.duel_counter_max as i32,
             hysteresis: params.duel_hysteresis as i32,
-            lru_order: true,
             order: Order::Lru,
         }
     }
 
-    /// The sampling mask: a hash is sampled when the low 32 of its high 64
-    /// bits, masked with it, are 0 (as [`ShadowLru::sampled`]).
     /// The counter (tests).
     #[cfg(test)]
     pub(super) fn counter(&self) -> i32 {
         self.counter
     }
 
+    /// The sampling mask: a hash is sampled when the low 32 of its high 64
+    /// bits, masked with it, are 0 (as [`ShadowLru::sampled`]).
     pub(super) fn sample_mask(&self) -> u32 {
         self.lru.rate() - 1
     }
@@ -268,12 +264,11 @@ impl Duel {
         self.counter = (self.counter + d).clamp(-self.max, self.max);
         // LRU's order is left as soon as the gated miniature is ahead, and
         // taken back only `hysteresis` differing samples behind.
-        let lru = if self.lru_order {
-            self.counter < 0
-        } else {
+        let lru = if self.order == Order::Gated {
             self.counter <= -self.hysteresis
+        } else {
+            self.counter < 0
         };
-        self.lru_order = lru;
         let order = if !lru {
             Order::Gated
         } else if self.counter <= settle_at(self.hysteresis)
@@ -327,7 +322,7 @@ mod tests {
         let cap = 1024;
         let keys = (400..20_000u128).flat_map(|t| [t, t - 400]);
         let d = run(cap, keys);
-        assert!(d.lru_order, "counter {}", d.counter);
+        assert!(d.order != Order::Gated, "counter {}", d.counter);
     }
 
     #[test]
@@ -336,7 +331,7 @@ mod tests {
         let cap = 1024;
         let keys = (0..40_000u128).flat_map(|i| [1_000_000 + i, i % 700]);
         let d = run(cap, keys);
-        assert!(!d.lru_order, "counter {}", d.counter);
+        assert_eq!(d.order, Order::Gated, "counter {}", d.counter);
         assert!(d.counter > 0);
     }
 
@@ -355,9 +350,9 @@ mod tests {
             })
         };
         let alone = run(cap, keys());
-        assert!(!alone.lru_order, "counter {}", alone.counter);
+        assert_eq!(alone.order, Order::Gated, "counter {}", alone.counter);
         let over = run_over(cap, 4 * cap as u64, keys());
-        assert!(over.lru_order, "counter {}", over.counter);
+        assert!(over.order != Order::Gated, "counter {}", over.counter);
         assert!(over.counter.abs() <= over.hysteresis, "{}", over.counter);
     }
 

@@ -247,14 +247,13 @@ pub struct Gated<const ADAPT: bool, const DUEL: bool = false> {
     /// `gated-duel`: the two sampled miniatures and their counter (`None`
     /// for the others, or without sampling).
     duel: Option<Box<Duel>>,
-    /// `gated-duel`: evict in release order (the duel chose LRU's order).
-    lru_order: bool,
-    /// `gated-duel`: LRU's order is settled ([`Order::LruSettled`]): the
-    /// seen filter is neither read nor written and every block is placed in
-    /// *new*, so the tier costs about what LRU costs. Blocks then register
-    /// as seen once; the filter's older contents stay and fade with its
-    /// generations once it is written again.
-    paused: bool,
+    /// `gated-duel`: the order its duel chose (always `Gated` for the
+    /// others). In either LRU order the tier evicts in release order; once
+    /// it is settled ([`Order::LruSettled`]) the seen filter is neither
+    /// read nor written: blocks then register as seen once, and the
+    /// filter's older contents stay and fade with its generations once it
+    /// is written again.
+    order: Order,
     /// `gated-duel`: the duel's sampling mask (`ShadowLru::sampled`), all
     /// ones without a duel.
     duel_mask: u32,
@@ -332,18 +331,13 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         let duel =
             (DUEL && params.duel_sample_rate > 0).then(|| Box::new(Duel::new(capacity, params)));
         let duel_mask = duel.as_ref().map_or(u32::MAX, |d| d.sample_mask());
-        Gated {
+        let mut g = Gated {
             nodes,
             base,
             boundary: base,
             counts: 0,
             seen: SeenFilter::with_params(capacity, &params.seen),
-            // `gated-duel` starts in LRU's order: no demotion.
-            protected_cap: if DUEL && params.duel_sample_rate > 0 {
-                usize::MAX
-            } else {
-                max_protected_cap
-            },
+            protected_cap: max_protected_cap,
             clock: 0,
             credit: credit as u32,
             classes: Classes::new(&params.classes),
@@ -355,9 +349,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
                 .then(|| ShadowLru::new(capacity, params.duel_sample_rate, 64)),
             duel,
             duel_mask,
-            // `gated-duel` starts in LRU's order (`duel.rs`).
-            lru_order: DUEL && params.duel_sample_rate > 0,
-            paused: false,
+            order: Order::Gated,
             duel_miss: params.duel_miss_weight as i32,
             duel_hit: params.duel_hit_weight as i32,
             step: (capacity / params.adapt_step_div as usize).max(1),
@@ -368,11 +360,16 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
             proven_min: params.proven_min,
             max_passes: params.max_passes,
             capacity,
+        };
+        if g.duel.is_some() {
+            // `gated-duel` starts in LRU's order (`duel.rs`).
+            g.set_order(Order::Lru);
         }
+        g
     }
 
     /// Node `i`, without a bounds check. Every index used is a slot id
-    /// checked against the capacity at the entry points ([`Self::check`]), a
+    /// checked against the capacity at the entry points ([`Self::check`]),
     /// the sentinel (`base`), or a link read from a node: links
     /// start as the node's own index and `link` only ever sets them to one
     /// of those.
@@ -613,14 +610,21 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
     fn duel_access(&mut self, hash: SequenceHash, after_register: bool, flags: u8) {
         let Some(d) = &mut self.duel else { return };
         if let Some(order) = d.access(hash, after_register, flags & CONT != 0, &self.classes) {
-            self.lru_order = order != Order::Gated;
-            self.paused = order == Order::LruSettled;
-            self.protected_cap = if self.lru_order {
-                usize::MAX
-            } else {
-                self.max_protected_cap
-            };
+            self.set_order(order);
         }
+    }
+
+    /// `gated-duel`: follow `order`. In LRU's order the protected share is
+    /// unbounded, so `place` demotes nothing (the order ignores the
+    /// segments; the overflow is demoted once the gated order is back).
+    #[inline]
+    fn set_order(&mut self, order: Order) {
+        self.order = order;
+        self.protected_cap = if order == Order::Gated {
+            self.max_protected_cap
+        } else {
+            usize::MAX
+        };
     }
 
     /// `gated-duel`: the next victim in release order across the two
@@ -649,7 +653,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
     /// Whether the tier currently evicts in release order (`gated-duel`
     /// after its duel chose LRU's order; always `false` for the others).
     pub fn in_release_order(&self) -> bool {
-        self.lru_order
+        self.order != Order::Gated
     }
 
     /// Miniature (`duel.rs`): the sampled block in `slot` was accessed
@@ -713,7 +717,7 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
 
     #[inline(always)]
     fn evict(&mut self) -> Option<SlotId> {
-        if DUEL && self.lru_order {
+        if DUEL && self.order != Order::Gated {
             return self.evict_in_release_order();
         }
         let (s, p) = (self.base, self.boundary);
@@ -782,7 +786,7 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
     fn on_register(&mut self, slot: SlotId, info: &BlockInfo) {
         self.check(slot);
         let hash = info.hash;
-        let seen = !(DUEL && self.paused) && self.seen.check_and_insert(hash);
+        let seen = !(DUEL && self.order == Order::LruSettled) && self.seen.check_and_insert(hash);
         if ADAPT {
             self.duel(hash, false);
             let window = 2 * (self.capacity - self.protected_cap) as u32;
@@ -828,7 +832,7 @@ impl<const ADAPT: bool, const DUEL: bool> EvictionPolicy for Gated<ADAPT, DUEL> 
         let (sn, sp) = (self.boundary, self.base);
         let (mut a, mut b) = (self.node(self.base).next, self.boundary);
         // `gated-duel` in LRU's order: `evict_in_release_order`'s choice.
-        let release_order = DUEL && self.lru_order;
+        let release_order = DUEL && self.order != Order::Gated;
         // Bounded work: at most 4n nodes visited (skipped ones included).
         let mut budget = 4 * n;
         while out.len() < n && budget > 0 {

@@ -227,20 +227,7 @@ impl Index {
         if let Some(s) = self.get(p, hash, hash_of) {
             return Err(s);
         }
-        let mut b = p.home;
-        loop {
-            let bucket = &mut self.buckets[b];
-            let free = bucket.mask(EMPTY);
-            if free != 0 {
-                let k = free.trailing_zeros() as usize;
-                bucket.tags[k] = p.tag;
-                bucket.slots[k] = slot;
-                self.len += 1;
-                return Ok(pos(b, k));
-            }
-            self.buckets[b].overflow += 1;
-            b = (b + 1) & self.mask;
-        }
+        Ok(self.insert_absent(p, slot))
     }
 
     /// Remove the entry of `slot`, indexed under a hash with probe `p`.

@@ -5,7 +5,7 @@ use super::emit::StoredChains;
 use super::slots::{Core, Slot, State, NO_SLOT};
 use super::{BlockStore, CompleteBlock, Counted, DuplicatePolicy, ImmutableBlock, Inner, Shared};
 use crate::hash::SequenceHash;
-use crate::policy::{BlockInfo, EvictionPolicy, SlotId};
+use crate::policy::{EvictionPolicy, SlotId};
 
 impl BlockStore {
     /// Make complete blocks matchable. Returns one guard per input, in order.
@@ -151,15 +151,7 @@ impl Core {
                         slot.parent_slot = parent_slot;
                         slot.parent_gen = parent_gen;
                     }
-                    // (The batch's copy of the hash, in a register.)
-                    p.on_register(
-                        s,
-                        &BlockInfo {
-                            hash,
-                            position: slot.position,
-                            is_leaf: slot.children == 0,
-                        },
-                    );
+                    p.on_register(s, &slot.info_as(hash));
                     registered += 1;
                     prev = Some((hash, s));
                     if EMIT {

@@ -73,8 +73,18 @@ impl Slot {
     /// read are never loaded: the hooks are inlined).
     #[inline(always)]
     pub(super) fn info(&self) -> BlockInfo {
+        self.info_as(self.hash)
+    }
+
+    /// [`info`](Self::info) with the caller's copy of the block's hash
+    /// (`hash == self.hash`): a guard's or a batch's, already in a
+    /// register where the slot's copy would be loaded (and, in the release
+    /// loop, spilled).
+    #[inline(always)]
+    pub(super) fn info_as(&self, hash: SequenceHash) -> BlockInfo {
+        debug_assert!(self.hash == hash, "the caller names this slot's block");
         BlockInfo {
-            hash: self.hash,
+            hash,
             position: self.position,
             is_leaf: self.children == 0,
         }
@@ -174,16 +184,7 @@ impl Core {
         slot.refcount -= 1;
         if slot.refcount == 0 {
             if slot.indexed {
-                // The guard's copy of the hash, already in registers, not
-                // the slot's.
-                p.insert(
-                    s,
-                    &BlockInfo {
-                        hash,
-                        position: slot.position,
-                        is_leaf: slot.children == 0,
-                    },
-                );
+                p.insert(s, &slot.info_as(hash));
             } else {
                 self.free_slot(s);
             }
