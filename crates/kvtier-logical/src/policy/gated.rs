@@ -174,6 +174,16 @@ struct Node {
     flags: u8,
 }
 
+/// A listed slot's share of `Gated::counts`: one listed slot, and one
+/// proven slot in the high half if `list` is *proven* (`NEW` is 0 and
+/// `PROVEN` 1, so the segment is the high half's count itself).
+#[inline(always)]
+fn count_of(list: u8) -> u64 {
+    const _: () = assert!(NEW == 0 && PROVEN == 1);
+    debug_assert!(list <= PROVEN);
+    1 + ((list as u64) << 32)
+}
+
 /// How many release ticks `later` is after `earlier`, on the wrapping clock
 /// (negative if it is before). Exact while the two are less than 2^31 ticks
 /// apart; beyond that a proven block may only lose its credit late.
@@ -437,7 +447,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         n.list = list;
         self.node_mut(prev).next = slot;
         self.node_mut(next).prev = slot;
-        self.counts += 1 + (((list == PROVEN) as u64) << 32);
+        self.counts += count_of(list);
     }
 
     /// Unlink a listed slot.
@@ -452,7 +462,7 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         }
         self.node_mut(prev).next = next;
         self.node_mut(next).prev = prev;
-        self.counts -= 1 + (((list == PROVEN) as u64) << 32);
+        self.counts -= count_of(list);
     }
 
     /// Pop the next victim of the proven segment (not empty): blocks with
@@ -678,15 +688,15 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         n.flags = if cont { CONT } else { 0 };
     }
 
-    /// Miniature: the block of `hash` in `slot` was evicted (after
+    /// Miniature: the block of sampled `key` in `slot` was evicted (after
     /// `evict`).
     #[inline]
-    pub(super) fn mini_evicted(&mut self, slot: SlotId, hash: SequenceHash) {
+    pub(super) fn mini_evicted(&mut self, slot: SlotId, key: u64) {
         let n = self.node_mut(slot);
         let flags = n.flags;
         n.flags = 0;
         if flags & HIT != 0 {
-            self.seen.check_and_insert(hash);
+            self.seen.check_and_insert(super::duel::remix(key));
         }
     }
 

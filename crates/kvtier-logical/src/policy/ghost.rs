@@ -29,7 +29,7 @@ impl RecentGhost {
     pub fn with_entries(capacity: usize, entries_per_slot: usize) -> Self {
         let n = super::table_len(capacity, entries_per_slot);
         RecentGhost {
-            entries: vec![0; n],
+            entries: super::touched_table(n),
             mask: (n - 1) as u64,
             clock: 0,
         }

@@ -98,7 +98,7 @@ impl SeenFilter {
         let words = super::table_len(capacity, params.words_per_slot as usize);
         let generation = capacity.max(1) as u64 * params.generation_per_slot as u64;
         SeenFilter {
-            words: vec![0; words],
+            words: super::touched_table(words),
             mask: (words - 1) as u64,
             left: generation,
             generation,

@@ -134,7 +134,7 @@ impl ShadowLru {
     pub fn new(capacity: usize, rate: u32, min_entries: usize) -> Self {
         let rate = sample_rate(capacity, rate, min_entries);
         let cap = (capacity / rate as usize).max(1);
-        let mut links = vec![[0; 2]; cap + 1];
+        let mut links = super::touched_table::<[u32; 2]>(cap + 1);
         links[cap] = [cap as u32; 2];
         ShadowLru {
             mask: rate - 1,

@@ -80,7 +80,7 @@ impl FrequencySketch {
     pub fn with_params(capacity: usize, params: &SketchParams) -> Self {
         let words = super::table_len(capacity, params.words_per_slot as usize);
         FrequencySketch {
-            table: vec![0; words],
+            table: super::touched_table(words),
             mask: (words - 1) as u64,
             period: (capacity.max(1) as u64) * params.period_per_slot as u64,
             additions: 0,
