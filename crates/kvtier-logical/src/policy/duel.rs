@@ -126,7 +126,7 @@ impl MiniGated {
             v
         };
         self.index.insert(miss, s);
-        self.gated.mini_register(s, remix(key), cont);
+        self.gated.mini_register(s, key, cont);
         self.gated.place(s, after_register, Some(verdicts));
         false
     }

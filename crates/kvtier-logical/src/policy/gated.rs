@@ -677,11 +677,11 @@ impl<const ADAPT: bool, const DUEL: bool> Gated<ADAPT, DUEL> {
         n.flags = (n.flags & !(CONT | TAIL)) | HIT;
     }
 
-    /// Miniature: a sampled block of `hash` was computed into `slot`
+    /// Miniature: a block of sampled `key` was computed into `slot`
     /// (`cont`: the full tier registered it as a continuation).
     #[inline]
-    pub(super) fn mini_register(&mut self, slot: SlotId, hash: SequenceHash, cont: bool) {
-        let seen = self.seen.check_and_insert(hash);
+    pub(super) fn mini_register(&mut self, slot: SlotId, key: u64, cont: bool) {
+        let seen = self.seen.check_and_insert(super::duel::remix(key));
         let n = self.node_mut(slot);
         n.passes = 0;
         n.freq = 1 + seen as u8;

@@ -339,17 +339,17 @@ policy_params! {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn touched_tables_are_default_filled() {
-        let t: Vec<u64> = super::touched_table(100_000);
+        let t: Vec<u64> = touched_table(100_000);
         assert_eq!(t.len(), 100_000);
         assert!(t.iter().all(|&w| w == 0));
-        let l: Vec<[u32; 2]> = super::touched_table(3);
+        let l: Vec<[u32; 2]> = touched_table(3);
         assert_eq!(l, [[0; 2]; 3]);
-        assert!(super::touched_table::<u8>(0).is_empty());
+        assert!(touched_table::<u8>(0).is_empty());
     }
-
-    use super::*;
 
     #[test]
     fn names_round_trip() {

@@ -151,7 +151,7 @@ impl BuildPolicy for S3Fifo {
             small: SlotList::new(capacity),
             main: SlotList::new(capacity),
             seg: vec![NONE; capacity],
-            freq: vec![0; capacity],
+            freq: super::touched_table(capacity),
             n_small: 0,
             small_target: (capacity * params.small_percent as usize / 100).max(1),
             max_freq: params.max_freq,

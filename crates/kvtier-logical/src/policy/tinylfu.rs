@@ -189,7 +189,7 @@ impl BuildPolicy for TinyLfu {
             probation: SlotList::new(capacity),
             protected: SlotList::new(capacity),
             seg: vec![NONE; capacity],
-            hit: vec![false; capacity],
+            hit: super::touched_table(capacity),
             key: vec![SequenceHash::ROOT; capacity],
             n_window: 0,
             n_main: 0,
